@@ -1,0 +1,3 @@
+from bgcut.cli import main
+
+main()

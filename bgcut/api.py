@@ -1,0 +1,105 @@
+"""The Python API for single images: ``remove(image)`` and the reusable ``Remover``.
+
+Folders and file lists go through ``bgcut.remove_backgrounds`` (the batch engine); these
+are for code that already holds images in memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import PostOptions
+from .models import create_model
+from .pipeline.decode import Decoded, load_image, resize_for_model
+from .pipeline.infer import Predictor, pick_device, pick_dtype, upsample_mask
+from .pipeline.postprocess import Background, parse_background, parse_margin, render
+
+ImageLike = Image.Image | np.ndarray | str | os.PathLike
+
+
+class Remover:
+    """A loaded model that cuts out images in batches; build once, call many times.
+
+    >>> remover = Remover()                       # the embedded default model, on the best device
+    >>> cut = remover.remove("photo.jpg")         # PIL.Image, RGBA
+    >>> masks = remover.masks([img1, img2])       # uint8 numpy masks, one per image
+
+    Raises (at construction): UnknownModelError, WeightsUnavailableError, ChecksumError,
+    WeightsMismatchError, UsageError (device or precision).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        weights: str | os.PathLike | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        size: int | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        dev = pick_device(device)
+        loaded = create_model(model, weights, device="cpu")
+        self.predictor = Predictor(loaded, dev, pick_dtype(precision, dev), size)
+        self.model_name = loaded.cfg.name
+        self.batch_size = batch_size
+
+    def _decode(self, images: Sequence[ImageLike]) -> list[Decoded]:
+        return [load_image(im) for im in images]
+
+    def _masks(self, decoded: list[Decoded]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for i in range(0, len(decoded), self.batch_size):
+            chunk = decoded[i : i + self.batch_size]
+            batch = torch.stack([resize_for_model(d.rgb, self.predictor.size) for d in chunk])
+            for d, m in zip(chunk, self.predictor(batch), strict=True):
+                out.append(upsample_mask(m, d.rgb.shape[0], d.rgb.shape[1]))
+        return out
+
+    def masks(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
+        """Raw soft masks (H x W uint8, 255 = foreground), before any post-processing."""
+        return self._masks(self._decode(images))
+
+    def remove_batch(
+        self,
+        images: Sequence[ImageLike],
+        *,
+        format: str = "png-alpha",  # noqa: A002 - mirrors the CLI's --format
+        bg: str | None = None,
+        post: PostOptions | None = None,
+        margin: str = "0",
+    ) -> list[Image.Image]:
+        """Cut-outs as PIL images: RGBA (``png-alpha``, ``webp``, ``crop``), L (``mask``) or RGB (``jpg``, or any ``bg``)."""
+        post = post or PostOptions()
+        background: Background | None = parse_background(bg) if bg else None
+        decoded = self._decode(images)
+        results = []
+        for d, m in zip(decoded, self._masks(decoded), strict=True):
+            r = render(d.rgb, d.alpha, m, post, format, background, parse_margin(margin))
+            if not r.images:  # a crop with no foreground: an empty, fully transparent image
+                results.append(Image.new("RGBA", (0, 0)))
+            else:
+                results.append(Image.fromarray(r.images[0][1]))
+        return results
+
+    def remove(self, image: ImageLike, **kwargs: object) -> Image.Image:
+        """One image; the keyword arguments are those of ``remove_batch``."""
+        return self.remove_batch([image], **kwargs)[0]  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=2)
+def _cached_remover(model: str | None, device: str) -> Remover:
+    return Remover(model=model, device=device)
+
+
+def remove(image: ImageLike, *, model: str | None = None, device: str = "auto", **kwargs: object) -> Image.Image:
+    """Cut the background out of one image (PIL image, numpy array or path) -> PIL image.
+
+    The model is loaded on first use and kept for later calls with the same model/device.
+    """
+    return _cached_remover(model, device).remove(image, **kwargs)

@@ -1,0 +1,59 @@
+"""Shared pieces of the commands: the root group, option aliases, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ..errors import BgcutError, UsageError
+
+COMMANDS = ("remove", "models", "train", "eval")
+
+
+class DefaultToRemove(TyperGroup):
+    """``bgcut INPUT...`` means ``bgcut remove INPUT...`` unless the first word is a command.
+
+    So ``bgcut photos -o out`` works, and a folder that shares a command's name is
+    reached by writing it as a path: ``bgcut ./train -o out``.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["remove", *args]
+        return super().parse_args(ctx, args)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"bgcut: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn bgcut's errors into one stderr line and an exit status (2 usage, 1 otherwise)."""
+    try:
+        yield
+    except UsageError as e:
+        raise fail(str(e), 2) from None
+    except BgcutError as e:
+        raise fail(str(e), 1) from None
+
+
+def echo_err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name from `bgcut models list` (default: the embedded bgcut-lite).")]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option("--weights", "-w", help="Local weights: a .safetensors/.pth file or a folder from `bgcut train` (config.json beside it sets the architecture)."),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0, help="Decode processes (0 = decode in the main process).")]
+SizeOpt = Annotated[int | None, typer.Option("--size", min=32, help="Inference resolution in pixels (default: the model's).")]

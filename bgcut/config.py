@@ -1,0 +1,110 @@
+"""Frozen settings objects shared by the stages.
+
+``PretrainedCfg`` is the contract of one registered model: where its weights live and
+what input it expects. Pipeline code reads preprocessing from here, never from
+per-model code paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """One registry entry: architecture, input contract, weight location, provenance."""
+
+    name: str
+    arch: str
+    arch_args: dict[str, Any] = field(default_factory=dict)
+    input_size: int = 320
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    # How the network's first output becomes a [0, 1] mask: "sigmoid" for logits,
+    # "minmax" for the U2-Net family's per-image rescaling.
+    output: str = "sigmoid"
+    hf_repo_id: str | None = None
+    hf_revision: str | None = None
+    hf_filename: str = "model.safetensors"
+    sha256: str | None = None
+    license: str = "unknown"
+    # File name inside bgcut/models/weights/ when the weights ship with the package.
+    embedded: str | None = None
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The config.json written beside exported weights."""
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "arch_args": dict(self.arch_args),
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "output": self.output,
+            "license": self.license,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **overrides: Any) -> PretrainedCfg:
+        known = {k: data[k] for k in ("name", "arch", "arch_args", "input_size", "output", "license") if k in data}
+        if "mean" in data:
+            known["mean"] = tuple(data["mean"])
+        if "std" in data:
+            known["std"] = tuple(data["std"])
+        known.update(overrides)
+        return cls(**known)
+
+
+FORMATS = ("png-alpha", "mask", "crop", "webp", "jpg")
+FORMAT_EXTENSIONS = {"png-alpha": ".png", "mask": ".png", "crop": ".png", "webp": ".webp", "jpg": ".jpg"}
+
+
+@dataclass(frozen=True)
+class PostOptions:
+    """How a predicted soft mask is turned into the final alpha (all in pixels of the input)."""
+
+    threshold: float = 0.5  # the cut for --binary, connected components, boxes and hole filling
+    binary: bool = False
+    keep: str = "all"  # "all" or "largest" connected object
+    fill_holes: bool = False
+    erode: int = 0
+    dilate: int = 0
+    feather: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What is written for each input."""
+
+    format: str = "png-alpha"
+    bg: str | None = None  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
+    margin: str = "0"  # crop margin: pixels ("16") or percent of the box ("10%")
+    per_object: bool = False
+    min_area: int = 64  # per-object crops: smaller objects are ignored (pixels)
+    png_compression: int = 3  # zlib level 0-9: 3 is ~3x faster than 9 for ~10% larger files
+
+    @property
+    def extension(self) -> str:
+        return FORMAT_EXTENSIONS[self.format]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One batch run's engine settings."""
+
+    model: str | None = None
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    size: int | None = None  # inference resolution; None = the model's own
+    batch_size: int = 8
+    workers: int = 2  # DataLoader decode processes; 0 decodes in the main process
+    writer_threads: int = 2
+    max_pixels: int = 100_000_000
+    overwrite: bool = False
+    manifest: str | None = None

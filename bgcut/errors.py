@@ -1,0 +1,36 @@
+"""bgcut's exceptions.
+
+Every error also subclasses a standard-library type so callers can catch broadly
+(``except ValueError``) or narrowly (``except UnknownModelError``). Messages are one
+line and say what to do next; the CLI prints them verbatim.
+"""
+
+from __future__ import annotations
+
+
+class BgcutError(Exception):
+    """Base of every error bgcut raises on purpose."""
+
+
+class UnknownModelError(BgcutError, ValueError):
+    """The model name is not in the registry."""
+
+
+class WeightsUnavailableError(BgcutError, FileNotFoundError):
+    """The weights file cannot be found locally and cannot be downloaded."""
+
+
+class ChecksumError(BgcutError, ValueError):
+    """A weights file does not have the sha256 its registry entry promises."""
+
+
+class WeightsMismatchError(BgcutError, ValueError):
+    """A weights file's tensors do not fit the architecture."""
+
+
+class ImageError(BgcutError, ValueError):
+    """One input image cannot be read or decoded; the reason is in the message."""
+
+
+class UsageError(BgcutError, ValueError):
+    """Options that do not make sense together (the CLI exits with status 2)."""

@@ -1,0 +1,72 @@
+"""``create_model``: name or weights path -> a ready, eval-mode module with its config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import PretrainedCfg
+from ..errors import UsageError, WeightsUnavailableError
+from ._hub import resolve_weights
+from ._registry import DEFAULT_MODEL, build_arch, get_pretrained_cfg
+from ._weights import load_into, read_state_dict, sha256_file
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    cfg: PretrainedCfg
+    weights_path: Path
+    sha256: str
+
+
+def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg]:
+    """A ``--weights`` path: a folder or file with ``config.json`` beside it, or a bare file for ``name``'s architecture."""
+    if weights.is_dir():
+        weights = weights / "model.safetensors"
+    if not weights.exists():
+        raise WeightsUnavailableError(f"weights file {weights} does not exist")
+    config = weights.parent / "config.json"
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{config}: not valid JSON ({e})") from None
+        return weights, PretrainedCfg.from_json(data, **({"name": data.get("name", weights.parent.name)}))
+    return weights, replace(get_pretrained_cfg(name or DEFAULT_MODEL), embedded=None, sha256=None)
+
+
+def create_model(
+    name: str | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    force_download: bool = False,
+) -> LoadedModel:
+    """Build a registered model (or the architecture described beside ``weights``) and load its weights.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+        WeightsUnavailableError: no local weights and no way to download them.
+        ChecksumError: the weights found do not match the registry's sha256.
+        WeightsMismatchError: the tensors do not fit the architecture.
+    """
+    if weights is not None:
+        path, cfg = _local_cfg(Path(weights), name)
+        sha = sha256_file(path)
+    else:
+        cfg = get_pretrained_cfg(name or DEFAULT_MODEL)
+        path, sha = resolve_weights(cfg, force_download=force_download)
+    module = build_arch(cfg)
+    load_into(module, read_state_dict(path), path)
+    module.eval().to(device)
+    return LoadedModel(module, cfg, path, sha)
+
+
+def count_parameters(cfg: PretrainedCfg) -> int:
+    with torch.device("meta"):
+        module = build_arch(cfg)
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,99 @@
+"""Where weights come from. The only module that imports huggingface_hub.
+
+Resolution order for a registered model: weights shipped inside the package, then the
+huggingface_hub cache (no network), then ``hf_hub_download`` (which honours
+``HF_ENDPOINT``, ``HF_HOME`` and ``HF_HUB_OFFLINE``). Whatever the source, the sha256 from
+the registry is checked before the file is used. Hub errors are translated here, once,
+into bgcut errors whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from ..config import PretrainedCfg
+from ..errors import WeightsUnavailableError
+from ._weights import verify_sha256
+
+EMBEDDED_DIR = "weights"
+
+
+def embedded_path(cfg: PretrainedCfg) -> Path | None:
+    """Path of the weights shipped in ``bgcut/models/weights/``, when this model has them."""
+    if not cfg.embedded:
+        return None
+    path = Path(str(resources.files("bgcut.models") / EMBEDDED_DIR / cfg.embedded))
+    return path if path.is_file() else None
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _download(cfg: PretrainedCfg, *, local_only: bool, force: bool = False) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    from .. import __version__
+
+    return Path(
+        hf_hub_download(
+            cfg.hf_repo_id,
+            cfg.hf_filename,
+            revision=cfg.hf_revision,
+            local_files_only=local_only,
+            force_download=force,
+            library_name="bgcut",
+            library_version=__version__,
+        )
+    )
+
+
+def cached_path(cfg: PretrainedCfg) -> Path | None:
+    """The weights if they are in the huggingface_hub cache; never touches the network."""
+    if not cfg.hf_repo_id:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(cfg.hf_repo_id, cfg.hf_filename, revision=cfg.hf_revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tuple[Path, str]:
+    """Find (or fetch) the weights of a registered model; returns (path, sha256).
+
+    Raises:
+        WeightsUnavailableError: not shipped, not cached, and offline or the Hub is unreachable.
+        ChecksumError: the file found does not have the registry's sha256.
+    """
+    if not force_download:
+        local = embedded_path(cfg) or cached_path(cfg)
+        if local is not None:
+            return local, verify_sha256(local, cfg.sha256, cfg.name)
+    if not cfg.hf_repo_id:
+        raise WeightsUnavailableError(f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH")
+    from huggingface_hub import errors as hf_errors
+
+    where = f"{cfg.hf_repo_id}@{cfg.hf_revision or 'main'}/{cfg.hf_filename}"
+    if _offline():
+        raise WeightsUnavailableError(
+            f"model {cfg.name!r} is not cached and HF_HUB_OFFLINE is set; on a machine with network run "
+            f"`bgcut models fetch {cfg.name}` (same HF_HOME), or pass --weights PATH"
+        )
+    try:
+        path = _download(cfg, local_only=False, force=force_download)
+    except hf_errors.RepositoryNotFoundError:
+        raise WeightsUnavailableError(f"Hub repo {cfg.hf_repo_id!r} for model {cfg.name!r} not found (or private: set HF_TOKEN)") from None
+    except (hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError):
+        raise WeightsUnavailableError(f"{where} not found on the Hub for model {cfg.name!r}") from None
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled, ConnectionError, TimeoutError, OSError) as e:
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise WeightsUnavailableError(
+            f"cannot download {where} for model {cfg.name!r} from {endpoint} ({reason}); "
+            f"check the network or pass --weights PATH"
+        ) from None
+    return path, verify_sha256(path, cfg.sha256, cfg.name)

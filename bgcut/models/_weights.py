@@ -1,0 +1,69 @@
+"""Reading weight files into modules: safetensors first, ``.pth`` state dicts without pickle code."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import ChecksumError, WeightsMismatchError, WeightsUnavailableError
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None, model: str) -> str:
+    """Return the file's sha256; raise ``ChecksumError`` when it is not ``expected``."""
+    actual = sha256_file(path)
+    if expected and actual != expected:
+        raise ChecksumError(
+            f"weights {path} for model {model!r} have sha256 {actual[:12]}…, expected {expected[:12]}…: "
+            f"the file is corrupt or truncated; delete it and run `bgcut models fetch {model} --force`"
+        )
+    return actual
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file, or of a ``.pth``/``.pt`` state dict (never unpickling code)."""
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
+        raise WeightsMismatchError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsMismatchError(f"{path} is not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:
+    """Strict load with a one-line report of what does not fit (names, shapes, dtypes)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    bad_dtype = [
+        f"{k} {state[k].dtype}" for k in own if k in state and state[k].is_floating_point() != own[k].is_floating_point()
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", bad_shape), ("dtype", bad_dtype)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise WeightsMismatchError(f"weights {source} do not fit architecture {type(model).__name__}: {'; '.join(problems)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

@@ -1,0 +1,1 @@
+"""The batch engine: reader -> decode -> infer -> postprocess -> writer, wired in ``run``."""

@@ -1,0 +1,180 @@
+"""Decoding: a path (or bytes, PIL image, array) -> an RGB uint8 array plus the input's own alpha.
+
+Every image mode PIL can hand us is normalised here, once, so later stages only ever see
+RGB uint8: EXIF orientation applied, palette and LA/RGBA alpha kept, CMYK converted,
+16-bit data scaled (not clipped) to 8 bits, animations reduced to their first frame.
+The ``DecodeDataset`` runs this in DataLoader workers; a failure becomes an error record
+for that one file rather than an exception that would stop the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+# We enforce our own --max-pixels limit with a clear message; PIL's global bomb check
+# would otherwise fire first with a different limit and wording.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass
+class Decoded:
+    rgb: np.ndarray  # H x W x 3 uint8
+    alpha: np.ndarray | None  # H x W uint8, the input's own transparency, if any
+    warning: str | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+def _to_uint8_from_16bit(im: Image.Image) -> np.ndarray:
+    arr = np.asarray(im)
+    if arr.dtype.byteorder == ">" or arr.dtype != np.uint16:
+        arr = arr.astype(np.float64)
+    # 16-bit sample values span 0..65535; divide rather than clip so the picture keeps its tones.
+    return np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
+
+
+def _normalise(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        gray = _to_uint8_from_16bit(im) if mode != "I" or np.asarray(im).max() > 255 else np.asarray(im).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), None
+    if mode == "F":
+        gray = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), None
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode not in ("RGB", "RGBA"):
+        im = im.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    if im.mode == "RGBA":
+        arr = np.asarray(im)
+        alpha = arr[:, :, 3].copy()
+        return np.ascontiguousarray(arr[:, :, :3]), (None if alpha.min() == 255 else alpha)
+    return np.asarray(im).copy(), None
+
+
+def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode one image; raises ``ImageError`` whose message is the reason (without the path)."""
+    warning = None
+    if isinstance(source, Image.Image):
+        im = source
+    else:
+        path = Path(source)
+        try:
+            if path.is_dir():
+                raise ImageError("is a directory, not an image")
+            if path.stat().st_size == 0:
+                raise ImageError("empty file (0 bytes)")
+            im = Image.open(path)
+        except PermissionError:
+            raise ImageError("permission denied") from None
+        except FileNotFoundError:
+            raise ImageError("no such file") from None
+        except UnidentifiedImageError:
+            raise ImageError("not an image, or a format PIL cannot identify") from None
+        except OSError as e:
+            raise ImageError(f"cannot open: {e.strerror or e}") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (--max-pixels)")
+    if getattr(im, "n_frames", 1) > 1:
+        warning = f"animated image with {im.n_frames} frames; only the first frame is used"
+        im.seek(0)
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        rgb, alpha = _normalise(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot decode image: {e}") from None
+    finally:
+        if not isinstance(source, Image.Image):
+            im.close()
+    return Decoded(rgb, alpha, warning)
+
+
+def load_image(source: str | os.PathLike[str] | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Like ``open_image`` but also takes a numpy array (H x W, H x W x 3 RGB or H x W x 4 RGBA)."""
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    return open_image(source, max_pixels)
+
+
+def _from_array(arr: np.ndarray) -> Decoded:
+    if arr.dtype == np.uint16:
+        arr = np.rint(arr / 257.0).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        return Decoded(np.repeat(arr[:, :, None], 3, axis=2), None)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return Decoded(np.ascontiguousarray(arr), None)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return Decoded(np.ascontiguousarray(arr[:, :, :3]), arr[:, :, 3].copy())
+    raise ImageError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
+
+
+def resize_for_model(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor (area-averaged)."""
+    small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(small).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class DecodeItem:
+    """What one DataLoader worker returns for one input: tensors on success, or the error."""
+
+    index: int
+    model_input: torch.Tensor | None = None
+    rgb: torch.Tensor | None = None  # H x W x 3 uint8, full size
+    alpha: torch.Tensor | None = None
+    error: str | None = None
+    warning: str | None = None
+
+
+class DecodeDataset(torch.utils.data.Dataset):
+    """Map-style dataset over input paths; never raises for a bad file."""
+
+    def __init__(self, paths: list[Path], size: int, max_pixels: int) -> None:
+        self.paths, self.size, self.max_pixels = paths, size, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> DecodeItem:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PIL's EXIF/ICC chatter; real problems raise
+                dec = open_image(self.paths[i], self.max_pixels)
+        except ImageError as e:
+            return DecodeItem(i, error=str(e))
+        except MemoryError:
+            return DecodeItem(i, error="out of memory while decoding")
+        return DecodeItem(
+            i,
+            model_input=resize_for_model(dec.rgb, self.size),
+            rgb=torch.from_numpy(dec.rgb),
+            alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
+            warning=dec.warning,
+        )
+
+
+def collate(items: list[DecodeItem]) -> list[DecodeItem]:
+    """Keep items as a list: full-size images differ in shape, and errors carry no tensors."""
+    return items

@@ -1,0 +1,244 @@
+"""Post-processing: pure functions on uint8 masks and images (no I/O, no model).
+
+Masks are H x W uint8 (255 = foreground). Every decision that needs a hard mask
+(components, holes, boxes) uses ``threshold``; the alpha itself stays soft unless
+``binary`` is asked for, because soft edges look right on hair and fur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageColor
+
+from ..config import PostOptions
+from ..errors import UsageError
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
+
+
+def _cut(threshold: float) -> int:
+    # threshold is in [0, 1]; a pixel is foreground when alpha/255 >= threshold.
+    return int(np.ceil(threshold * 255 - 1e-9))
+
+
+def hard(mask: np.ndarray, threshold: float) -> np.ndarray:
+    return mask >= _cut(threshold)
+
+
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def keep_largest(mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Zero every connected object but the largest, with its soft rim."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hard(mask, threshold).astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    # Keep the soft pixels near the kept object (its anti-aliased edge), drop the rest.
+    near = cv2.dilate((labels == largest).astype(np.uint8), _disk(3)).astype(bool)
+    out = mask.copy()
+    out[~near] = 0
+    return out
+
+
+def fill_holes(mask: np.ndarray, threshold: float) -> np.ndarray:
+    """Set to 255 every background region that does not touch the image border."""
+    fg = hard(mask, threshold).astype(np.uint8)
+    h, w = fg.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = fg
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    holes = flood[1:-1, 1:-1] == 0
+    out = mask.copy()
+    out[holes] = 255
+    return out
+
+
+def refine(mask: np.ndarray, opts: PostOptions) -> np.ndarray:
+    """Apply the post-processing options in a fixed order: keep, fill, erode, dilate, binary, feather."""
+    if opts.keep == "largest":
+        mask = keep_largest(mask, opts.threshold)
+    elif opts.keep != "all":
+        raise UsageError(f"--keep must be 'all' or 'largest', not {opts.keep!r}")
+    if opts.fill_holes:
+        mask = fill_holes(mask, opts.threshold)
+    if opts.erode > 0:
+        mask = cv2.erode(mask, _disk(opts.erode))
+    if opts.dilate > 0:
+        mask = cv2.dilate(mask, _disk(opts.dilate))
+    if opts.binary:
+        mask = np.where(hard(mask, opts.threshold), 255, 0).astype(np.uint8)
+    if opts.feather > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=opts.feather / 2)
+    return mask
+
+
+def apply_input_alpha(mask: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """An input that was already transparent stays transparent where it was."""
+    if alpha is None:
+        return mask
+    return ((mask.astype(np.uint16) * alpha.astype(np.uint16) + 127) // 255).astype(np.uint8)
+
+
+def cutout(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    return np.dstack([rgb, alpha])
+
+
+@dataclass(frozen=True)
+class Background:
+    color: tuple[int, int, int] | None = None
+    image: np.ndarray | None = None  # RGB
+
+
+def parse_background(spec: str) -> Background:
+    """A colour name, ``#rrggbb``, ``r,g,b``, or the path of a photo."""
+    if "," in spec:
+        try:
+            parts = tuple(int(p) for p in spec.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+            raise UsageError(f"--bg {spec!r}: expected three numbers 0-255 like 0,128,255")
+        return Background(color=parts)  # type: ignore[arg-type]
+    try:
+        return Background(color=ImageColor.getrgb(spec)[:3])
+    except ValueError:
+        pass
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"--bg {spec!r} is neither a colour nor an image file")
+    try:
+        with Image.open(path) as im:
+            return Background(image=np.asarray(im.convert("RGB")).copy())
+    except OSError as e:
+        raise UsageError(f"--bg {spec}: cannot read image ({e})") from None
+
+
+def _cover(image: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Scale to cover w x h, then centre-crop (the photo is never stretched)."""
+    ih, iw = image.shape[:2]
+    s = max(w / iw, h / ih)
+    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    x0, y0 = (nw - w) // 2, (nh - h) // 2
+    return resized[y0 : y0 + h, x0 : x0 + w]
+
+
+def composite(rgb: np.ndarray, alpha: np.ndarray, bg: Background) -> np.ndarray:
+    """Alpha-blend the cut-out onto a colour or a photo; returns RGB uint8."""
+    h, w = alpha.shape
+    back = np.empty_like(rgb)
+    if bg.image is not None:
+        back[:] = _cover(bg.image, w, h)
+    else:
+        back[:] = bg.color
+    a = alpha.astype(np.float32)[:, :, None] / 255.0
+    return np.clip(rgb * a + back * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+
+
+def bounding_box(mask: np.ndarray, threshold: float) -> Box | None:
+    ys, xs = np.nonzero(hard(mask, threshold))
+    if xs.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def parse_margin(spec: str) -> tuple[float, bool]:
+    """``"16"`` -> (16, False) pixels; ``"10%"`` -> (10, True) percent of the box's size."""
+    text = spec.strip()
+    pct = text.endswith("%")
+    try:
+        value = float(text[:-1] if pct else text)
+    except ValueError:
+        raise UsageError(f"--margin {spec!r}: expected pixels like 16 or a percentage like 10%") from None
+    if value < 0:
+        raise UsageError(f"--margin {spec!r} must not be negative")
+    return value, pct
+
+
+def expand_box(box: Box, margin: tuple[float, bool], width: int, height: int) -> Box:
+    x0, y0, x1, y1 = box
+    value, pct = margin
+    mx = value * (x1 - x0) / 100 if pct else value
+    my = value * (y1 - y0) / 100 if pct else value
+    return (
+        max(0, int(np.floor(x0 - mx))),
+        max(0, int(np.floor(y0 - my))),
+        min(width, int(np.ceil(x1 + mx))),
+        min(height, int(np.ceil(y1 + my))),
+    )
+
+
+def object_masks(mask: np.ndarray, threshold: float, min_area: int) -> list[tuple[Box, np.ndarray]]:
+    """One (box, mask) per connected object of at least ``min_area`` pixels, largest first.
+
+    Each object's mask keeps its own soft rim and excludes the other objects.
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(hard(mask, threshold).astype(np.uint8), connectivity=8)
+    order = sorted(range(1, n), key=lambda i: (-stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_LEFT]))
+    objects = []
+    for i in order:
+        if stats[i, cv2.CC_STAT_AREA] < min_area:
+            continue
+        own = labels == i
+        near = cv2.dilate(own.astype(np.uint8), _disk(3)).astype(bool) & ((labels == 0) | own)
+        obj = np.where(near, mask, 0).astype(np.uint8)
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        objects.append(((x, y, x + w, y + h), obj))
+    return objects
+
+
+@dataclass
+class Rendered:
+    """What one input becomes: images to write (name suffix, array) and facts for the manifest."""
+
+    images: list[tuple[str, np.ndarray]]
+    bbox: Box | None
+    fg_fraction: float
+
+
+def render(
+    rgb: np.ndarray,
+    input_alpha: np.ndarray | None,
+    raw_mask: np.ndarray,
+    post: PostOptions,
+    fmt: str,
+    bg: Background | None = None,
+    margin: tuple[float, bool] = (0.0, False),
+    per_object: bool = False,
+    min_area: int = 64,
+) -> Rendered:
+    """Turn an image and its predicted mask into the output(s) of format ``fmt``."""
+    mask = apply_input_alpha(refine(raw_mask, post), input_alpha)
+    h, w = mask.shape
+    box = bounding_box(mask, post.threshold)
+    fraction = float(hard(mask, post.threshold).mean())
+
+    def colour(alpha: np.ndarray, pixels: np.ndarray = rgb) -> np.ndarray:
+        return composite(pixels, alpha, bg) if bg is not None else cutout(pixels, alpha)
+
+    if fmt == "mask":
+        images = [("", mask)]
+    elif fmt == "jpg":
+        images = [("", composite(rgb, mask, bg or Background(color=(255, 255, 255))))]
+    elif fmt in ("png-alpha", "webp"):
+        images = [("", colour(mask))]
+    elif fmt == "crop" and per_object:
+        images = []
+        for n, (obj_box, obj_mask) in enumerate(object_masks(mask, post.threshold, min_area)):
+            x0, y0, x1, y1 = expand_box(obj_box, margin, w, h)
+            images.append((f"_obj{n:02d}", colour(obj_mask[y0:y1, x0:x1], rgb[y0:y1, x0:x1])))
+    elif fmt == "crop":
+        images = []
+        if box is not None:
+            x0, y0, x1, y1 = expand_box(box, margin, w, h)
+            images = [("", colour(mask[y0:y1, x0:x1], rgb[y0:y1, x0:x1]))]
+    else:
+        raise UsageError(f"unknown format {fmt!r}")
+    return Rendered(images, box, fraction)

@@ -1,0 +1,148 @@
+"""Reading inputs: files, folders (walked recursively) and ``-`` (paths on stdin) -> sources.
+
+Each source gets a deterministic output key: its path relative to the folder it was found
+in, without extension. The key decides the output name, so reruns find earlier outputs
+(resume) and two runs over the same inputs name things the same way.
+
+Naming rules (also in the README):
+- a folder argument: keys are paths relative to that folder (``photos/a/b.jpg`` -> ``a/b``);
+- a file argument or a stdin line: a relative path without ``..`` keeps its folders
+  (``./a/b.jpg`` -> ``a/b``, so ``find . | bgcut -`` reproduces the tree); an absolute path or
+  one that climbs out with ``..`` keeps only its file name;
+- when several inputs would get the same key (``a.jpg`` and ``a.png``; compared
+  case-insensitively, for case-insensitive file systems), each of them keeps its full file
+  name as its key (``a.jpg`` -> ``a.jpg.png``, ``a.png`` -> ``a.png.png``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path  # the file to read
+    key: str  # output name without extension, "/"-separated, relative to the output folder
+    display: str  # the path as the user wrote it (or as found under their folder), for messages
+
+
+@dataclass
+class Listing:
+    sources: list[Source]
+    errors: list[tuple[str, str]]  # (input as given, reason): inputs that cannot even be listed
+    warnings: list[str]
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Path, str]]:
+    """Yield (file, key-with-extension) under ``root``; follows symlinks but never loops."""
+    seen_dirs: set[tuple[int, int]] = set()
+    stack = [(root, PurePosixPath())]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as e:
+            listing.errors.append((str(folder), f"cannot read folder: {e.strerror}"))
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            listing.warnings.append(f"{folder}: folder already visited (symlink loop?), not followed again")
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        if skip is not None and folder.resolve() == skip:
+            continue  # the output folder inside the input folder: never read our own outputs
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            listing.errors.append((str(folder), f"cannot list folder: {e.strerror}"))
+            continue
+        subdirs = []
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append((path, rel / entry.name))
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                if not path.exists():
+                    listing.errors.append((str(path), "broken symlink"))
+                    continue
+                yield path, str(rel / entry.name)
+        stack.extend(reversed(subdirs))
+
+
+def _key_for_file(arg: str) -> str:
+    p = PurePosixPath(arg.replace(os.sep, "/"))
+    if p.is_absolute() or ".." in p.parts:
+        return p.name
+    return str(p)
+
+
+def _strip_ext(name: str) -> str:
+    p = PurePosixPath(name)
+    return str(p.with_suffix("")) if p.suffix else name
+
+
+def list_sources(inputs: list[str], output_dir: Path | None = None, stdin_lines: Iterable[str] | None = None) -> Listing:
+    """Expand the command line's inputs into sources with unique output keys.
+
+    ``stdin_lines`` supplies the paths for ``-``. Files under ``output_dir`` are never
+    inputs. The same file reached twice (a repeated argument, a symlink) is read once.
+    """
+    listing = Listing([], [], [])
+    skip = output_dir.resolve() if output_dir is not None else None
+    found: list[tuple[Path, str, str]] = []  # (path, key with extension, display)
+    for arg in inputs:
+        if arg == "-":
+            for line in stdin_lines or ():
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    found.extend(_expand(line, skip, listing))
+        else:
+            found.extend(_expand(arg, skip, listing))
+    seen: set[Path] = set()
+    unique: list[tuple[Path, str, str]] = []
+    for path, key, display in found:
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        unique.append((path, key, display))
+    listing.sources = _assign_keys(unique)
+    return listing
+
+
+def _expand(arg: str, skip: Path | None, listing: Listing) -> list[tuple[Path, str, str]]:
+    path = Path(arg)
+    if path.is_dir():
+        return [(p, rel, str(p)) for p, rel in _walk(path, skip, listing)]
+    if not path.exists() and not path.is_symlink():
+        listing.errors.append((arg, "no such file or folder"))
+        return []
+    return [(path, _key_for_file(arg), arg)]
+
+
+def _assign_keys(found: list[tuple[Path, str, str]]) -> list[Source]:
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for i, (_, key, _) in enumerate(found):
+        by_key[_strip_ext(key).lower()].append(i)
+    sources = []
+    for i, (path, key, display) in enumerate(found):
+        clash = len(by_key[_strip_ext(key).lower()]) > 1
+        sources.append(Source(path, key if clash else _strip_ext(key), display))
+    return sorted(sources, key=lambda s: s.key)

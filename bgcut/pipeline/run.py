@@ -1,0 +1,307 @@
+"""``remove_backgrounds``: the only place that knows the order of the stages.
+
+reader (list inputs, skip finished ones) -> decode (DataLoader worker processes) ->
+infer (one model, batched, on the device) -> postprocess + encode + write (a thread pool,
+so the device never waits on PNG compression) -> manifest and summary (main thread).
+A bad file becomes a failed row with its reason; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import cv2
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import FORMATS, OutputOptions, PostOptions, RunOptions
+from ..errors import UsageError
+from ..models import create_model
+from .decode import DecodeDataset, DecodeItem, collate
+from .infer import Predictor, pick_device, pick_dtype, upsample_mask
+from .postprocess import Background, parse_background, parse_margin, render
+from .reader import Source, list_sources
+from .writer import atomic_write, encode
+
+STDOUT = "-"
+
+
+@dataclass
+class Row:
+    """One manifest line: what happened to one input."""
+
+    input: str
+    outputs: list[str] = field(default_factory=list)
+    status: str = "done"  # done | skipped | empty | failed
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bbox: list[int] | None = None
+    fg_fraction: float | None = None
+    model: str | None = None
+    weights_sha256: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class RunSummary:
+    done: int = 0
+    skipped: int = 0
+    empty: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.empty
+
+    @property
+    def images_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and not self.interrupted
+
+    def line(self) -> str:
+        parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
+        if self.empty:
+            parts.insert(1, f"{self.empty} with no foreground")
+        tail = " (interrupted)" if self.interrupted else ""
+        return f"bgcut: {', '.join(parts)} in {self.seconds:.1f}s ({self.images_per_second:.2f} images/s){tail}"
+
+
+def _stderr(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _init_worker(_: int) -> None:
+    # Each decode worker is one process; letting each also spawn a thread per core oversubscribes the CPU.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+@dataclass
+class _Job:
+    """Everything a writer thread needs for one input."""
+
+    source: Source
+    item: DecodeItem
+    mask: object  # np.ndarray, uint8 H x W
+
+
+class _Engine:
+    def __init__(
+        self, run: RunOptions, out: OutputOptions, post: PostOptions, output: str,
+        log: Callable[[str], None], stdout: BinaryIO | None,
+    ) -> None:
+        if out.format not in FORMATS:
+            raise UsageError(f"--format {out.format!r}: expected one of {', '.join(FORMATS)}")
+        self.run, self.out, self.post, self.log = run, out, post, log
+        self.to_stdout = output == STDOUT
+        self.out_dir = None if self.to_stdout else Path(output)
+        self.stdout = stdout
+        self.bg: Background | None = parse_background(out.bg) if out.bg else None
+        self.margin = parse_margin(out.margin)
+        if not 0.0 <= post.threshold <= 1.0:
+            raise UsageError(f"--threshold {post.threshold}: must be between 0 and 1")
+        if self.to_stdout and out.per_object:
+            raise UsageError("--per-object writes several files; it cannot write to stdout (-o -)")
+        self.model_name: str | None = None
+        self.sha: str | None = None
+
+    def output_path(self, source: Source, suffix: str = "") -> Path:
+        assert self.out_dir is not None
+        return self.out_dir / f"{source.key}{suffix}{self.out.extension}"
+
+    def finished(self, source: Source) -> bool:
+        if self.to_stdout or self.run.overwrite:
+            return False
+        return self.output_path(source, "_obj00" if self.out.per_object else "").exists()
+
+    def write(self, job: _Job) -> Row:
+        """Post-process, encode and write one input (runs in a writer thread)."""
+        item, source = job.item, job.source
+        rgb = item.rgb.numpy()
+        h, w = rgb.shape[:2]
+        row = Row(source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning)
+        try:
+            result = render(
+                rgb, None if item.alpha is None else item.alpha.numpy(), job.mask, self.post, self.out.format,
+                self.bg, self.margin, self.out.per_object, self.out.min_area,
+            )
+            row.bbox = list(result.bbox) if result.bbox else None
+            row.fg_fraction = round(result.fg_fraction, 6)
+            if not result.images:
+                row.status = "empty"
+                return row
+            for suffix, image in result.images:
+                data = encode(image, self.out.extension, self.out.png_compression)
+                if self.to_stdout:
+                    assert self.stdout is not None
+                    self.stdout.write(data)
+                    self.stdout.flush()
+                    row.outputs.append(STDOUT)
+                else:
+                    path = self.output_path(source, suffix)
+                    atomic_write(path, data)
+                    row.outputs.append(str(path))
+            if self.out.per_object:
+                self._remove_stale_objects(source, len(result.images))
+        except OSError as e:
+            row.status, row.error = "failed", f"cannot write output: {e.strerror or e}"
+        except Exception as e:  # noqa: BLE001 - one input's failure must not stop the batch
+            row.status, row.error = "failed", f"{type(e).__name__}: {e}"
+        return row
+
+    def _remove_stale_objects(self, source: Source, n: int) -> None:
+        # An --overwrite rerun that finds fewer objects must not leave the old extra crops behind.
+        while (stale := self.output_path(source, f"_obj{n:02d}")).exists():
+            stale.unlink()
+            n += 1
+
+
+def _check_output_not_input(inputs: list[str], out_dir: Path) -> None:
+    target = out_dir.resolve()
+    for arg in inputs:
+        if arg != STDOUT and Path(arg).is_dir() and Path(arg).resolve() == target:
+            raise UsageError(f"the output folder {out_dir} is the input folder {arg}; choose another -o")
+
+
+def remove_backgrounds(
+    inputs: list[str],
+    output: str | Path,
+    run: RunOptions | None = None,
+    out: OutputOptions | None = None,
+    post: PostOptions | None = None,
+    *,
+    stdin_lines: Iterable[str] | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = _stderr,
+    stdout: BinaryIO | None = None,
+) -> RunSummary:
+    """Cut out every image in ``inputs`` into ``output`` (a folder, or ``"-"`` for stdout).
+
+    Returns the summary with one row per input; never raises for a bad image.
+
+    Raises:
+        UsageError: options that do not fit together, or the output folder is an input.
+        UnknownModelError, WeightsUnavailableError, ChecksumError, WeightsMismatchError: the model.
+    """
+    run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
+    output = str(output)
+    engine = _Engine(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
+    t0 = time.perf_counter()
+    summary = RunSummary()
+    listing = list_sources(inputs, engine.out_dir, stdin_lines)
+    if engine.to_stdout and len(listing.sources) + len(listing.errors) != 1:
+        raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
+    if engine.out_dir is not None:
+        _check_output_not_input(inputs, engine.out_dir)
+    manifest = open(run.manifest, "a", encoding="utf-8") if run.manifest else None  # noqa: SIM115
+
+    def record(row: Row) -> None:
+        summary.rows.append(row)
+        if row.status == "failed":
+            summary.failed += 1
+            log(f"bgcut: error: {row.input}: {row.error}")
+        elif row.status == "skipped":
+            summary.skipped += 1
+        elif row.status == "empty":
+            summary.empty += 1
+        else:
+            summary.done += 1
+        if row.warning:
+            log(f"bgcut: warning: {row.input}: {row.warning}")
+        if manifest is not None:
+            manifest.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            manifest.flush()
+
+    try:
+        for warning in listing.warnings:
+            log(f"bgcut: warning: {warning}")
+        for arg, reason in listing.errors:
+            record(Row(arg, status="failed", error=reason))
+        pending = []
+        for source in listing.sources:
+            if engine.finished(source):
+                record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
+            else:
+                pending.append(source)
+        if pending:
+            _process(engine, pending, record, progress, summary)
+    finally:
+        if manifest is not None:
+            manifest.close()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _process(engine: _Engine, pending: list[Source], record: Callable[[Row], None], progress: bool | None, summary: RunSummary) -> None:
+    run = engine.run
+    device = pick_device(run.device)
+    dtype = pick_dtype(run.precision, device)
+    loaded = create_model(run.model, run.weights, device="cpu")
+    engine.model_name, engine.sha = loaded.cfg.name, loaded.sha256
+    predictor = Predictor(loaded, device, dtype, run.size)
+    workers = 0 if engine.to_stdout else max(0, run.workers)
+    loader = DataLoader(
+        DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels),
+        batch_size=max(1, run.batch_size),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_init_worker if workers else None,
+        prefetch_factor=2 if workers else None,
+    )
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
+    inflight: deque[Future[Row]] = deque()
+    limit = max(2, run.writer_threads) * 2 + run.batch_size  # bounded: decoded images wait here, in RAM
+
+    def drain(keep: int) -> None:
+        while len(inflight) > keep:
+            record(inflight.popleft().result())
+            bar.update(1)
+
+    batches = iter(loader)
+    try:
+        for batch in batches:
+            good = [it for it in batch if it.error is None]
+            for it in batch:
+                if it.error is not None:
+                    record(Row(pending[it.index].display, status="failed", error=it.error))
+                    bar.update(1)
+            if good:
+                masks = predictor(torch.stack([it.model_input for it in good]))
+                for it, mask in zip(good, masks, strict=True):
+                    h, w = it.rgb.shape[:2]
+                    job = _Job(pending[it.index], it, upsample_mask(mask, h, w))
+                    inflight.append(pool.submit(engine.write, job))
+            drain(limit)
+        drain(0)
+    except KeyboardInterrupt:
+        # Stop reading; let the writes already started finish (each is atomic anyway).
+        summary.interrupted = True
+        for fut in inflight:
+            fut.cancel()
+        drain_started = [f for f in inflight if not f.cancelled()]
+        inflight.clear()
+        for fut in drain_started:
+            record(fut.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        del batches  # shuts the DataLoader's worker processes down
+        bar.close()

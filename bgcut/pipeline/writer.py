@@ -1,0 +1,54 @@
+"""Writers: encode an array to bytes in the requested format, and write it atomically.
+
+Atomic means: bytes go to a hidden temporary file in the destination folder, which is
+renamed over the final name only when complete, so an interrupt, a full disk or a crash
+never leaves a half-written output under a name that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+TMP_SUFFIX = ".bgcut-tmp"
+
+
+def encode(image: np.ndarray, ext: str, png_compression: int = 3, jpeg_quality: int = 95) -> bytes:
+    """Encode RGB, RGBA or L uint8 arrays. OpenCV for PNG/JPEG (fast, releases the GIL), PIL for WebP."""
+    if ext == ".webp":
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "WEBP", lossless=True, quality=80, method=4)
+        return buf.getvalue()
+    if image.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        image = cv2.cvtColor(image, code)
+    if ext == ".png":
+        ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, png_compression])
+    elif ext == ".jpg":
+        if image.ndim == 3 and image.shape[2] == 4:
+            raise ValueError("JPEG has no alpha channel: composite onto a background first")
+        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    else:
+        raise ValueError(f"unsupported output extension {ext!r}")
+    if not ok:
+        raise OSError(f"encoding to {ext} failed")
+    return data.tobytes()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,181 @@
+"""The training loop behind ``bgcut train``.
+
+Decodes the pairs once into memory, trains with AdamW and a warm-up + cosine schedule,
+validates each epoch with the same metrics as ``bgcut eval``, checkpoints every epoch
+(``last.pt``, resumable) and exports the best epoch as ``model.safetensors`` + ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from ..config import PretrainedCfg
+from ..evaluate import MaskMetrics
+from ..models import build_arch, get_pretrained_cfg
+from ..models._weights import sha256_file
+from .data import augment, cache_pairs, list_pairs, split_pairs
+from .losses import deep_supervision_loss
+
+
+@dataclass
+class TrainConfig:
+    images: Path
+    masks: Path
+    output: Path
+    model: str = "bgcut-lite"  # registry entry whose architecture and input contract are trained
+    name: str | None = None  # name written into config.json (defaults to ``model``)
+    size: int = 256
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.1
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"
+    max_minutes: float | None = None
+    resume: bool = False
+    limit: int | None = None  # use only the first N pairs (smoke tests)
+    arch_args: dict = field(default_factory=dict)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _normalise(x: torch.Tensor, cfg: PretrainedCfg) -> torch.Tensor:
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, cfg: PretrainedCfg, device: torch.device, batch: int = 32) -> dict:
+    model.eval()
+    metrics = MaskMetrics()
+    for i in range(0, len(images), batch):
+        x = _normalise(images[i : i + batch].to(device).float() / 255.0, cfg)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        pred = torch.sigmoid(model(x).float())
+        pred_u8 = (pred * 255).round().byte().cpu().numpy()[:, 0]
+        for p, g in zip(pred_u8, masks[i : i + batch].numpy()[:, 0], strict=True):
+            metrics.update(p, g)
+    return metrics.compute().to_dict()
+
+
+def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like callable
+    """Train and export; returns the path of the exported ``model.safetensors``."""
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    base_cfg = get_pretrained_cfg(cfg.model)
+    arch_args = {**base_cfg.arch_args, **cfg.arch_args}
+    model_cfg = PretrainedCfg(
+        name=cfg.name or cfg.model, arch=base_cfg.arch, arch_args=arch_args, input_size=base_cfg.input_size,
+        mean=base_cfg.mean, std=base_cfg.std, output=base_cfg.output, license=base_cfg.license,
+    )
+    device = _device(cfg.device)
+    pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
+    if cfg.limit:
+        pairs = pairs[: cfg.limit]
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
+    if not val_pairs:  # tiny sets: still hold something out so "best" means something
+        train_pairs, val_pairs = pairs[1:], pairs[:1]
+    t0 = time.time()
+    cache_size = int(round(cfg.size * 1.15))
+    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers)
+    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers)
+    log(f"cached {len(train_pairs)} train / {len(val_pairs)} val pairs in {time.time() - t0:.0f}s")
+    (out / "split.json").write_text(json.dumps({"val": [p[0].name for p in val_pairs]}, indent=0))
+
+    model = build_arch(model_cfg).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    steps_per_epoch = max(1, len(train_pairs) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    warmup = min(300, total // 10 + 1)
+    start_epoch, step, best, history = 0, 0, -1.0, []
+    ckpt_path = out / "last.pt"
+    if cfg.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, step, best = int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["best"])
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
+        log(f"resumed from {ckpt_path} at epoch {start_epoch}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        gen.manual_seed(cfg.seed * 1000 + epoch)  # same epoch -> same order, also after resume
+        order = torch.randperm(len(tr_img), generator=gen)
+        t_ep, loss_sum = time.time(), 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen)
+            x = _normalise(x.to(device, non_blocking=True), model_cfg).contiguous(memory_format=torch.channels_last)
+            y = y.to(device, non_blocking=True)
+            for g in opt.param_groups:
+                g["lr"] = _lr_at(step, total, cfg.lr, warmup)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                outputs = model(x)
+            loss = deep_supervision_loss([o.float() for o in outputs], y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            loss_sum += float(loss.detach())
+            step += 1
+            if deadline and time.time() > deadline:
+                break
+        val = validate(model, va_img, va_msk, model_cfg, device)
+        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum / (b + 1), "seconds": round(time.time() - t_ep, 1), **val}
+        history.append(row)
+        log(json.dumps(row))
+        if val["maxF"] - val["mae"] > best:
+            best = val["maxF"] - val["mae"]
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "best.safetensors"))
+        torch.save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best": best},
+            ckpt_path,
+        )
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        if deadline and time.time() > deadline:
+            log(f"stopping: --max-minutes {cfg.max_minutes} reached after epoch {epoch + 1}")
+            break
+    return export(out, model_cfg, history, cfg)
+
+
+def export(out: Path, model_cfg: PretrainedCfg, history: list[dict], cfg: TrainConfig) -> Path:
+    best = out / "best.safetensors"
+    final = out / "model.safetensors"
+    if best.exists():
+        shutil.copyfile(best, final)  # keep best.safetensors so a resumed run can still compare
+    config = model_cfg.to_json()
+    config["sha256"] = sha256_file(final)
+    config["training"] = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    config["validation"] = max(history, key=lambda r: r["maxF"] - r["mae"]) if history else None
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return final

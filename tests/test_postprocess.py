@@ -1,0 +1,105 @@
+"""Mask post-processing and composition on hand-made masks, checked pixel by pixel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bgcut.config import PostOptions
+from bgcut.errors import UsageError
+from bgcut.pipeline import postprocess as pp
+
+
+def two_blobs() -> np.ndarray:
+    m = np.zeros((40, 60), np.uint8)
+    m[5:25, 5:35] = 255  # big: 600 px
+    m[30:36, 45:55] = 200  # small: 60 px
+    return m
+
+
+def test_keep_largest_drops_small_object() -> None:
+    out = pp.refine(two_blobs(), PostOptions(keep="largest"))
+    assert out[10, 10] == 255 and out[32, 50] == 0
+
+
+def test_fill_holes() -> None:
+    m = np.zeros((30, 30), np.uint8)
+    m[5:25, 5:25] = 255
+    m[12:18, 12:18] = 0  # enclosed hole
+    m[0:3, 0:3] = 0
+    out = pp.refine(m, PostOptions(fill_holes=True))
+    assert out[15, 15] == 255 and out[1, 1] == 0
+
+
+def test_binary_uses_threshold() -> None:
+    m = np.array([[0, 100, 127, 128, 200]], np.uint8)
+    assert pp.refine(m, PostOptions(binary=True)).tolist() == [[0, 0, 0, 255, 255]]
+    assert pp.refine(m, PostOptions(binary=True, threshold=0.3)).tolist() == [[0, 255, 255, 255, 255]]
+
+
+def test_erode_dilate_feather() -> None:
+    m = np.zeros((41, 41), np.uint8)
+    m[5:36, 5:36] = 255
+    assert pp.refine(m, PostOptions(erode=2))[5, 20] == 0
+    assert pp.refine(m, PostOptions(erode=2))[7, 20] == 255
+    assert pp.refine(m, PostOptions(dilate=2))[3, 20] == 255
+    feathered = pp.refine(m, PostOptions(feather=4))
+    assert 0 < feathered[5, 20] < 255 and feathered[20, 20] == 255
+
+
+def test_input_alpha_multiplies() -> None:
+    mask = np.full((1, 3), 255, np.uint8)
+    alpha = np.array([[0, 128, 255]], np.uint8)
+    assert pp.apply_input_alpha(mask, alpha).tolist() == [[0, 128, 255]]
+
+
+def test_composite_on_colour_and_photo() -> None:
+    rgb = np.full((2, 2, 3), 200, np.uint8)
+    alpha = np.array([[255, 0], [128, 0]], np.uint8)
+    out = pp.composite(rgb, alpha, pp.parse_background("#000000"))
+    assert out[0, 0].tolist() == [200, 200, 200] and out[0, 1].tolist() == [0, 0, 0]
+    assert out[1, 0, 0] == round(200 * 128 / 255)
+    photo = pp.Background(image=np.full((10, 20, 3), 7, np.uint8))
+    assert pp.composite(rgb, alpha, photo)[0, 1].tolist() == [7, 7, 7]
+
+
+@pytest.mark.parametrize("spec", ["notacolour", "1,2", "300,0,0"])
+def test_bad_background(spec: str) -> None:
+    with pytest.raises(UsageError, match="--bg"):
+        pp.parse_background(spec)
+
+
+def test_margin_and_box() -> None:
+    m = np.zeros((100, 100), np.uint8)
+    m[40:60, 30:50] = 255
+    box = pp.bounding_box(m, 0.5)
+    assert box == (30, 40, 50, 60)
+    assert pp.expand_box(box, pp.parse_margin("5"), 100, 100) == (25, 35, 55, 65)
+    assert pp.expand_box(box, pp.parse_margin("50%"), 100, 100) == (20, 30, 60, 70)
+    assert pp.expand_box(box, pp.parse_margin("100"), 100, 100) == (0, 0, 100, 100)
+    with pytest.raises(UsageError):
+        pp.parse_margin("ten")
+
+
+def test_object_masks_largest_first_and_min_area() -> None:
+    objs = pp.object_masks(two_blobs(), 0.5, min_area=10)
+    assert [b for b, _ in objs] == [(5, 5, 35, 25), (45, 30, 55, 36)]
+    assert objs[0][1][32, 50] == 0 and objs[1][1][32, 50] == 200
+    assert len(pp.object_masks(two_blobs(), 0.5, min_area=100)) == 1
+
+
+def test_render_formats() -> None:
+    rgb = np.full((40, 60, 3), 90, np.uint8)
+    mask = two_blobs()
+    post = PostOptions()
+    assert pp.render(rgb, None, mask, post, "mask").images[0][1] is not None
+    rgba = pp.render(rgb, None, mask, post, "png-alpha").images[0][1]
+    assert rgba.shape == (40, 60, 4) and rgba[10, 10, 3] == 255 and rgba[0, 0, 3] == 0
+    jpg = pp.render(rgb, None, mask, post, "jpg").images[0][1]
+    assert jpg.shape == (40, 60, 3) and jpg[0, 0].tolist() == [255, 255, 255]
+    crop = pp.render(rgb, None, mask, post, "crop")
+    assert crop.images[0][1].shape == (31, 50, 4) and crop.bbox == (5, 5, 55, 36)
+    per = pp.render(rgb, None, mask, post, "crop", per_object=True, min_area=10)
+    assert [s for s, _ in per.images] == ["_obj00", "_obj01"] and per.images[1][1].shape == (6, 10, 4)
+    empty = pp.render(rgb, None, np.zeros((40, 60), np.uint8), post, "crop")
+    assert empty.images == [] and empty.bbox is None and empty.fg_fraction == 0.0

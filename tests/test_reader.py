@@ -1,0 +1,73 @@
+"""Input listing and output keys: trees, collisions, hidden files, loops, stdin."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bgcut.pipeline.reader import list_sources
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def keys(listing) -> list[str]:  # noqa: ANN001
+    return [s.key for s in listing.sources]
+
+
+def test_folder_tree_keys(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "a.jpg")
+    touch(tmp_path / "in" / "sub" / "b.PNG")
+    touch(tmp_path / "in" / "notes.txt")
+    touch(tmp_path / "in" / ".hidden.jpg")
+    touch(tmp_path / "in" / ".cache" / "c.jpg")
+    assert keys(list_sources([str(tmp_path / "in")])) == ["a", "sub/b"]
+
+
+def test_same_stem_keeps_full_names(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "a.jpg")
+    touch(tmp_path / "in" / "a.png")
+    touch(tmp_path / "in" / "A.webp")
+    touch(tmp_path / "in" / "b.jpg")
+    assert keys(list_sources([str(tmp_path / "in")])) == ["A.webp", "a.jpg", "a.png", "b"]
+
+
+def test_output_folder_inside_input_is_skipped(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "a.jpg")
+    touch(tmp_path / "in" / "out" / "a.png")
+    assert keys(list_sources([str(tmp_path / "in")], output_dir=tmp_path / "in" / "out")) == ["a"]
+
+
+def test_symlink_loop_is_not_followed_forever(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "sub" / "a.jpg")
+    os.symlink(tmp_path / "in", tmp_path / "in" / "sub" / "loop")
+    listing = list_sources([str(tmp_path / "in")])
+    assert keys(listing) == ["sub/a"]
+    assert any("symlink loop" in w for w in listing.warnings)
+
+
+def test_files_and_stdin_keep_relative_folders(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.chdir(tmp_path)
+    touch(tmp_path / "x" / "p.jpg")
+    touch(tmp_path / "y" / "p.jpg")
+    listing = list_sources(["-"], stdin_lines=["./x/p.jpg\n", "y/p.jpg\n", "\n"])
+    assert keys(listing) == ["x/p", "y/p"]
+    assert keys(list_sources([str(tmp_path / "x" / "p.jpg")])) == ["p"]  # absolute: file name only
+
+
+def test_missing_input_is_an_error_row(tmp_path: Path) -> None:
+    listing = list_sources([str(tmp_path / "nope.jpg")])
+    assert listing.sources == [] and listing.errors == [(str(tmp_path / "nope.jpg"), "no such file or folder")]
+
+
+def test_unicode_and_spaces(tmp_path: Path) -> None:
+    touch(tmp_path / "in" / "mon été 🌞.jpg")
+    assert keys(list_sources([str(tmp_path / "in")])) == ["mon été 🌞"]
+
+
+def test_duplicate_inputs_are_read_once(tmp_path: Path) -> None:
+    f = touch(tmp_path / "in" / "a.jpg")
+    assert keys(list_sources([str(tmp_path / "in"), str(f)])) == ["a"]

@@ -1,0 +1,178 @@
+"""The batch engine end to end with the deterministic luma model: pixels, names, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bgcut import OutputOptions, PostOptions, RunOptions, remove_backgrounds
+from bgcut.errors import UsageError
+
+from .conftest import save, square_image
+
+
+def opts(luma: Path, **kw: object) -> RunOptions:
+    base = {"weights": str(luma), "workers": 0, "device": "cpu", "batch_size": 2}
+    base.update(kw)
+    return RunOptions(**base)  # type: ignore[arg-type]
+
+
+def run(inputs: list[str], out: Path, luma: Path, fmt: str = "png-alpha", post: PostOptions | None = None, **kw: object):  # noqa: ANN201
+    out_kw = {k: kw.pop(k) for k in ("bg", "margin", "per_object", "min_area") if k in kw}
+    return remove_backgrounds(inputs, out, opts(luma, **kw), OutputOptions(format=fmt, **out_kw), post, progress=False, log=lambda m: None)
+
+
+def test_png_alpha_pixels_and_tree(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    out = tmp_path / "out"
+    summary = run([str(photos)], out, luma_weights)
+    assert (summary.done, summary.failed) == (3, 0)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png", "sub/deeper/c.png"]
+    im = np.asarray(Image.open(out / "a.png"))
+    assert im.shape == (60, 80, 4)
+    assert im[30, 40, 3] == 255 and im[2, 2, 3] == 0  # inside the white square / far background
+    assert im[30, 40, :3].tolist() == [255, 255, 255]  # colour is the input's
+
+
+def test_mask_binary_and_crop(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    run([str(photos / "a.png")], tmp_path / "m", luma_weights, "mask", PostOptions(binary=True))
+    mask = np.asarray(Image.open(tmp_path / "m" / "a.png"))
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    ys, xs = np.nonzero(mask)
+    assert abs(xs.min() - 20) <= 1 and abs(xs.max() - 59) <= 1 and abs(ys.min() - 15) <= 1 and abs(ys.max() - 44) <= 1
+    run([str(photos / "a.png")], tmp_path / "c", luma_weights, "crop", margin="2")
+    crop = Image.open(tmp_path / "c" / "a.png")
+    assert crop.mode == "RGBA" and abs(crop.size[0] - 44) <= 2 and abs(crop.size[1] - 34) <= 2
+
+
+def test_jpg_on_background_and_webp(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    run([str(photos / "a.png")], tmp_path / "j", luma_weights, "jpg", bg="#00ff00")
+    jpg = np.asarray(Image.open(tmp_path / "j" / "a.jpg"))
+    assert jpg.shape == (60, 80, 3)
+    assert jpg[2, 2, 1] > 240 and jpg[2, 2, 0] < 15  # background became green
+    run([str(photos / "a.png")], tmp_path / "w", luma_weights, "webp")
+    webp = Image.open(tmp_path / "w" / "a.webp")
+    assert webp.mode == "RGBA" and np.asarray(webp)[30, 40, 3] == 255
+
+
+def test_per_object_crops(tmp_path: Path, luma_weights: Path) -> None:
+    arr = square_image((100, 60), (5, 5, 45, 55))
+    arr[20:40, 70:90] = 255
+    save(arr, tmp_path / "in" / "two.png")
+    run([str(tmp_path / "in")], tmp_path / "o", luma_weights, "crop", per_object=True)
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["two_obj00.png", "two_obj01.png"]
+    assert Image.open(tmp_path / "o" / "two_obj00.png").size[0] > Image.open(tmp_path / "o" / "two_obj01.png").size[0]
+
+
+def test_resume_skips_and_overwrite_redoes(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    out = tmp_path / "out"
+    run([str(photos)], out, luma_weights)
+    (out / "sub" / "b.png").unlink()
+    marker = (out / "a.png").stat().st_mtime_ns
+    second = run([str(photos)], out, luma_weights)
+    assert (second.done, second.skipped) == (1, 2)
+    assert (out / "sub" / "b.png").exists() and (out / "a.png").stat().st_mtime_ns == marker
+    third = run([str(photos)], out, luma_weights, overwrite=True)
+    assert (third.done, third.skipped) == (3, 0)
+
+
+def test_colliding_stems_get_distinct_outputs(tmp_path: Path, luma_weights: Path) -> None:
+    save(square_image(), tmp_path / "in" / "a.png")
+    save(square_image(), tmp_path / "in" / "a.jpg")
+    run([str(tmp_path / "in")], tmp_path / "o", luma_weights)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.jpg.png", "a.png.png"]
+
+
+def make_broken_folder(root: Path) -> list[str]:
+    """9 files: 6 good, 3 broken (empty, text, truncated)."""
+    for i in range(6):
+        save(square_image(), root / f"good{i}.png")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("hello")
+    data = (root / "good0.png").read_bytes()
+    (root / "trunc.png").write_bytes(data[: len(data) // 2])
+    return ["empty.jpg", "text.jpg", "trunc.png"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_third_broken(tmp_path: Path, luma_weights: Path, workers: int) -> None:
+    bad = make_broken_folder(tmp_path / "in")
+    messages: list[str] = []
+    summary = remove_backgrounds(
+        [str(tmp_path / "in")], tmp_path / "o", opts(luma_weights, workers=workers, manifest=str(tmp_path / "m.jsonl")),
+        progress=False, log=messages.append,
+    )
+    assert (summary.done, summary.failed) == (6, 3)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"good{i}.png" for i in range(6)]
+    errors = [m for m in messages if m.startswith("bgcut: error:")]
+    assert len(errors) == 3
+    for name in bad:
+        assert any(name in m for m in errors)
+    assert any("empty.jpg: empty file (0 bytes)" in m for m in errors)
+    rows = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(rows) == 9
+    failed = {Path(r["input"]).name: r["error"] for r in rows if r["status"] == "failed"}
+    assert set(failed) == set(bad) and all(failed.values())
+    done = [r for r in rows if r["status"] == "done"]
+    assert all(r["width"] == 80 and r["height"] == 60 and r["model"] == "luma-test" and len(r["weights_sha256"]) == 64 for r in done)
+    assert all(abs(r["bbox"][0] - 20) <= 1 and 0.2 < r["fg_fraction"] < 0.3 for r in done)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_reports_each_file(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        summary = run([str(photos / "a.png")], out, luma_weights)
+    finally:
+        out.chmod(0o755)
+    assert summary.failed == 1 and "cannot write output" in summary.rows[0].error
+
+
+def test_unwritable_output_is_a_failed_row_and_leaves_nothing(photos: Path, tmp_path: Path, luma_weights: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Simulates a write failing half way (read-only folder as root, full disk): no partial file remains."""
+    import bgcut.pipeline.writer as writer
+
+    real_open = open
+
+    def failing_open(path, mode="r", *a, **k):  # noqa: ANN001, ANN202
+        if "w" in mode and writer.TMP_SUFFIX in str(path):
+            f = real_open(path, mode, *a, **k)
+            f.write(b"partial")
+            f.close()
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", failing_open)
+    summary = run([str(photos)], tmp_path / "o", luma_weights)
+    monkeypatch.undo()
+    assert summary.failed == 3 and all(r.error == "cannot write output: Permission denied" for r in summary.rows)
+    assert [p for p in (tmp_path / "o").rglob("*") if p.is_file()] == []
+
+
+def test_output_folder_equal_to_input_is_refused(photos: Path, luma_weights: Path) -> None:
+    with pytest.raises(UsageError, match="is the input folder"):
+        run([str(photos)], photos, luma_weights)
+
+
+def test_output_inside_input_is_not_reprocessed(photos: Path, luma_weights: Path) -> None:
+    out = photos / "cutouts"
+    run([str(photos)], out, luma_weights)
+    second = run([str(photos)], out, luma_weights)
+    assert (second.done, second.skipped, second.failed) == (0, 3, 0)
+
+
+def test_input_alpha_is_respected(tmp_path: Path, luma_weights: Path) -> None:
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[:, :20, 3] = 255  # left half opaque white, right half transparent white
+    save(rgba, tmp_path / "in" / "t.png")
+    run([str(tmp_path / "in")], tmp_path / "o", luma_weights)
+    alpha = np.asarray(Image.open(tmp_path / "o" / "t.png"))[..., 3]
+    assert alpha[20, 5] == 255 and alpha[20, 35] == 0
