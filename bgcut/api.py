@@ -74,7 +74,10 @@ class Remover:
         post: PostOptions | None = None,
         margin: str = "0",
     ) -> list[Image.Image]:
-        """Cut-outs as PIL images: RGBA (``png-alpha``, ``webp``, ``crop``), L (``mask``) or RGB (``jpg``, or any ``bg``)."""
+        """Cut-outs as PIL images.
+
+        RGBA for ``png-alpha``, ``webp`` and ``crop``; L for ``mask``; RGB for ``jpg`` or with any ``bg``.
+        """
         post = post or PostOptions()
         background: Background | None = parse_background(bg) if bg else None
         decoded = self._decode(images)

@@ -33,10 +33,7 @@ class EvalResult:
         return asdict(self)
 
     def line(self) -> str:
-        return (
-            f"n={self.n} MAE={self.mae:.4f} maxF={self.maxF:.4f} "
-            f"mIoU={self.mIoU:.4f} S={self.s_measure:.4f}"
-        )
+        return f"n={self.n} MAE={self.mae:.4f} maxF={self.maxF:.4f} mIoU={self.mIoU:.4f} S={self.s_measure:.4f}"
 
 
 class MaskMetrics:
@@ -122,7 +119,12 @@ def s_measure(pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> float:
     cy, cx = int(round(rows.mean())) + 1, int(round(cols.mean())) + 1
     cy, cx = min(cy, h), min(cx, w)
     area = h * w
-    quads = [(slice(0, cy), slice(0, cx)), (slice(0, cy), slice(cx, w)), (slice(cy, h), slice(0, cx)), (slice(cy, h), slice(cx, w))]
+    quads = [
+        (slice(0, cy), slice(0, cx)),
+        (slice(0, cy), slice(cx, w)),
+        (slice(cy, h), slice(0, cx)),
+        (slice(cy, h), slice(cx, w)),
+    ]
     s_reg = 0.0
     for rs, cs in quads:
         p, g = pred[rs, cs], gtf[rs, cs]

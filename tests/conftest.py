@@ -20,7 +20,14 @@ def luma_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with model.safetensors + config.json: mask = sigmoid(40 * (brightness - 0.5))."""
     folder = tmp_path_factory.mktemp("luma")
     save_file({"scale": torch.tensor(40.0), "offset": torch.tensor(0.5)}, str(folder / "model.safetensors"))
-    config = {"name": "luma-test", "arch": "luma_test", "input_size": 64, "mean": [0, 0, 0], "std": [1, 1, 1], "output": "sigmoid"}
+    config = {
+        "name": "luma-test",
+        "arch": "luma_test",
+        "input_size": 64,
+        "mean": [0, 0, 0],
+        "std": [1, 1, 1],
+        "output": "sigmoid",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 

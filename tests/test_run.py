@@ -22,16 +22,24 @@ def opts(luma: Path, **kw: object) -> RunOptions:
     return RunOptions(**base)  # type: ignore[arg-type]
 
 
-def run(inputs: list[str], out: Path, luma: Path, fmt: str = "png-alpha", post: PostOptions | None = None, **kw: object):  # noqa: ANN201
+def run(
+    inputs: list[str], out: Path, luma: Path, fmt: str = "png-alpha", post: PostOptions | None = None, **kw: object
+):  # noqa: ANN201
     out_kw = {k: kw.pop(k) for k in ("bg", "margin", "per_object", "min_area") if k in kw}
-    return remove_backgrounds(inputs, out, opts(luma, **kw), OutputOptions(format=fmt, **out_kw), post, progress=False, log=lambda m: None)
+    return remove_backgrounds(
+        inputs, out, opts(luma, **kw), OutputOptions(format=fmt, **out_kw), post, progress=False, log=lambda m: None
+    )
 
 
 def test_png_alpha_pixels_and_tree(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
     out = tmp_path / "out"
     summary = run([str(photos)], out, luma_weights)
     assert (summary.done, summary.failed) == (3, 0)
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/b.png", "sub/deeper/c.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "a.png",
+        "sub/b.png",
+        "sub/deeper/c.png",
+    ]
     im = np.asarray(Image.open(out / "a.png"))
     assert im.shape == (60, 80, 4)
     assert im[30, 40, 3] == 255 and im[2, 2, 3] == 0  # inside the white square / far background
@@ -104,8 +112,11 @@ def test_a_third_broken(tmp_path: Path, luma_weights: Path, workers: int) -> Non
     bad = make_broken_folder(tmp_path / "in")
     messages: list[str] = []
     summary = remove_backgrounds(
-        [str(tmp_path / "in")], tmp_path / "o", opts(luma_weights, workers=workers, manifest=str(tmp_path / "m.jsonl")),
-        progress=False, log=messages.append,
+        [str(tmp_path / "in")],
+        tmp_path / "o",
+        opts(luma_weights, workers=workers, manifest=str(tmp_path / "m.jsonl")),
+        progress=False,
+        log=messages.append,
     )
     assert (summary.done, summary.failed) == (6, 3)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [f"good{i}.png" for i in range(6)]
@@ -119,7 +130,10 @@ def test_a_third_broken(tmp_path: Path, luma_weights: Path, workers: int) -> Non
     failed = {Path(r["input"]).name: r["error"] for r in rows if r["status"] == "failed"}
     assert set(failed) == set(bad) and all(failed.values())
     done = [r for r in rows if r["status"] == "done"]
-    assert all(r["width"] == 80 and r["height"] == 60 and r["model"] == "luma-test" and len(r["weights_sha256"]) == 64 for r in done)
+    assert all(
+        r["width"] == 80 and r["height"] == 60 and r["model"] == "luma-test" and len(r["weights_sha256"]) == 64
+        for r in done
+    )
     assert all(abs(r["bbox"][0] - 20) <= 1 and 0.2 < r["fg_fraction"] < 0.3 for r in done)
 
 
@@ -135,7 +149,9 @@ def test_read_only_output_folder_reports_each_file(photos: Path, tmp_path: Path,
     assert summary.failed == 1 and "cannot write output" in summary.rows[0].error
 
 
-def test_unwritable_output_is_a_failed_row_and_leaves_nothing(photos: Path, tmp_path: Path, luma_weights: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_unwritable_output_is_a_failed_row_and_leaves_nothing(
+    photos: Path, tmp_path: Path, luma_weights: Path, monkeypatch
+) -> None:  # noqa: ANN001
     """Simulates a write failing half way (read-only folder as root, full disk): no partial file remains."""
     import bgcut.pipeline.writer as writer
 

@@ -48,12 +48,23 @@ def echo_err(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name from `bgcut models list` (default: the embedded bgcut-lite).")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Model name from `bgcut models list` (default: the embedded bgcut-lite)."),
+]
 WeightsOpt = Annotated[
     str | None,
-    typer.Option("--weights", "-w", help="Local weights: a .safetensors/.pth file or a folder from `bgcut train` (config.json beside it sets the architecture)."),
+    typer.Option(
+        "--weights",
+        "-w",
+        help="Local weights: a .safetensors/.pth file or a folder from `bgcut train` (config.json beside it sets the architecture).",
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", min=0, help="Decode processes (0 = decode in the main process).")]
-SizeOpt = Annotated[int | None, typer.Option("--size", min=32, help="Inference resolution in pixels (default: the model's).")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", "-j", min=0, help="Decode processes (0 = decode in the main process).")
+]
+SizeOpt = Annotated[
+    int | None, typer.Option("--size", min=32, help="Inference resolution in pixels (default: the model's).")
+]

@@ -13,14 +13,25 @@ from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, Workers
 
 def eval_cli(
     images: Annotated[Path, typer.Option("--images", help="Folder of images.", exists=True, file_okay=False)],
-    masks: Annotated[Path, typer.Option("--masks", help="Folder of ground-truth masks (PNG, same stem as the image, 255 = foreground).", exists=True, file_okay=False)],
+    masks: Annotated[
+        Path,
+        typer.Option(
+            "--masks",
+            help="Folder of ground-truth masks (PNG, same stem as the image, 255 = foreground).",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     size: SizeOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 8,
     workers: WorkersOpt = 2,
-    save_masks: Annotated[Path | None, typer.Option("--save-masks", help="Keep the predicted masks here (to cross-check with other scorers).")] = None,
+    save_masks: Annotated[
+        Path | None,
+        typer.Option("--save-masks", help="Keep the predicted masks here (to cross-check with other scorers)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a line.")] = False,
 ) -> None:
     """Score a model on a labelled folder: MAE, maxF (beta^2 = 0.3), mean IoU at 0.5, S-measure.
@@ -35,8 +46,15 @@ def eval_cli(
 
     with reported_errors():
         result = evaluate(
-            images, masks, model=model, weights=None if weights is None else str(weights), save_masks=save_masks,
-            size=size, device=device, batch_size=batch_size, workers=workers,
+            images,
+            masks,
+            model=model,
+            weights=None if weights is None else str(weights),
+            save_masks=save_masks,
+            size=size,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
         )
     if as_json:
         typer.echo(json.dumps({"model": model or "bgcut-lite", **result.to_dict()}))

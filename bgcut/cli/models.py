@@ -38,7 +38,9 @@ def list_cli(
 @app.command("fetch")
 def fetch_cli(
     names: Annotated[list[str], typer.Argument(help="Model names.", show_default=False)],
-    force: Annotated[bool, typer.Option("--force", help="Download again even if cached (repairs a corrupt file).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if cached (repairs a corrupt file).")
+    ] = False,
 ) -> None:
     """Download models' weights into the huggingface_hub cache (for offline use and CI).
 

@@ -33,31 +33,96 @@ class Precision(str, Enum):
 
 
 def remove_cli(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (walked recursively) and/or - (paths on stdin, one per line).", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output folder (the input tree is reproduced), or - for stdout with one input.")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="png-alpha: RGBA cut-out; mask: 8-bit alpha; crop: RGBA cropped to the object; webp: lossless RGBA; jpg: flattened onto --bg.")] = Format.png_alpha,  # noqa: A002
-    bg: Annotated[str | None, typer.Option("--bg", help="Composite onto a colour (white, #00ff00, 0,255,0) or a photo (path); jpg defaults to white.")] = None,
-    threshold: Annotated[float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.")] = 0.5,
-    binary: Annotated[bool, typer.Option("--binary", help="Hard 0/255 alpha at --threshold instead of soft edges.")] = False,
-    keep: Annotated[Keep, typer.Option("--keep", help="Keep all objects, or only the largest connected one.")] = Keep.all,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files, folders (walked recursively) and/or - (paths on stdin, one per line).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Output folder (the input tree is reproduced), or - for stdout with one input."
+        ),
+    ],
+    format: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="png-alpha: RGBA cut-out; mask: 8-bit alpha; crop: RGBA cropped to the object; webp: lossless RGBA; jpg: flattened onto --bg.",
+        ),
+    ] = Format.png_alpha,  # noqa: A002
+    bg: Annotated[
+        str | None,
+        typer.Option(
+            "--bg", help="Composite onto a colour (white, #00ff00, 0,255,0) or a photo (path); jpg defaults to white."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "--threshold",
+            "-t",
+            min=0.0,
+            max=1.0,
+            help="Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.",
+        ),
+    ] = 0.5,
+    binary: Annotated[
+        bool, typer.Option("--binary", help="Hard 0/255 alpha at --threshold instead of soft edges.")
+    ] = False,
+    keep: Annotated[
+        Keep, typer.Option("--keep", help="Keep all objects, or only the largest connected one.")
+    ] = Keep.all,
     fill_holes: Annotated[bool, typer.Option("--fill-holes", help="Make enclosed background holes opaque.")] = False,
     erode: Annotated[int, typer.Option("--erode", min=0, help="Shrink the mask by this many pixels.")] = 0,
     dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the mask by this many pixels.")] = 0,
-    feather: Annotated[float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")] = 0.0,
-    margin: Annotated[str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")] = "0",
-    per_object: Annotated[bool, typer.Option("--per-object", help="crop: one file per connected object, NAME_obj00.png, NAME_obj01.png, ... largest first.")] = False,
-    min_area: Annotated[int, typer.Option("--min-area", min=0, help="--per-object: ignore objects smaller than this many pixels.")] = 64,
+    feather: Annotated[
+        float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")
+    ] = 0.0,
+    margin: Annotated[
+        str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
+    ] = "0",
+    per_object: Annotated[
+        bool,
+        typer.Option(
+            "--per-object",
+            help="crop: one file per connected object, NAME_obj00.png, NAME_obj01.png, ... largest first.",
+        ),
+    ] = False,
+    min_area: Annotated[
+        int, typer.Option("--min-area", min=0, help="--per-object: ignore objects smaller than this many pixels.")
+    ] = 64,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 8,
     workers: WorkersOpt = 2,
-    precision: Annotated[Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")] = Precision.auto,
+    precision: Annotated[
+        Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
+    ] = Precision.auto,
     size: SizeOpt = None,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs).")] = 100_000_000,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose output already exists (default: skip them, so reruns resume).")] = False,
-    manifest: Annotated[str | None, typer.Option("--manifest", help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")] = False,
+    max_pixels: Annotated[
+        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs).")
+    ] = 100_000_000,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Redo inputs whose output already exists (default: skip them, so reruns resume)."
+        ),
+    ] = False,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256).",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
+    ] = False,
 ) -> None:
     """Cut the background out of images: bgcut INPUT... -o OUT [--format FORMAT].
 
@@ -83,14 +148,32 @@ def remove_cli(
     from ..pipeline.run import remove_backgrounds
 
     run = RunOptions(
-        model=model, weights=weights, device=device, precision=precision.value, size=size,
-        batch_size=batch_size, workers=workers, max_pixels=max_pixels, overwrite=overwrite, manifest=manifest,
+        model=model,
+        weights=weights,
+        device=device,
+        precision=precision.value,
+        size=size,
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels,
+        overwrite=overwrite,
+        manifest=manifest,
     )
     out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
-    post = PostOptions(threshold=threshold, binary=binary, keep=keep.value, fill_holes=fill_holes, erode=erode, dilate=dilate, feather=feather)
+    post = PostOptions(
+        threshold=threshold,
+        binary=binary,
+        keep=keep.value,
+        fill_holes=fill_holes,
+        erode=erode,
+        dilate=dilate,
+        feather=feather,
+    )
     stdin_lines = sys.stdin if "-" in inputs else None
     with reported_errors():
-        summary = remove_backgrounds(inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None)
+        summary = remove_backgrounds(
+            inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None
+        )
     if not quiet:
         typer.echo(summary.line(), err=True)
     if summary.interrupted:

@@ -12,19 +12,37 @@ from ._common import BatchOpt, DeviceOpt, ModelOpt, WorkersOpt, reported_errors
 
 def train_cli(
     images: Annotated[Path, typer.Option("--images", help="Folder of training images.", exists=True, file_okay=False)],
-    masks: Annotated[Path, typer.Option("--masks", help="Folder of masks with the images' stems (255 = foreground).", exists=True, file_okay=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for checkpoints and the exported model.safetensors + config.json.")],
+    masks: Annotated[
+        Path,
+        typer.Option(
+            "--masks", help="Folder of masks with the images' stems (255 = foreground).", exists=True, file_okay=False
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Folder for checkpoints and the exported model.safetensors + config.json."),
+    ],
     model: ModelOpt = None,
-    name: Annotated[str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
     batch_size: BatchOpt = 16,
     size: Annotated[int, typer.Option("--size", min=32, help="Training crop size in pixels.")] = 256,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then cosine).")] = 2e-3,
-    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.9, help="Share of pairs held out (chosen by a hash of the file name).")] = 0.1,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction", min=0.0, max=0.9, help="Share of pairs held out (chosen by a hash of the file name)."
+        ),
+    ] = 0.1,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     workers: WorkersOpt = 2,
     device: DeviceOpt = "auto",
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop after this much training time and export the best epoch so far.")] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option("--max-minutes", help="Stop after this much training time and export the best epoch so far."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/last.pt.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs (smoke tests).")] = None,
 ) -> None:
@@ -41,9 +59,22 @@ def train_cli(
     from ..train import TrainConfig, train
 
     cfg = TrainConfig(
-        images=images, masks=masks, output=output, model=model or "bgcut-lite", name=name, size=size, epochs=epochs,
-        batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed, workers=workers, device=device,
-        max_minutes=max_minutes, resume=resume, limit=limit,
+        images=images,
+        masks=masks,
+        output=output,
+        model=model or "bgcut-lite",
+        name=name,
+        size=size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        val_fraction=val_fraction,
+        seed=seed,
+        workers=workers,
+        device=device,
+        max_minutes=max_minutes,
+        resume=resume,
+        limit=limit,
     )
     with reported_errors():
         path = train(cfg, log=lambda m: typer.echo(m, err=True))

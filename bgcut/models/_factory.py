@@ -25,7 +25,10 @@ class LoadedModel:
 
 
 def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg]:
-    """A ``--weights`` path: a folder or file with ``config.json`` beside it, or a bare file for ``name``'s architecture."""
+    """Resolve a ``--weights`` path and its config.
+
+    A folder or file with ``config.json`` beside it describes itself; a bare file uses ``name``'s architecture.
+    """
     if weights.is_dir():
         weights = weights / "model.safetensors"
     if not weights.exists():

@@ -74,7 +74,9 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         if local is not None:
             return local, verify_sha256(local, cfg.sha256, cfg.name)
     if not cfg.hf_repo_id:
-        raise WeightsUnavailableError(f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH")
+        raise WeightsUnavailableError(
+            f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH"
+        )
     from huggingface_hub import errors as hf_errors
 
     where = f"{cfg.hf_repo_id}@{cfg.hf_revision or 'main'}/{cfg.hf_filename}"
@@ -86,14 +88,24 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
     try:
         path = _download(cfg, local_only=False, force=force_download)
     except hf_errors.RepositoryNotFoundError:
-        raise WeightsUnavailableError(f"Hub repo {cfg.hf_repo_id!r} for model {cfg.name!r} not found (or private: set HF_TOKEN)") from None
+        raise WeightsUnavailableError(
+            f"Hub repo {cfg.hf_repo_id!r} for model {cfg.name!r} not found (or private: set HF_TOKEN)"
+        ) from None
+    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
+        # Raised when the Hub could not be reached at all (LocalEntryNotFoundError is also an
+        # EntryNotFoundError, so it must be caught before the "not found" case below).
+        raise _unreachable(cfg, where, e) from None
     except (hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError):
         raise WeightsUnavailableError(f"{where} not found on the Hub for model {cfg.name!r}") from None
-    except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled, ConnectionError, TimeoutError, OSError) as e:
-        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise WeightsUnavailableError(
-            f"cannot download {where} for model {cfg.name!r} from {endpoint} ({reason}); "
-            f"check the network or pass --weights PATH"
-        ) from None
+    except (ConnectionError, TimeoutError, OSError) as e:
+        raise _unreachable(cfg, where, e) from None
     return path, verify_sha256(path, cfg.sha256, cfg.name)
+
+
+def _unreachable(cfg: PretrainedCfg, where: str, e: Exception) -> WeightsUnavailableError:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    return WeightsUnavailableError(
+        f"cannot download {where} for model {cfg.name!r} from {endpoint} ({reason}); "
+        "check the network or pass --weights PATH"
+    )

@@ -55,9 +55,15 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | s
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    bad_shape = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    bad_shape = [
+        f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     bad_dtype = [
-        f"{k} {state[k].dtype}" for k in own if k in state and state[k].is_floating_point() != own[k].is_floating_point()
+        f"{k} {state[k].dtype}"
+        for k in own
+        if k in state and state[k].is_floating_point() != own[k].is_floating_point()
     ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", bad_shape), ("dtype", bad_dtype)):
@@ -65,5 +71,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | s
             more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
             problems.append(f"{label}: {', '.join(items[:3])}{more}")
     if problems:
-        raise WeightsMismatchError(f"weights {source} do not fit architecture {type(model).__name__}: {'; '.join(problems)}")
+        raise WeightsMismatchError(
+            f"weights {source} do not fit architecture {type(model).__name__}: {'; '.join(problems)}"
+        )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

@@ -50,7 +50,9 @@ def _to_uint8_from_16bit(im: Image.Image) -> np.ndarray:
 def _normalise(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        gray = _to_uint8_from_16bit(im) if mode != "I" or np.asarray(im).max() > 255 else np.asarray(im).astype(np.uint8)
+        gray = (
+            _to_uint8_from_16bit(im) if mode != "I" or np.asarray(im).max() > 255 else np.asarray(im).astype(np.uint8)
+        )
         return np.repeat(gray[:, :, None], 3, axis=2), None
     if mode == "F":
         gray = np.clip(np.asarray(im), 0, 255).astype(np.uint8)
@@ -107,7 +109,9 @@ def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = D
     return Decoded(rgb, alpha, warning)
 
 
-def load_image(source: str | os.PathLike[str] | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def load_image(
+    source: str | os.PathLike[str] | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Decoded:
     """Like ``open_image`` but also takes a numpy array (H x W, H x W x 3 RGB or H x W x 4 RGBA)."""
     if isinstance(source, np.ndarray):
         return _from_array(source)

@@ -181,7 +181,9 @@ def object_masks(mask: np.ndarray, threshold: float, min_area: int) -> list[tupl
     Each object's mask keeps its own soft rim and excludes the other objects.
     """
     n, labels, stats, _ = cv2.connectedComponentsWithStats(hard(mask, threshold).astype(np.uint8), connectivity=8)
-    order = sorted(range(1, n), key=lambda i: (-stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_LEFT]))
+    order = sorted(
+        range(1, n), key=lambda i: (-stats[i, cv2.CC_STAT_AREA], stats[i, cv2.CC_STAT_TOP], stats[i, cv2.CC_STAT_LEFT])
+    )
     objects = []
     for i in order:
         if stats[i, cv2.CC_STAT_AREA] < min_area:

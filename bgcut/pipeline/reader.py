@@ -98,7 +98,9 @@ def _strip_ext(name: str) -> str:
     return str(p.with_suffix("")) if p.suffix else name
 
 
-def list_sources(inputs: list[str], output_dir: Path | None = None, stdin_lines: Iterable[str] | None = None) -> Listing:
+def list_sources(
+    inputs: list[str], output_dir: Path | None = None, stdin_lines: Iterable[str] | None = None
+) -> Listing:
     """Expand the command line's inputs into sources with unique output keys.
 
     ``stdin_lines`` supplies the paths for ``-``. Files under ``output_dir`` are never
@@ -138,11 +140,11 @@ def _expand(arg: str, skip: Path | None, listing: Listing) -> list[tuple[Path, s
 
 
 def _assign_keys(found: list[tuple[Path, str, str]]) -> list[Source]:
-    by_key: dict[str, list[int]] = defaultdict(list)
-    for i, (_, key, _) in enumerate(found):
-        by_key[_strip_ext(key).lower()].append(i)
+    counts: dict[str, int] = defaultdict(int)
+    for _, key, _ in found:
+        counts[_strip_ext(key).lower()] += 1
     sources = []
-    for i, (path, key, display) in enumerate(found):
-        clash = len(by_key[_strip_ext(key).lower()]) > 1
+    for path, key, display in found:
+        clash = counts[_strip_ext(key).lower()] > 1
         sources.append(Source(path, key if clash else _strip_ext(key), display))
     return sorted(sources, key=lambda s: s.key)

@@ -9,6 +9,8 @@ A bad file becomes a failed row with its reason; it never stops the batch.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import multiprocessing.context
 import sys
 import time
 from collections import deque
@@ -92,6 +94,19 @@ def _init_worker(_: int) -> None:
     cv2.setNumThreads(1)
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Decode workers start from a fork server, not by forking this process.
+
+    By the time the DataLoader starts, this process has thread pools (OpenCV's, torch's,
+    the writer threads); a plain fork copies their locks in whatever state they are in,
+    and a worker can hang forever on its first OpenCV call. The fork server is a clean,
+    single-threaded process that imports the decoder once, so workers still start fast.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["bgcut.pipeline.decode"])
+    return ctx
+
+
 @dataclass
 class _Job:
     """Everything a writer thread needs for one input."""
@@ -103,8 +118,13 @@ class _Job:
 
 class _Engine:
     def __init__(
-        self, run: RunOptions, out: OutputOptions, post: PostOptions, output: str,
-        log: Callable[[str], None], stdout: BinaryIO | None,
+        self,
+        run: RunOptions,
+        out: OutputOptions,
+        post: PostOptions,
+        output: str,
+        log: Callable[[str], None],
+        stdout: BinaryIO | None,
     ) -> None:
         if out.format not in FORMATS:
             raise UsageError(f"--format {out.format!r}: expected one of {', '.join(FORMATS)}")
@@ -135,11 +155,20 @@ class _Engine:
         item, source = job.item, job.source
         rgb = item.rgb.numpy()
         h, w = rgb.shape[:2]
-        row = Row(source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning)
+        row = Row(
+            source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning
+        )
         try:
             result = render(
-                rgb, None if item.alpha is None else item.alpha.numpy(), job.mask, self.post, self.out.format,
-                self.bg, self.margin, self.out.per_object, self.out.min_area,
+                rgb,
+                None if item.alpha is None else item.alpha.numpy(),
+                job.mask,
+                self.post,
+                self.out.format,
+                self.bg,
+                self.margin,
+                self.out.per_object,
+                self.out.min_area,
             )
             row.bbox = list(result.bbox) if result.bbox else None
             row.fg_fraction = round(result.fg_fraction, 6)
@@ -248,7 +277,9 @@ def remove_backgrounds(
     return summary
 
 
-def _process(engine: _Engine, pending: list[Source], record: Callable[[Row], None], progress: bool | None, summary: RunSummary) -> None:
+def _process(
+    engine: _Engine, pending: list[Source], record: Callable[[Row], None], progress: bool | None, summary: RunSummary
+) -> None:
     run = engine.run
     device = pick_device(run.device)
     dtype = pick_dtype(run.precision, device)
@@ -263,6 +294,7 @@ def _process(engine: _Engine, pending: list[Source], record: Callable[[Row], Non
         collate_fn=collate,
         pin_memory=device.type == "cuda",
         worker_init_fn=_init_worker if workers else None,
+        multiprocessing_context=_worker_context() if workers else None,
         prefetch_factor=2 if workers else None,
     )
     show = progress if progress is not None else sys.stderr.isatty()

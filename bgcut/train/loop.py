@@ -68,7 +68,14 @@ def _normalise(x: torch.Tensor, cfg: PretrainedCfg) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def validate(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, cfg: PretrainedCfg, device: torch.device, batch: int = 32) -> dict:
+def validate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    cfg: PretrainedCfg,
+    device: torch.device,
+    batch: int = 32,
+) -> dict:
     model.eval()
     metrics = MaskMetrics()
     for i in range(0, len(images), batch):
@@ -91,8 +98,14 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
     base_cfg = get_pretrained_cfg(cfg.model)
     arch_args = {**base_cfg.arch_args, **cfg.arch_args}
     model_cfg = PretrainedCfg(
-        name=cfg.name or cfg.model, arch=base_cfg.arch, arch_args=arch_args, input_size=base_cfg.input_size,
-        mean=base_cfg.mean, std=base_cfg.std, output=base_cfg.output, license=base_cfg.license,
+        name=cfg.name or cfg.model,
+        arch=base_cfg.arch,
+        arch_args=arch_args,
+        input_size=base_cfg.input_size,
+        mean=base_cfg.mean,
+        std=base_cfg.std,
+        output=base_cfg.output,
+        license=base_cfg.license,
     )
     device = _device(cfg.device)
     pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
@@ -151,14 +164,26 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
             if deadline and time.time() > deadline:
                 break
         val = validate(model, va_img, va_msk, model_cfg, device)
-        row = {"epoch": epoch + 1, "step": step, "loss": loss_sum / (b + 1), "seconds": round(time.time() - t_ep, 1), **val}
+        row = {
+            "epoch": epoch + 1,
+            "step": step,
+            "loss": loss_sum / (b + 1),
+            "seconds": round(time.time() - t_ep, 1),
+            **val,
+        }
         history.append(row)
         log(json.dumps(row))
         if val["maxF"] - val["mae"] > best:
             best = val["maxF"] - val["mae"]
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "best.safetensors"))
         torch.save(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "step": step, "best": best},
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch + 1,
+                "step": step,
+                "best": best,
+            },
             ckpt_path,
         )
         (out / "history.json").write_text(json.dumps(history, indent=1))

@@ -21,7 +21,9 @@ def bce_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target) + soft_iou_loss(logits, target)
 
 
-def deep_supervision_loss(outputs: list[torch.Tensor] | torch.Tensor, target: torch.Tensor, side_weight: float = 0.4) -> torch.Tensor:
+def deep_supervision_loss(
+    outputs: list[torch.Tensor] | torch.Tensor, target: torch.Tensor, side_weight: float = 0.4
+) -> torch.Tensor:
     """Main output at weight 1, each side output at ``side_weight``."""
     if isinstance(outputs, torch.Tensor):
         return bce_iou_loss(outputs, target)

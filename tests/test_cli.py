@@ -1,0 +1,135 @@
+"""The command line through Typer's CliRunner: exit codes, messages, routing, stdin and stdout."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bgcut.cli import app
+
+from .conftest import save, square_image
+
+runner = CliRunner()
+
+
+def invoke(*args: str, stdin: str | None = None):  # noqa: ANN201
+    return runner.invoke(app, list(args), input=stdin, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "cmd", [[], ["remove"], ["models"], ["models", "list"], ["models", "fetch"], ["train"], ["eval"]]
+)
+def test_every_command_has_help_with_example(cmd: list[str]) -> None:
+    result = invoke(*cmd, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    if cmd and cmd[-1] in ("remove", "list", "fetch", "train", "eval"):
+        assert "Example" in result.output
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.startswith("bgcut ")
+
+
+def test_main_job_without_command_name(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    result = invoke(str(photos), "-o", str(tmp_path / "o"), "-w", str(luma_weights), "-j", "0")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "sub" / "deeper" / "c.png").exists()
+    assert "3 done, 0 skipped, 0 failed" in result.output
+
+
+def test_folder_named_like_a_command(tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(square_image(), tmp_path / "train" / "x.png")
+    result = invoke("./train", "-o", "out", "-w", str(luma_weights), "-j", "0")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "x.png").exists()
+
+
+def test_some_failed_exits_1(tmp_path: Path, luma_weights: Path) -> None:
+    save(square_image(), tmp_path / "in" / "ok.png")
+    (tmp_path / "in" / "bad.jpg").write_bytes(b"")
+    result = invoke(str(tmp_path / "in"), "-o", str(tmp_path / "o"), "-w", str(luma_weights), "-j", "0")
+    assert result.exit_code == 1
+    assert f"bgcut: error: {tmp_path / 'in' / 'bad.jpg'}: empty file (0 bytes)" in result.output
+    assert "1 done, 0 skipped, 1 failed" in result.output
+
+
+def test_unknown_model_is_one_line_exit_1(photos: Path, tmp_path: Path) -> None:
+    result = invoke(str(photos), "-o", str(tmp_path / "o"), "--model", "nope")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines == ["bgcut: error: unknown model 'nope'; known models: bgcut-lite (see `bgcut models list`)"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--format", "gif"], ["--threshold", "2"], ["--bg", "nocolour"], ["--device", "cuda:7"], ["--margin", "x"]],
+)
+def test_usage_errors_exit_2(photos: Path, tmp_path: Path, luma_weights: Path, extra: list[str]) -> None:
+    result = runner.invoke(app, [str(photos), "-o", str(tmp_path / "o"), "-w", str(luma_weights), "-j", "0", *extra])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_stdin_list_and_manifest(tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    save(square_image(), tmp_path / "d1" / "p.png")
+    save(square_image(), tmp_path / "d2" / "p.png")
+    result = invoke(
+        "-", "-o", "out", "-w", str(luma_weights), "-j", "0", "--manifest", "m.jsonl", stdin="./d1/p.png\nd2/p.png\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "d1" / "p.png").exists() and (tmp_path / "out" / "d2" / "p.png").exists()
+    rows = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["done", "done"]
+
+
+def test_stdout_single_image(photos: Path, luma_weights: Path) -> None:
+    result = runner.invoke(app, [str(photos / "a.png"), "-o", "-", "-w", str(luma_weights), "-q", "--format", "mask"])
+    assert result.exit_code == 0
+    im = Image.open(io.BytesIO(result.stdout_bytes))
+    assert im.mode == "L" and im.size == (80, 60) and np.asarray(im)[30, 40] == 255
+
+
+def test_stdout_needs_exactly_one_input(photos: Path, luma_weights: Path) -> None:
+    result = runner.invoke(app, [str(photos), "-o", "-", "-w", str(luma_weights)])
+    assert result.exit_code == 2
+    assert "-o - writes one image to stdout" in result.output
+
+
+def test_models_list() -> None:
+    result = invoke("models", "list")
+    assert result.exit_code == 0
+    header, *rows = result.output.strip().splitlines()
+    assert header.split() == ["name", "params", "input", "licence", "offline"]
+    assert rows[0].split()[0] == "bgcut-lite"
+
+
+def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:
+    for i in range(3):
+        arr = square_image()
+        save(arr, tmp_path / "img" / f"s{i}.png")
+        save((arr[..., 0] > 127).astype(np.uint8) * 255, tmp_path / "gt" / f"s{i}.png")
+    result = invoke(
+        "eval",
+        "--images",
+        str(tmp_path / "img"),
+        "--masks",
+        str(tmp_path / "gt"),
+        "-w",
+        str(luma_weights),
+        "-j",
+        "0",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["n"] == 3 and scores["mae"] < 0.02 and scores["maxF"] > 0.97 and scores["mIoU"] > 0.95

@@ -1,0 +1,77 @@
+"""Registry, architectures and weight loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from bgcut.errors import UnknownModelError, WeightsMismatchError
+from bgcut.models import build_arch, create_model, get_pretrained_cfg, list_models
+from bgcut.models._hub import embedded_path
+from bgcut.models._weights import read_state_dict
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_cfg_is_complete(name: str) -> None:
+    cfg = get_pretrained_cfg(name)
+    assert cfg.hf_repo_id and cfg.hf_revision and cfg.hf_filename.endswith(".safetensors")
+    assert len(cfg.mean) == 3 and len(cfg.std) == 3 and cfg.input_size >= 32
+    assert cfg.license != "unknown" and cfg.output in ("sigmoid", "minmax")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_shape(name: str) -> None:
+    model = build_arch(get_pretrained_cfg(name)).eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(2, 3, 64, 96))
+    assert tuple(out.shape) == (2, 1, 64, 96)
+
+
+def test_training_mode_returns_deep_supervision() -> None:
+    model = build_arch(get_pretrained_cfg("bgcut-lite")).train()
+    outs = model(torch.zeros(2, 3, 64, 64))
+    assert isinstance(outs, list) and len(outs) == 4 and all(o.shape == (2, 1, 64, 64) for o in outs)
+
+
+def test_default_model_is_embedded_and_checksummed() -> None:
+    cfg = get_pretrained_cfg("bgcut-lite")
+    path = embedded_path(cfg)
+    assert path is not None and path.stat().st_size < 10 * 2**20, "the default weights must ship inside the package"
+    assert cfg.sha256 and len(cfg.sha256) == 64
+    loaded = create_model()  # no network needed
+    assert loaded.cfg.name == "bgcut-lite" and loaded.sha256 == cfg.sha256
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(UnknownModelError, match="unknown model 'x'"):
+        get_pretrained_cfg("x")
+
+
+def test_mismatched_weights_are_refused(tmp_path: Path) -> None:
+    p = tmp_path / "bad.safetensors"
+    save_file({"scale": torch.zeros(3)}, str(p))
+    with pytest.raises(WeightsMismatchError, match="missing: offset; shape: scale"):
+        _load_luma(p)
+
+
+def _load_luma(p: Path) -> None:
+    from bgcut.models._weights import load_into
+    from bgcut.models.luma import LumaTest
+
+    load_into(LumaTest(), read_state_dict(p), p)
+
+
+def test_pth_state_dict_without_pickle_code(tmp_path: Path) -> None:
+    p = tmp_path / "w.pth"
+    torch.save({"state_dict": {"module.scale": torch.tensor(1.0), "module.offset": torch.tensor(0.0)}}, p)
+    assert set(read_state_dict(p)) == {"scale", "offset"}
+
+
+def test_truncated_safetensors_is_a_clear_error(tmp_path: Path, luma_weights: Path) -> None:
+    p = tmp_path / "t.safetensors"
+    p.write_bytes((luma_weights / "model.safetensors").read_bytes()[:20])
+    with pytest.raises(WeightsMismatchError, match="cannot read weights"):
+        read_state_dict(p)
