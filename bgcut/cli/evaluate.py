@@ -57,6 +57,6 @@ def eval_cli(
             workers=workers,
         )
     if as_json:
-        typer.echo(json.dumps({"model": model or "bgcut-lite", **result.to_dict()}))
+        typer.echo(json.dumps({"model": str(weights) if weights else model or "bgcut-lite", **result.to_dict()}))
     else:
         typer.echo(result.line())
