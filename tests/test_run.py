@@ -192,3 +192,26 @@ def test_input_alpha_is_respected(tmp_path: Path, luma_weights: Path) -> None:
     run([str(tmp_path / "in")], tmp_path / "o", luma_weights)
     alpha = np.asarray(Image.open(tmp_path / "o" / "t.png"))[..., 3]
     assert alpha[20, 5] == 255 and alpha[20, 35] == 0
+
+
+def test_odd_but_valid_inputs_end_to_end(tmp_path: Path, luma_weights: Path) -> None:
+    """CMYK, 16-bit, palette+transparency, EXIF-rotated, grayscale and a non-ASCII name with spaces."""
+    src = tmp_path / "in"
+    src.mkdir()
+    white = square_image()
+    Image.fromarray(white).convert("CMYK").save(src / "cmyk.jpg", quality=100)
+    Image.fromarray(white[..., 0].astype(np.uint16) * 257).save(src / "deep16.png")
+    Image.fromarray(white).convert("P").save(src / "pal.png", transparency=0)
+    Image.fromarray(white[..., 0], "L").save(src / "gray.png")
+    save(white, src / "été photo 1.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(white).save(src / "rot.jpg", exif=exif.tobytes(), quality=100)
+    summary = run([str(src)], tmp_path / "o", luma_weights)
+    assert (summary.done, summary.failed) == (6, 0)
+    for name in ("cmyk", "deep16", "pal", "gray", "été photo 1"):
+        alpha = np.asarray(Image.open(tmp_path / "o" / f"{name}.png"))[..., 3]
+        assert alpha.shape == (60, 80), name
+        assert alpha[30, 40] == 255 and alpha[3, 3] == 0, name
+    rotated = Image.open(tmp_path / "o" / "rot.png")
+    assert rotated.size == (60, 80)  # orientation 6 turns the 80x60 picture upright as 60x80
