@@ -170,10 +170,14 @@ def remove_cli(
         feather=feather,
     )
     stdin_lines = sys.stdin if "-" in inputs else None
-    with reported_errors():
-        summary = remove_backgrounds(
-            inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None
-        )
+    try:
+        with reported_errors():
+            summary = remove_backgrounds(
+                inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None
+            )
+    except KeyboardInterrupt:  # before any image was started (listing, model loading)
+        typer.echo("bgcut: interrupted", err=True)
+        raise typer.Exit(130) from None
     if not quiet:
         typer.echo(summary.line(), err=True)
     if summary.interrupted:

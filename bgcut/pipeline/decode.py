@@ -151,6 +151,12 @@ class DecodeItem:
     error: str | None = None
     warning: str | None = None
 
+    def pin_memory(self) -> DecodeItem:
+        """Called by the DataLoader's pin-memory thread on CUDA: only the batch input crosses the bus."""
+        if self.model_input is not None:
+            self.model_input = self.model_input.pin_memory()
+        return self
+
 
 class DecodeDataset(torch.utils.data.Dataset):
     """Map-style dataset over input paths; never raises for a bad file."""

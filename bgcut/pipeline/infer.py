@@ -7,8 +7,6 @@ mask is upsampled to each photo's own size on the device before it comes back as
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,8 +58,6 @@ class Predictor:
         self.model = loaded.module.to(device).eval().to(memory_format=torch.channels_last)
         self.mean = torch.tensor(self.cfg.mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(self.cfg.std, device=device).view(1, 3, 1, 1) * 255
-        if device.type == "cpu" and "BGCUT_NUM_THREADS" in os.environ:
-            torch.set_num_threads(int(os.environ["BGCUT_NUM_THREADS"]))
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

@@ -286,7 +286,8 @@ def _process(
     loaded = create_model(run.model, run.weights, device="cpu")
     engine.model_name, engine.sha = loaded.cfg.name, loaded.sha256
     predictor = Predictor(loaded, device, dtype, run.size)
-    workers = 0 if engine.to_stdout else max(0, run.workers)
+    # A handful of images decode faster in this process than it takes to start workers.
+    workers = 0 if engine.to_stdout or len(pending) <= run.batch_size else max(0, run.workers)
     loader = DataLoader(
         DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels),
         batch_size=max(1, run.batch_size),
