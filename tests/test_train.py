@@ -65,3 +65,19 @@ def test_train_export_and_resume(tmp_path: Path) -> None:
     assert "resumed from" in result.output
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_init_from_weights(tmp_path: Path, luma_weights: Path) -> None:
+    make_pairs(tmp_path, n=6)
+    base = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--epochs", "1",
+            "--size", "64", "-b", "4", "-j", "0", "--device", "cpu"]  # fmt: skip
+    first = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "a")], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(
+        app, [*base, "-o", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "model.safetensors")]
+    )
+    assert second.exit_code == 0 and "initialised from" in second.output
+    wrong = CliRunner().invoke(
+        app, [*base, "-o", str(tmp_path / "c"), "--init", str(luma_weights / "model.safetensors")]
+    )
+    assert wrong.exit_code == 1 and "do not fit architecture LiteUNet" in wrong.output

@@ -45,6 +45,13 @@ def train_cli(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/last.pt.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs (smoke tests).")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start from these weights (.safetensors/.pth) instead of random: fine-tuning or a warm restart.",
+        ),
+    ] = None,
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.
 
@@ -75,6 +82,7 @@ def train_cli(
         max_minutes=max_minutes,
         resume=resume,
         limit=limit,
+        init=init,
     )
     with reported_errors():
         path = train(cfg, log=lambda m: typer.echo(m, err=True))

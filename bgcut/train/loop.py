@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from ..config import PretrainedCfg
 from ..evaluate import MaskMetrics
 from ..models import build_arch, get_pretrained_cfg
-from ..models._weights import sha256_file
+from ..models._weights import load_into, read_state_dict, sha256_file
 from .data import augment, cache_pairs, list_pairs, split_pairs
 from .losses import deep_supervision_loss
 
@@ -45,6 +45,7 @@ class TrainConfig:
     max_minutes: float | None = None
     resume: bool = False
     limit: int | None = None  # use only the first N pairs (smoke tests)
+    init: Path | None = None  # start from these weights (fine-tuning, warm restarts) instead of random
     arch_args: dict = field(default_factory=dict)
 
 
@@ -121,7 +122,11 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
     log(f"cached {len(train_pairs)} train / {len(val_pairs)} val pairs in {time.time() - t0:.0f}s")
     (out / "split.json").write_text(json.dumps({"val": [p[0].name for p in val_pairs]}, indent=0))
 
-    model = build_arch(model_cfg).to(device)
+    model = build_arch(model_cfg)
+    if cfg.init is not None:
+        load_into(model, read_state_dict(Path(cfg.init)), cfg.init)
+        log(f"initialised from {cfg.init}")
+    model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = device.type == "cuda"
