@@ -75,3 +75,30 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path: Path, luma_weights: Pa
     p.write_bytes((luma_weights / "model.safetensors").read_bytes()[:20])
     with pytest.raises(WeightsMismatchError, match="cannot read weights"):
         read_state_dict(p)
+
+
+def test_model_card_config_matches_registry() -> None:
+    """weights/<name>/config.json is what the Hub repo holds; it must not drift from the registry."""
+    import json
+
+    cfg = get_pretrained_cfg("bgcut-lite")
+    card = json.loads((Path(__file__).parent.parent / "weights" / "bgcut-lite" / "config.json").read_text())
+    assert card["sha256"] == cfg.sha256 and card["input_size"] == cfg.input_size and card["arch"] == cfg.arch
+    assert card["hf_repo_id"] == cfg.hf_repo_id and card["hf_revision"] == cfg.hf_revision
+
+
+def test_default_model_finds_an_obvious_object() -> None:
+    """A red disc on a noisy grey background: the embedded weights must cut out the disc."""
+    import cv2
+    import numpy as np
+
+    from bgcut import Remover
+
+    img = np.full((300, 400, 3), 170, np.uint8)
+    img = np.clip(img + np.random.default_rng(0).integers(-12, 12, img.shape), 0, 255).astype(np.uint8)
+    cv2.circle(img, (200, 150), 80, (200, 30, 30), -1)
+    disc = np.zeros((300, 400), np.uint8)
+    cv2.circle(disc, (200, 150), 80, 1, -1)
+    pred = Remover(device="cpu").masks([img])[0] >= 128
+    iou = (pred & disc.astype(bool)).sum() / (pred | disc.astype(bool)).sum()
+    assert iou > 0.9
