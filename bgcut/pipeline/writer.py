@@ -23,7 +23,9 @@ def encode(image: np.ndarray, ext: str, png_compression: int = 3, jpeg_quality: 
     """Encode RGB, RGBA or L uint8 arrays. OpenCV for PNG/JPEG (fast, releases the GIL), PIL for WebP."""
     if ext == ".webp":
         buf = io.BytesIO()
-        Image.fromarray(image).save(buf, "WEBP", lossless=True, quality=80, method=4)
+        # Lossless either way; the fastest effort setting encodes ~20x faster than PIL's default
+        # (10 ms vs 230 ms for 854x480 RGBA) for files ~20% larger, still half the PNG size.
+        Image.fromarray(image).save(buf, "WEBP", lossless=True, quality=10, method=0)
         return buf.getvalue()
     if image.ndim == 3:
         code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
