@@ -63,8 +63,13 @@ def test_jpg_on_background_and_webp(photos: Path, tmp_path: Path, luma_weights: 
     assert jpg.shape == (60, 80, 3)
     assert jpg[2, 2, 1] > 240 and jpg[2, 2, 0] < 15  # background became green
     run([str(photos / "a.png")], tmp_path / "w", luma_weights, "webp")
-    webp = Image.open(tmp_path / "w" / "a.webp")
-    assert webp.mode == "RGBA" and np.asarray(webp)[30, 40, 3] == 255
+    webp = np.asarray(Image.open(tmp_path / "w" / "a.webp"))
+    assert webp.shape == (60, 80, 4) and webp[30, 40, 3] == 255
+    run([str(photos / "a.png")], tmp_path / "p", luma_weights, "png-alpha")
+    png = np.asarray(Image.open(tmp_path / "p" / "a.png"))
+    assert (webp[..., 3] == png[..., 3]).all()  # lossless: the same alpha as the PNG, bit for bit
+    visible = png[..., 3] > 0
+    assert (webp[..., :3][visible] == png[..., :3][visible]).all()
 
 
 def test_per_object_crops(tmp_path: Path, luma_weights: Path) -> None:

@@ -41,7 +41,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
-        raise WeightsMismatchError(f"cannot read weights {path}: {str(e).splitlines()[0]}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsMismatchError(
+            f"cannot read weights {path} ({reason}): the file is damaged or truncated; "
+            "download it again (`bgcut models fetch NAME --force`) or re-export it"
+        ) from None
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
