@@ -133,3 +133,14 @@ def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output)
     assert scores["n"] == 3 and scores["mae"] < 0.02 and scores["maxF"] > 0.97 and scores["mIoU"] > 0.95
+
+
+def test_truncated_weights_file_is_one_line(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    bad = tmp_path / "w"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes((luma_weights / "model.safetensors").read_bytes()[:30])
+    (bad / "config.json").write_text((luma_weights / "config.json").read_text())
+    result = runner.invoke(app, [str(photos), "-o", str(tmp_path / "o"), "-w", str(bad)])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"bgcut: error: cannot read weights {bad / 'model.safetensors'}") and "truncated" in line
