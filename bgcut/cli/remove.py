@@ -38,6 +38,7 @@ def remove_cli(
         typer.Argument(
             help="Image files, folders (walked recursively) and/or - (paths on stdin, one per line).",
             show_default=False,
+            metavar="INPUT",
         ),
     ],
     output: Annotated[
