@@ -24,8 +24,8 @@ class PretrainedCfg:
     input_size: int = 320
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    # How the network's first output becomes a [0, 1] mask: "sigmoid" for logits,
-    # "minmax" for the U2-Net family's per-image rescaling.
+    # How the network's output logits become a [0, 1] mask: "sigmoid", or "sigmoid-minmax"
+    # (sigmoid, then each mask stretched to span [0, 1], as U2-Net is published).
     output: str = "sigmoid"
     hf_repo_id: str | None = None
     hf_revision: str | None = None

@@ -19,7 +19,7 @@ def test_every_cfg_is_complete(name: str) -> None:
     cfg = get_pretrained_cfg(name)
     assert cfg.hf_repo_id and cfg.hf_revision and cfg.hf_filename.endswith(".safetensors")
     assert len(cfg.mean) == 3 and len(cfg.std) == 3 and cfg.input_size >= 32
-    assert cfg.license != "unknown" and cfg.output in ("sigmoid", "minmax")
+    assert cfg.license != "unknown" and cfg.output in ("sigmoid", "sigmoid-minmax")
 
 
 @pytest.mark.parametrize("name", list_models())

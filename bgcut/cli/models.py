@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,18 +18,26 @@ def list_cli(
 ) -> None:
     """List registered models: name, parameters, input size, licence, and whether it runs offline.
 
-    "offline" is "embedded" (ships inside bgcut), "cached" (in the huggingface_hub cache)
-    or "no" (run `bgcut models fetch NAME` first).
+    "offline" is "embedded" (ships inside bgcut), "imported" (converted with `bgcut models
+    import`), "cached" (in the huggingface_hub cache) or "no" (run `bgcut models fetch NAME`).
 
     Example: bgcut models list
     """
     from ..models import count_parameters, get_pretrained_cfg, list_models
-    from ..models._hub import cached_path, embedded_path
+    from ..models._hub import cached_path, embedded_path, imported_path
 
     rows = [("name", "params", "input", "licence", "offline")]
     for name in list_models(pattern):
         cfg = get_pretrained_cfg(name)
-        where = "embedded" if embedded_path(cfg) else "cached" if cached_path(cfg) else "no"
+        where = (
+            "embedded"
+            if embedded_path(cfg)
+            else "imported"
+            if imported_path(cfg)
+            else "cached"
+            if cached_path(cfg)
+            else "no"
+        )
         rows.append((name, f"{count_parameters(cfg) / 1e6:.2f}M", str(cfg.input_size), cfg.license, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
@@ -55,3 +64,64 @@ def fetch_cli(
         for name in names:
             path, sha = resolve_weights(get_pretrained_cfg(name), force_download=force)
             typer.echo(f"{name}: {path} (sha256 {sha[:12]}…)")
+
+
+@app.command("import")
+def import_cli(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A .onnx export or a .pth/.pt state dict.", exists=True, dir_okay=False, show_default=False
+        ),
+    ],
+    arch: Annotated[
+        str,
+        typer.Option(
+            "--arch", help="Architecture: isnet, u2net, unet_lite (u2netp = u2net with the u2netp model's config)."
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option(
+            "--name",
+            help="Model name: a registered one (isnet-general, u2net, u2netp) takes its config from the registry.",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for model.safetensors + config.json (default: $BGCUT_HOME/models/NAME, where --model NAME finds it).",
+        ),
+    ] = None,
+) -> None:
+    """Convert a public checkpoint into bgcut's format: model.safetensors + config.json.
+
+    ONNX files are read from their initializers (needs `pip install 'bgcut[import]'`);
+    state dicts with torch.load(weights_only=True), so no pickled code runs. A file whose
+    tensors do not fit the architecture (names, shapes, dtypes) is refused.
+
+    Example: bgcut models import isnet.onnx --arch isnet --name isnet-general
+    """
+    from ..config import PretrainedCfg
+    from ..errors import UsageError
+    from ..models import list_models
+    from ..models._hub import imported_dir
+    from ..models._import import import_checkpoint
+    from ..models._registry import get_arch, get_pretrained_cfg
+
+    with reported_errors():
+        get_arch(arch)
+        registered = name in list_models()
+        cfg = get_pretrained_cfg(name) if registered else PretrainedCfg(name=name, arch=arch)
+        if cfg.arch != arch:
+            raise UsageError(f"model {name!r} is registered with architecture {cfg.arch!r}, not {arch!r}")
+        target, sha = import_checkpoint(source, cfg, output or imported_dir(name))
+    typer.echo(f"{name}: {target} (sha256 {sha})")
+    if registered and cfg.sha256 and sha != cfg.sha256:
+        typer.echo(
+            f"bgcut: warning: the sha256 differs from the registry's ({cfg.sha256[:12]}…): "
+            f"this is not the checkpoint {name!r} was published from; use it with --weights {target.parent}",
+            err=True,
+        )

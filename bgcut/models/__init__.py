@@ -1,6 +1,6 @@
 """The model zoo: architectures, the registry of named models, and weight loading."""
 
-from . import luma, unet_lite  # noqa: F401 - imported for their registrations
+from . import luma, u2net, unet_lite  # noqa: F401 - imported for their registrations
 from ._factory import LoadedModel, count_parameters, create_model
 from ._registry import (
     DEFAULT_MODEL,

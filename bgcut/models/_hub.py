@@ -1,7 +1,8 @@
 """Where weights come from. The only module that imports huggingface_hub.
 
-Resolution order for a registered model: weights shipped inside the package, then the
-huggingface_hub cache (no network), then ``hf_hub_download`` (which honours
+Resolution order for a registered model: weights shipped inside the package, then weights
+converted by ``bgcut models import`` (``$BGCUT_HOME/models/<name>``, default
+``~/.cache/bgcut``), then the huggingface_hub cache (no network), then ``hf_hub_download`` (which honours
 ``HF_ENDPOINT``, ``HF_HOME`` and ``HF_HUB_OFFLINE``). Whatever the source, the sha256 from
 the registry is checked before the file is used. Hub errors are translated here, once,
 into bgcut errors whose message says what to do.
@@ -25,6 +26,17 @@ def embedded_path(cfg: PretrainedCfg) -> Path | None:
     if not cfg.embedded:
         return None
     path = Path(str(resources.files("bgcut.models") / EMBEDDED_DIR / cfg.embedded))
+    return path if path.is_file() else None
+
+
+def imported_dir(name: str) -> Path:
+    """Where ``bgcut models import`` puts a registered model's converted weights."""
+    home = Path(os.environ.get("BGCUT_HOME", Path.home() / ".cache" / "bgcut"))
+    return home / "models" / name
+
+
+def imported_path(cfg: PretrainedCfg) -> Path | None:
+    path = imported_dir(cfg.name) / cfg.hf_filename
     return path if path.is_file() else None
 
 
@@ -70,7 +82,7 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         ChecksumError: the file found does not have the registry's sha256.
     """
     if not force_download:
-        local = embedded_path(cfg) or cached_path(cfg)
+        local = embedded_path(cfg) or imported_path(cfg) or cached_path(cfg)
         if local is not None:
             return local, verify_sha256(local, cfg.sha256, cfg.name)
     if not cfg.hf_repo_id:

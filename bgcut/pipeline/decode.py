@@ -135,8 +135,14 @@ def _from_array(arr: np.ndarray) -> Decoded:
 
 
 def resize_for_model(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor (area-averaged)."""
-    small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor.
+
+    Area averaging when shrinking (no aliasing); bilinear when enlarging, as the reference
+    pipelines of the 1024 px models do (area "enlarging" is close to nearest-neighbour).
+    """
+    h, w = rgb.shape[:2]
+    interp = cv2.INTER_AREA if w >= size and h >= size else cv2.INTER_LINEAR
+    small = cv2.resize(rgb, (size, size), interpolation=interp)
     return torch.from_numpy(small).permute(2, 0, 1).contiguous()
 
 

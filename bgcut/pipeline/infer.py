@@ -71,7 +71,9 @@ class Predictor:
         out = out.float()
         if self.cfg.output == "sigmoid":
             return torch.sigmoid(out)
-        if self.cfg.output == "minmax":
+        if self.cfg.output == "sigmoid-minmax":
+            # U2-Net's published post-processing: each mask is stretched to span [0, 1].
+            out = torch.sigmoid(out)
             lo = out.amin(dim=(1, 2, 3), keepdim=True)
             hi = out.amax(dim=(1, 2, 3), keepdim=True)
             return (out - lo) / (hi - lo).clamp_min(1e-8)
