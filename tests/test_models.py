@@ -102,3 +102,33 @@ def test_default_model_finds_an_obvious_object() -> None:
     pred = Remover(device="cpu").masks([img])[0] >= 128
     iou = (pred & disc.astype(bool)).sum() / (pred | disc.astype(bool)).sum()
     assert iou > 0.9
+
+
+@pytest.mark.parametrize("name", ["bgcut-lite", "u2netp"])
+def test_fused_batch_norm_gives_the_same_output(name: str) -> None:
+    import copy
+
+    from bgcut.models._fuse import fuse_conv_bn
+
+    torch.manual_seed(0)
+    model = build_arch(get_pretrained_cfg(name))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    fused = fuse_conv_bn(copy.deepcopy(model))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(fused(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_unpublished_model_says_how_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgcut.errors import WeightsUnavailableError
+
+    monkeypatch.setenv("BGCUT_HOME", str(tmp_path))
+    with pytest.raises(
+        WeightsUnavailableError, match=r"no published weights yet: convert .*--arch u2net --name u2net`"
+    ):
+        create_model("u2net")

@@ -89,6 +89,12 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         raise WeightsUnavailableError(
             f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH"
         )
+    if not cfg.sha256:
+        # Nothing has been published under this entry yet, so there is no checksum to trust a download by.
+        raise WeightsUnavailableError(
+            f"model {cfg.name!r} has no published weights yet: convert a public checkpoint with "
+            f"`bgcut models import CHECKPOINT --arch {cfg.arch} --name {cfg.name}`, or pass --weights PATH"
+        )
     from huggingface_hub import errors as hf_errors
 
     where = f"{cfg.hf_repo_id}@{cfg.hf_revision or 'main'}/{cfg.hf_filename}"

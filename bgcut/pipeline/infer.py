@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..models import LoadedModel
+from ..models._fuse import fuse_conv_bn
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -55,7 +56,10 @@ class Predictor:
         self.cfg = loaded.cfg
         self.device, self.dtype = device, dtype
         self.size = size or loaded.cfg.input_size
-        self.model = loaded.module.to(device).eval().to(memory_format=torch.channels_last)
+        # Batch norm folded into the convolutions, channels_last memory: both measured faster on
+        # CPU and GPU, and neither changes the result beyond float rounding.
+        module = fuse_conv_bn(loaded.module.eval())
+        self.model = module.to(device).to(memory_format=torch.channels_last)
         self.mean = torch.tensor(self.cfg.mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(self.cfg.std, device=device).view(1, 3, 1, 1) * 255
 
