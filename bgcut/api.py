@@ -56,7 +56,8 @@ class Remover:
         out: list[np.ndarray] = []
         for i in range(0, len(decoded), self.batch_size):
             chunk = decoded[i : i + self.batch_size]
-            batch = torch.stack([resize_for_model(d.rgb, self.predictor.size) for d in chunk])
+            size, interp = self.predictor.size, self.predictor.cfg.interpolation
+            batch = torch.stack([resize_for_model(d.rgb, size, interp) for d in chunk])
             for d, m in zip(chunk, self.predictor(batch), strict=True):
                 out.append(upsample_mask(m, d.rgb.shape[0], d.rgb.shape[1]))
         return out

@@ -27,6 +27,9 @@ class PretrainedCfg:
     # How the network's output logits become a [0, 1] mask: "sigmoid", or "sigmoid-minmax"
     # (sigmoid, then each mask stretched to span [0, 1], as U2-Net is published).
     output: str = "sigmoid"
+    # PIL filter used to resize photos to input_size (bilinear, bicubic, lanczos, box). It is
+    # part of the contract: IS-Net's mask changes measurably with a different resampler.
+    interpolation: str = "bilinear"
     hf_repo_id: str | None = None
     hf_revision: str | None = None
     hf_filename: str = "model.safetensors"
@@ -46,12 +49,17 @@ class PretrainedCfg:
             "mean": list(self.mean),
             "std": list(self.std),
             "output": self.output,
+            "interpolation": self.interpolation,
             "license": self.license,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **overrides: Any) -> PretrainedCfg:
-        known = {k: data[k] for k in ("name", "arch", "arch_args", "input_size", "output", "license") if k in data}
+        known = {
+            k: data[k]
+            for k in ("name", "arch", "arch_args", "input_size", "output", "interpolation", "license")
+            if k in data
+        }
         if "mean" in data:
             known["mean"] = tuple(data["mean"])
         if "std" in data:

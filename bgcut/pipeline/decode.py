@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -134,16 +133,23 @@ def _from_array(arr: np.ndarray) -> Decoded:
     raise ImageError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
 
 
-def resize_for_model(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor.
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
 
-    Area averaging when shrinking (no aliasing); bilinear when enlarging, as the reference
-    pipelines of the 1024 px models do (area "enlarging" is close to nearest-neighbour).
+
+def resize_for_model(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor, aspect ratio ignored.
+
+    PIL's resampling (antialiased when shrinking) because that is what the reference
+    pipelines use: on IS-Net, OpenCV's bilinear, although never more than 1 level off per
+    pixel, moved the mask's IoU with the reference from 0.9998 to 0.967 on one DAVIS frame.
     """
-    h, w = rgb.shape[:2]
-    interp = cv2.INTER_AREA if w >= size and h >= size else cv2.INTER_LINEAR
-    small = cv2.resize(rgb, (size, size), interpolation=interp)
-    return torch.from_numpy(small).permute(2, 0, 1).contiguous()
+    small = Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation])
+    return torch.from_numpy(np.array(small)).permute(2, 0, 1).contiguous()
 
 
 @dataclass
@@ -167,8 +173,8 @@ class DecodeItem:
 class DecodeDataset(torch.utils.data.Dataset):
     """Map-style dataset over input paths; never raises for a bad file."""
 
-    def __init__(self, paths: list[Path], size: int, max_pixels: int) -> None:
-        self.paths, self.size, self.max_pixels = paths, size, max_pixels
+    def __init__(self, paths: list[Path], size: int, max_pixels: int, interpolation: str = "bilinear") -> None:
+        self.paths, self.size, self.max_pixels, self.interpolation = paths, size, max_pixels, interpolation
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -184,7 +190,7 @@ class DecodeDataset(torch.utils.data.Dataset):
             return DecodeItem(i, error="out of memory while decoding")
         return DecodeItem(
             i,
-            model_input=resize_for_model(dec.rgb, self.size),
+            model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
             rgb=torch.from_numpy(dec.rgb),
             alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
             warning=dec.warning,

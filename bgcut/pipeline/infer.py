@@ -88,6 +88,12 @@ class Predictor:
 
 @torch.inference_mode()
 def upsample_mask(mask: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """(1, S, S) [0, 1] mask on the device -> (H, W) uint8 on the CPU, bilinear."""
-    full = F.interpolate(mask[None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    """(1, S, S) [0, 1] mask on the device -> (H, W) uint8 on the CPU, bilinear.
+
+    When the photo is smaller than the model's input (a 1024 px model on a 854x480 frame),
+    the mask is low-pass filtered while shrinking (``antialias``, PIL's bilinear filter), so
+    thin structures are averaged instead of sampled and do not alias into broken lines.
+    """
+    shrink = height < mask.shape[-2] or width < mask.shape[-1]
+    full = F.interpolate(mask[None], size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)[0, 0]
     return (full * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()

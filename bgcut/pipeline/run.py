@@ -289,7 +289,7 @@ def _process(
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if engine.to_stdout or len(pending) <= run.batch_size else max(0, run.workers)
     loader = DataLoader(
-        DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels),
+        DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, loaded.cfg.interpolation),
         batch_size=max(1, run.batch_size),
         num_workers=workers,
         collate_fn=collate,
