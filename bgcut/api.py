@@ -54,9 +54,9 @@ class Remover:
 
     def _masks(self, decoded: list[Decoded]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
+        size, interp = self.predictor.size, self.predictor.cfg.interpolation
         for i in range(0, len(decoded), self.batch_size):
             chunk = decoded[i : i + self.batch_size]
-            size, interp = self.predictor.size, self.predictor.cfg.interpolation
             batch = torch.stack([resize_for_model(d.rgb, size, interp) for d in chunk])
             for d, m in zip(chunk, self.predictor(batch), strict=True):
                 out.append(upsample_mask(m, d.rgb.shape[0], d.rgb.shape[1]))

@@ -77,14 +77,18 @@ def test_truncated_safetensors_is_a_clear_error(tmp_path: Path, luma_weights: Pa
         read_state_dict(p)
 
 
-def test_model_card_config_matches_registry() -> None:
+@pytest.mark.parametrize("name", list_models())
+def test_model_card_config_matches_registry(name: str) -> None:
     """weights/<name>/config.json is what the Hub repo holds; it must not drift from the registry."""
     import json
 
-    cfg = get_pretrained_cfg("bgcut-lite")
-    card = json.loads((Path(__file__).parent.parent / "weights" / "bgcut-lite" / "config.json").read_text())
+    cfg = get_pretrained_cfg(name)
+    folder = Path(__file__).parent.parent / "weights" / name
+    card = json.loads((folder / "config.json").read_text())
+    assert (folder / "README.md").is_file()
     assert card["sha256"] == cfg.sha256 and card["input_size"] == cfg.input_size and card["arch"] == cfg.arch
     assert card["hf_repo_id"] == cfg.hf_repo_id and card["hf_revision"] == cfg.hf_revision
+    assert {k: card[k] for k in cfg.to_json()} == cfg.to_json()
 
 
 def test_default_model_finds_an_obvious_object() -> None:

@@ -24,20 +24,13 @@ def list_cli(
     Example: bgcut models list
     """
     from ..models import count_parameters, get_pretrained_cfg, list_models
-    from ..models._hub import cached_path, embedded_path, imported_path
+    from ..models._hub import local_weights
 
     rows = [("name", "params", "input", "licence", "offline")]
     for name in list_models(pattern):
         cfg = get_pretrained_cfg(name)
-        where = (
-            "embedded"
-            if embedded_path(cfg)
-            else "imported"
-            if imported_path(cfg)
-            else "cached"
-            if cached_path(cfg)
-            else "no"
-        )
+        local = local_weights(cfg)
+        where = local[0] if local else "no"
         rows.append((name, f"{count_parameters(cfg) / 1e6:.2f}M", str(cfg.input_size), cfg.license, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

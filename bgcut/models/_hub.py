@@ -40,6 +40,18 @@ def imported_path(cfg: PretrainedCfg) -> Path | None:
     return path if path.is_file() else None
 
 
+def local_weights(cfg: PretrainedCfg) -> tuple[str, Path] | None:
+    """The first local copy in resolution order, as (where, path); never touches the network.
+
+    ``where`` is ``"embedded"``, ``"imported"`` or ``"cached"`` (what `bgcut models list` shows).
+    """
+    for where, find in (("embedded", embedded_path), ("imported", imported_path), ("cached", cached_path)):
+        path = find(cfg)
+        if path is not None:
+            return where, path
+    return None
+
+
 def _offline() -> bool:
     from huggingface_hub import constants
 
@@ -82,9 +94,9 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         ChecksumError: the file found does not have the registry's sha256.
     """
     if not force_download:
-        local = embedded_path(cfg) or imported_path(cfg) or cached_path(cfg)
+        local = local_weights(cfg)
         if local is not None:
-            return local, verify_sha256(local, cfg.sha256, cfg.name)
+            return local[1], verify_sha256(local[1], cfg.sha256, cfg.name)
     if not cfg.hf_repo_id:
         raise WeightsUnavailableError(
             f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH"
