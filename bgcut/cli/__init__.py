@@ -44,12 +44,13 @@ def root(
 
 
 def _register() -> None:
-    from . import evaluate, models, remove, train
+    from . import evaluate, models, paste, remove, train
 
     app.command("remove")(remove.remove_cli)
     app.add_typer(models.app, name="models")
     app.command("train")(train.train_cli)
     app.command("eval")(evaluate.eval_cli)
+    app.command("paste")(paste.paste_cli)
 
 
 _register()

@@ -12,7 +12,7 @@ from typer.core import TyperGroup
 
 from ..errors import BgcutError, UsageError
 
-COMMANDS = ("remove", "models", "train", "eval")
+COMMANDS = ("remove", "models", "train", "eval", "paste")
 
 
 class DefaultToRemove(TyperGroup):

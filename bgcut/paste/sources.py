@@ -1,0 +1,99 @@
+"""The inputs of a paste run: cut-outs with their class names, and background photos.
+
+A cut-out's class is, in this order: the first ``--classes`` pattern that matches its path
+relative to the folder it was found in; else its first subfolder under that folder
+(``cutouts/dog/a.png`` -> ``dog``); else the name of the folder it lies in.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ImageError, UsageError
+from ..pipeline.reader import list_sources
+
+
+@dataclass(frozen=True)
+class Cutout:
+    path: Path
+    name: str  # path relative to the folder it was found in, "/"-separated, with extension
+    category: str
+
+
+def load_classes(path: str | Path) -> dict[str, str]:
+    """A ``--classes`` file: a JSON object mapping fnmatch patterns to class names."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read the --classes file: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: not valid JSON: {e.msg} (line {e.lineno})") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise UsageError(f'{path}: expected a JSON object of "pattern": "class name" pairs')
+    return dict(data)
+
+
+def _category(name: str, root_name: str, classes: dict[str, str]) -> str:
+    for pattern, category in classes.items():
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(Path(name).name, pattern):
+            return category
+    return name.split("/", 1)[0] if "/" in name else root_name
+
+
+def list_cutouts(inputs: list[str], classes: dict[str, str] | None = None) -> tuple[list[Cutout], list[str]]:
+    """Cut-outs in a stable order (arguments in order, then by name), and listing errors."""
+    classes = classes or {}
+    cutouts: list[Cutout] = []
+    errors: list[str] = []
+    for arg in inputs:
+        listing = list_sources([arg])
+        errors.extend(f"{where}: {why}" for where, why in listing.errors)
+        path = Path(arg)
+        root = path.resolve() if path.is_dir() else path.resolve().parent
+        for src in listing.sources:
+            name = src.key + src.path.suffix if path.is_dir() else src.path.name
+            cutouts.append(Cutout(src.path, name, _category(name, root.name, classes)))
+    return cutouts, errors
+
+
+def list_backgrounds(folder: str) -> tuple[list[Path], list[str]]:
+    listing = list_sources([folder])
+    return [s.path for s in listing.sources], [f"{where}: {why}" for where, why in listing.errors]
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)")
+        im = Image.open(path)
+        im.load()
+        return im
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or a format PIL cannot identify") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot decode image: {e}") from None
+
+
+def load_cutout(path: Path) -> np.ndarray:
+    """RGBA uint8, cropped to its opaque part. Refuses images with no transparency to cut by."""
+    im = _open(path)
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if not has_alpha:
+        raise ImageError(f"{path}: no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)")
+    rgba = np.asarray(im.convert("RGBA"))
+    ys, xs = np.nonzero(rgba[:, :, 3] >= 128)
+    if ys.size == 0:
+        raise ImageError(f"{path}: fully transparent: nothing to paste")
+    return np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+
+
+def load_background(path: Path) -> np.ndarray:
+    return np.asarray(_open(path).convert("RGB"))

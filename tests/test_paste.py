@@ -1,0 +1,225 @@
+"""bgcut paste: exact visible masks, COCO loading, determinism, resume, bad inputs, YOLO labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from typer.testing import CliRunner
+
+from bgcut.cli import app
+from bgcut.paste import PasteOptions, paste_dataset
+from bgcut.paste.annotations import decode_mask, mask_polygon
+
+# Solid colours, one per cut-out; the backgrounds use none of them, and with jitter and
+# blending off a pixel of a cut-out's colour can only come from that cut-out.
+COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
+EXACT = PasteOptions(per_image=(2, 5), jitter=0.0, blends=("none",), image_format="png", max_occlusion=0.6)
+
+
+def _shape(k: int) -> np.ndarray:
+    a = np.zeros((60, 90), np.uint8)
+    if k % 2 == 0:
+        cv2.ellipse(a, (45, 30), (40, 25), 0, 0, 360, 255, -1)
+        cv2.circle(a, (45, 30), 8, 0, -1)  # a hole: visible masks must keep it
+    else:
+        cv2.rectangle(a, (4, 4), (85, 55), 255, -1)
+        cv2.rectangle(a, (20, 15), (35, 45), 0, -1)
+    return cv2.GaussianBlur(a, (5, 5), 1.5)  # soft edges, as real cut-outs have
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("paste-in")
+    for k, colour in enumerate(COLOURS):
+        folder = root / "cut" / ("disc" if k % 2 == 0 else "box")
+        folder.mkdir(parents=True, exist_ok=True)
+        rgba = np.dstack([np.full((60, 90, 3), colour, np.uint8), _shape(k)])
+        Image.fromarray(rgba).save(folder / f"c{k}.png")
+    (root / "bg").mkdir()
+    for k in range(3):
+        Image.fromarray(np.full((150, 200, 3), (20 + 30 * k, 20, 20), np.uint8)).save(root / "bg" / f"b{k}.png")
+    return root / "cut", root / "bg"
+
+
+def _colour_of(source: str) -> tuple[int, int, int]:
+    return COLOURS[int(Path(source).stem[1:])]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_coco_masks_are_exactly_the_visible_pixels(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    summary = paste_dataset([str(cut)], str(bg), tmp_path, 12, EXACT, workers=0)
+    assert summary.ok and summary.done == 12
+    coco = COCO(str(tmp_path / "annotations.json"))
+    assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["box", "disc"]
+    checked = 0
+    for image_id in coco.getImgIds():
+        info = coco.loadImgs(image_id)[0]
+        image = np.asarray(Image.open(tmp_path / info["file_name"]).convert("RGB"))
+        assert image.shape[:2] == (info["height"], info["width"])
+        record = json.loads((tmp_path / "records" / (Path(info["file_name"]).stem + ".json")).read_text())
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id))
+        assert len(anns) == len(record["objects"]) >= 1
+        union: dict[tuple[int, int, int], np.ndarray] = {}
+        taken = np.zeros(image.shape[:2], bool)
+        for ann, obj in zip(anns, record["objects"], strict=True):
+            mask = coco.annToMask(ann).astype(bool)
+            assert mask.any()
+            assert not (mask & taken).any(), "two annotations claim the same pixel"
+            taken |= mask
+            assert ann["area"] == int(mask.sum())
+            ys, xs = np.nonzero(mask)
+            assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            assert coco.loadCats(ann["category_id"])[0]["name"] == obj["category"]
+            assert obj["occluded"] <= EXACT.max_occlusion + 1e-6
+            colour = _colour_of(obj["source"])
+            union[colour] = union.get(colour, np.zeros_like(mask)) | mask
+            checked += 1
+        for colour in COLOURS:
+            painted = (image == colour).all(axis=2)
+            np.testing.assert_array_equal(union.get(colour, np.zeros_like(painted)), painted)
+    assert checked >= 24
+
+
+def test_blending_changes_pixels_never_masks(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    masks = {}
+    for blend in ("none", "gaussian", "poisson", "motion"):
+        opt = PasteOptions(per_image=(2, 4), jitter=0.0, blends=(blend,), image_format="png", seed=3)
+        out = tmp_path / blend
+        assert paste_dataset([str(cut)], str(bg), out, 4, opt, workers=0).ok
+        recs = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
+        masks[blend] = [[o["segmentation"] for o in r["objects"]] for r in recs]
+        if blend != "none":
+            a = np.asarray(Image.open(out / "images/000000.png"))
+            b = np.asarray(Image.open(tmp_path / "none/images/000000.png"))
+            assert (a != b).any()
+    assert masks["none"] == masks["gaussian"] == masks["poisson"] == masks["motion"]
+
+
+def test_same_seed_byte_identical_whatever_the_workers(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    opt = PasteOptions(seed=7, size=(160, 120), yolo=True)
+    paste_dataset([str(cut)], str(bg), tmp_path / "a", 8, opt, workers=0)
+    paste_dataset([str(cut)], str(bg), tmp_path / "b", 8, opt, workers=2)
+    paste_dataset([str(cut)], str(bg), tmp_path / "c", 8, PasteOptions(seed=8, size=(160, 120), yolo=True), workers=0)
+    a, b, c = (_files(tmp_path / x) for x in "abc")
+    for files in (a, b, c):
+        files.pop("data.yaml")  # it names its own folder
+    assert a == b
+    assert a["images/000000.jpg"] != c["images/000000.jpg"]
+    assert Image.open(tmp_path / "a/images/000000.jpg").size == (160, 120)
+
+
+def test_resume_and_growing_count(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    first = paste_dataset([str(cut)], str(bg), tmp_path / "r", 3, EXACT, workers=0)
+    assert (first.done, first.skipped) == (3, 0)
+    again = paste_dataset([str(cut)], str(bg), tmp_path / "r", 5, EXACT, workers=0)
+    assert (again.done, again.skipped) == (2, 3)
+    paste_dataset([str(cut)], str(bg), tmp_path / "fresh", 5, EXACT, workers=0)
+    assert _files(tmp_path / "r") == _files(tmp_path / "fresh")
+    assert len(json.loads((tmp_path / "r/annotations.json").read_text())["images"]) == 5
+
+
+def test_other_settings_refused_then_overwrite(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    runner = CliRunner()
+    args = ["paste", str(cut), "--backgrounds", str(bg), "-o", str(tmp_path), "-n", "2", "--no-progress", "-j", "0"]
+    assert runner.invoke(app, args).exit_code == 0
+    res = runner.invoke(app, [*args, "--seed", "1"])
+    assert res.exit_code == 2
+    assert "other settings (options differ)" in res.output and "--overwrite" in res.output
+    res = runner.invoke(app, [*args, "--seed", "1", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert "2 made, 0 skipped" in res.output
+
+
+def test_bad_cutouts_reported_rest_still_made(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    bad = tmp_path / "cut"
+    for p in cut.rglob("*.png"):
+        (bad / p.parent.name).mkdir(parents=True, exist_ok=True)
+        (bad / p.parent.name / p.name).write_bytes(p.read_bytes())
+    (bad / "disc" / "notes.png").write_text("not an image")
+    Image.new("RGB", (40, 40), "white").save(bad / "box" / "opaque.png")
+    Image.new("RGBA", (40, 40), (0, 0, 0, 0)).save(bad / "box" / "clear.png")
+    res = CliRunner().invoke(
+        app, ["paste", str(bad), "--backgrounds", str(bg), "-o", str(tmp_path / "o"), "-n", "30", "--no-progress"]
+    )
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    assert f"bgcut: error: {bad / 'disc' / 'notes.png'}: not an image, or a format PIL cannot identify" in lines
+    no_alpha = "no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)"
+    assert f"bgcut: error: {bad / 'box' / 'opaque.png'}: {no_alpha}" in lines
+    assert f"bgcut: error: {bad / 'box' / 'clear.png'}: fully transparent: nothing to paste" in lines
+    assert sum("notes.png" in line for line in lines) == 1  # once, however often it was drawn
+    assert "30 made, 0 skipped, 0 failed" in res.output
+    coco = json.loads((tmp_path / "o/annotations.json").read_text())
+    assert len(coco["images"]) == 30 and coco["annotations"]
+    assert not list((tmp_path / "o").rglob("*.bgcut-tmp"))
+
+
+def test_usage_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    runner = CliRunner()
+    base = ["paste", str(cut), "--backgrounds", str(bg), "-o", str(tmp_path), "-n", "2"]
+    res = runner.invoke(app, [*base, "--blend", "none,smudge"])
+    assert res.exit_code == 2 and "--blend: unknown mode 'smudge'" in res.output
+    res = runner.invoke(app, [*base, "--per-image", "5-2"])
+    assert res.exit_code == 2 and "--per-image: need 0 <= MIN <= MAX, got 5-2" in res.output
+    res = runner.invoke(app, ["paste", str(tmp_path), "--backgrounds", str(bg), "-o", str(tmp_path / "o"), "-n", "1"])
+    assert res.exit_code == 2 and "no cut-outs found" in res.output
+
+
+def test_classes_mapping(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    opt = PasteOptions(classes={"*c0.png": "zero", "*c1.png": "one"})
+    paste_dataset([str(cut)], str(bg), tmp_path, 6, opt, workers=0)
+    names = {c["name"] for c in json.loads((tmp_path / "annotations.json").read_text())["categories"]}
+    assert names == {"zero", "one", "box", "disc"}
+
+
+def test_yolo_labels_trace_the_masks(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    cut, bg = inputs
+    opt = PasteOptions(per_image=(3, 5), yolo=True, image_format="png", seed=2)
+    paste_dataset([str(cut)], str(bg), tmp_path, 4, opt, workers=0)
+    assert 'names:\n  0: "box"\n  1: "disc"\n' in (tmp_path / "data.yaml").read_text()
+    for rec_path in sorted((tmp_path / "records").glob("*.json")):
+        rec = json.loads(rec_path.read_text())
+        lines = (tmp_path / "labels" / (rec_path.stem + ".txt")).read_text().splitlines()
+        assert len(lines) == len(rec["objects"])
+        for line, obj in zip(lines, rec["objects"], strict=True):
+            cls, *coords = line.split()
+            assert int(cls) == ["box", "disc"].index(obj["category"])
+            xy = np.array(coords, float).reshape(-1, 2)
+            assert ((xy >= 0) & (xy <= 1)).all()
+            filled = np.zeros((rec["height"], rec["width"]), np.uint8)
+            pts = np.rint(xy * [rec["width"], rec["height"]]).astype(np.int32)
+            cv2.fillPoly(filled, [pts], 1)
+            mask = decode_mask(obj["segmentation"])
+            outline = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            inner = mask & ~outline
+            # Polygons cannot hold holes; apart from the hole, the outline's width decides the overlap.
+            assert (filled.astype(bool) & inner).sum() / inner.sum() > 0.9
+
+
+def test_polygon_joins_separate_pieces() -> None:
+    mask = np.zeros((40, 60), bool)
+    mask[5:15, 5:20] = True
+    mask[25:35, 35:55] = True
+    poly = mask_polygon(mask)
+    filled = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(filled, [poly.astype(np.int32)], 1)
+    assert filled[10, 10] and filled[30, 45]  # both pieces inside the one polygon
+    assert not filled[10, 50] and not filled[30, 10]  # nor the space around them
+    assert filled.sum() - mask.sum() < 25  # the bridge is a line: a pixel wide
