@@ -116,3 +116,4 @@ class RunOptions:
     max_pixels: int = 100_000_000
     overwrite: bool = False
     manifest: str | None = None
+    shard: tuple[int, int] | None = None  # (index, count): this job's share of the inputs, by output name

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..config import OutputOptions, PostOptions, RunOptions
-from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
+from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, fail, reported_errors
 
 
 class Format(str, Enum):
@@ -121,6 +121,13 @@ def remove_cli(
             help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256).",
         ),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: process only this job's share of the inputs (0 <= I < N), split by a hash of the output name, so N jobs (a Slurm/Kubernetes job array) cover every input exactly once. The manifest becomes NAME.shard-I-of-N.jsonl.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
     ] = False,
@@ -146,7 +153,13 @@ def remove_cli(
 
       bgcut portrait.jpg -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
     """
+    from ..pipeline.reader import parse_shard
     from ..pipeline.run import remove_backgrounds
+
+    try:
+        shard_spec = parse_shard(shard) if shard is not None else None
+    except ValueError as e:
+        raise fail(str(e), 2) from None
 
     run = RunOptions(
         model=model,
@@ -159,6 +172,7 @@ def remove_cli(
         max_pixels=max_pixels,
         overwrite=overwrite,
         manifest=manifest,
+        shard=shard_spec,
     )
     out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
     post = PostOptions(

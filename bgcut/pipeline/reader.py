@@ -16,7 +16,9 @@ Naming rules (also in the README):
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -148,3 +150,21 @@ def _assign_keys(found: list[tuple[Path, str, str]]) -> list[Source]:
         clash = counts[_strip_ext(key).lower()] > 1
         sources.append(Source(path, key if clash else _strip_ext(key), display))
     return sorted(sources, key=lambda s: s.key)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ValueError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_of(key: str, count: int) -> int:
+    """Which of ``count`` shards owns an output key.
+
+    A hash of the key, not a position in the listing: jobs that list the inputs in another
+    order, or on another machine, still agree, and every key lands in exactly one shard.
+    """
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count

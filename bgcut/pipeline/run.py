@@ -31,7 +31,7 @@ from ..models import create_model
 from .decode import DecodeDataset, DecodeItem, collate
 from .infer import Predictor, pick_device, pick_dtype, upsample_mask
 from .postprocess import Background, parse_background, parse_margin, render
-from .reader import Source, list_sources
+from .reader import Source, list_sources, shard_of
 from .writer import atomic_write, encode
 
 STDOUT = "-"
@@ -201,6 +201,18 @@ class _Engine:
             n += 1
 
 
+def manifest_path(run: RunOptions) -> str | None:
+    """The manifest file: with ``--shard I/N``, ``run.jsonl`` becomes ``run.shard-I-of-N.jsonl``.
+
+    Jobs of an array often share a folder; each appends to its own part, and ``cat`` joins them.
+    """
+    if not run.manifest or run.shard is None:
+        return run.manifest
+    p = Path(run.manifest)
+    index, count = run.shard
+    return str(p.with_name(f"{p.stem}.shard-{index}-of-{count}{p.suffix}"))
+
+
 def _check_output_not_input(inputs: list[str], out_dir: Path) -> None:
     target = out_dir.resolve()
     for arg in inputs:
@@ -238,7 +250,12 @@ def remove_backgrounds(
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
     if engine.out_dir is not None:
         _check_output_not_input(inputs, engine.out_dir)
-    manifest = open(run.manifest, "a", encoding="utf-8") if run.manifest else None  # noqa: SIM115
+    if run.shard is not None:
+        index, count = run.shard
+        listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
+        listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
+    path = manifest_path(run)
+    manifest = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
 
     def record(row: Row) -> None:
         summary.rows.append(row)
