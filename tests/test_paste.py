@@ -93,8 +93,10 @@ def test_coco_masks_are_exactly_the_visible_pixels(inputs: tuple[Path, Path], tm
 def test_blending_changes_pixels_never_masks(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     cut, bg = inputs
     masks = {}
-    for blend in ("none", "gaussian", "poisson", "motion"):
-        opt = PasteOptions(per_image=(2, 4), jitter=0.0, blends=(blend,), image_format="png", seed=3)
+    for blend in ("none", "gaussian", "poisson", "motion", "none,gaussian,poisson,motion"):
+        # Jitter, and how many blend modes there are to draw from, must not move anything either.
+        blends, jitter = tuple(blend.split(",")), 0.0 if blend == "none" else 0.3
+        opt = PasteOptions(per_image=(2, 4), jitter=jitter, blends=blends, image_format="png", seed=3)
         out = tmp_path / blend
         assert paste_dataset([str(cut)], str(bg), out, 4, opt, workers=0).ok
         recs = [json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))]
@@ -104,6 +106,7 @@ def test_blending_changes_pixels_never_masks(inputs: tuple[Path, Path], tmp_path
             b = np.asarray(Image.open(tmp_path / "none/images/000000.png"))
             assert (a != b).any()
     assert masks["none"] == masks["gaussian"] == masks["poisson"] == masks["motion"]
+    assert masks["none"] == masks["none,gaussian,poisson,motion"]
 
 
 def test_same_seed_byte_identical_whatever_the_workers(inputs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -59,10 +59,20 @@ class _Draws:
     places: np.ndarray  # (tries, 2) uniform [0, 1) positions
 
 
+def pick(rng: np.random.Generator, lo: int, hi: int) -> int:
+    """A uniform integer in [lo, hi] that always consumes exactly one draw.
+
+    ``Generator.integers`` draws nothing when the range holds a single value, which would make
+    every later draw depend on options such as the number of blend modes; with this, changing
+    ``--blend`` or ``--jitter`` changes how objects look, never where they go.
+    """
+    return lo + min(int(rng.random() * (hi - lo + 1)), hi - lo)
+
+
 def _draw(rng: np.random.Generator, n_cutouts: int, opt: PasteOptions) -> _Draws:
     j = opt.jitter
     return _Draws(
-        cutout=int(rng.integers(n_cutouts)),
+        cutout=pick(rng, 0, n_cutouts - 1),
         scale=float(rng.uniform(*opt.scale)),
         angle=float(rng.uniform(-opt.rotation, opt.rotation)),
         flip=bool(opt.flip and rng.random() < 0.5),
@@ -70,9 +80,9 @@ def _draw(rng: np.random.Generator, n_cutouts: int, opt: PasteOptions) -> _Draws
         contrast=float(rng.uniform(1 - j, 1 + j)),
         saturation=float(rng.uniform(1 - j, 1 + j)),
         hue=float(rng.uniform(-j / 4, j / 4)),
-        blend=opt.blends[int(rng.integers(len(opt.blends)))],
+        blend=opt.blends[pick(rng, 0, len(opt.blends) - 1)],
         feather=opt.feather,
-        motion_length=int(rng.integers(opt.motion[0], opt.motion[1] + 1)),
+        motion_length=pick(rng, *opt.motion),
         motion_angle=float(rng.uniform(0, 180)),
         places=rng.random((opt.placement_tries, 2)),
     )
@@ -252,7 +262,7 @@ def compose(
     visible: dict[int, int] = {}
     full: dict[int, int] = {}
     errors: list[str] = []
-    n = int(rng.integers(opt.per_image[0], opt.per_image[1] + 1))
+    n = pick(rng, *opt.per_image)
     draws = [_draw(rng, n_cutouts, opt) for _ in range(n)]
     for d in draws:
         try:

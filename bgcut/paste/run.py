@@ -34,7 +34,7 @@ from .. import __version__
 from ..errors import BgcutError, UsageError
 from ..pipeline.writer import atomic_write, encode
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
-from .compose import compose, fit_background
+from .compose import compose, fit_background, pick
 from .options import PasteOptions
 from .sources import Cutout, list_backgrounds, list_cutouts, load_background, load_cutout
 
@@ -109,7 +109,7 @@ def make_picture(i: int) -> tuple[int, list[str], str | None]:
     assert plan is not None
     opt = plan.options
     rng = np.random.default_rng(np.random.SeedSequence([opt.seed, i]))
-    b = int(rng.integers(len(plan.backgrounds)))
+    b = pick(rng, 0, len(plan.backgrounds) - 1)
     try:
         background = _background(b)
     except BgcutError as e:
