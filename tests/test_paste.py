@@ -226,3 +226,32 @@ def test_polygon_joins_separate_pieces() -> None:
     assert filled[10, 10] and filled[30, 45]  # both pieces inside the one polygon
     assert not filled[10, 50] and not filled[30, 10]  # nor the space around them
     assert filled.sum() - mask.sum() < 25  # the bridge is a line: a pixel wide
+
+
+def test_sigint_mid_run_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cut, bg = inputs
+    out = tmp_path / "o"
+    n = 150
+    cmd = [sys.executable, "-m", "bgcut", "paste", str(cut), "--backgrounds", str(bg), "-o", str(out)]
+    cmd += ["-n", str(n), "-j", "2", "--size", "640x480", "--blend", "poisson", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "(interrupted)" in err
+    done = sorted((out / "records").glob("*.json"))
+    assert 0 < len(done) < n
+    assert not list(out.rglob(".*.bgcut-tmp")), "temporary files left behind"
+    assert not (out / "annotations.json").exists()  # never a partial annotation file
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{n - len(done)} made, {len(done)} skipped, 0 failed" in rerun.stderr
+    assert len(json.loads((out / "annotations.json").read_text())["images"]) == n

@@ -19,6 +19,7 @@ import hashlib
 import json
 import multiprocessing
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import BgcutError, UsageError
-from ..pipeline.writer import atomic_write, encode
+from ..pipeline.writer import TMP_SUFFIX, atomic_write, encode
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
 from .options import PasteOptions
@@ -82,11 +83,19 @@ def picture_name(i: int) -> str:
     return f"{i:06d}"
 
 
-def _init(plan: _Plan, single_threaded: bool) -> None:
+def _exit_on_term(*_: object) -> None:
+    sys.exit(1)  # raises SystemExit: atomic_write's cleanup runs, no temporary file is left
+
+
+def _init(plan: _Plan, worker: bool) -> None:
     global _plan
     _plan = plan
-    if single_threaded:
+    if worker:
         cv2.setNumThreads(1)  # one process per core already
+        # Ctrl-C reaches the whole process group; only the parent decides what happens next,
+        # and it stops the workers with SIGTERM, which must unwind like an exception.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _exit_on_term)
     _cutout.cache_clear()
     _background.cache_clear()
 
@@ -220,6 +229,9 @@ def paste_dataset(
     settings = _settings(plan)
     _check_settings(out, settings, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    for sub in ("images", "records", "labels"):
+        for stale in (out / sub).glob(f".*{TMP_SUFFIX}"):  # left by a killed run (SIGKILL, power loss)
+            stale.unlink(missing_ok=True)
     atomic_write(out / SETTINGS, (json.dumps({"bgcut": __version__, **settings}, indent=1) + "\n").encode())
 
     pending = [i for i in range(count) if not _finished(out, i, opt)]
@@ -242,7 +254,7 @@ def paste_dataset(
 
     try:
         if workers == 0 or len(pending) <= 1:
-            _init(plan, single_threaded=False)
+            _init(plan, worker=False)
             for i in pending:
                 collect(make_picture(i))
         else:
