@@ -117,3 +117,6 @@ class RunOptions:
     overwrite: bool = False
     manifest: str | None = None
     shard: tuple[int, int] | None = None  # (index, count): this job's share of the inputs, by output name
+    engine: str = "local"  # "local" (this process + decode workers) or "ray" (Ray Data)
+    ray_address: str | None = None  # None starts a local Ray instance; "auto" or "ray://host:10001" joins a cluster
+    ray_actors: int = 1  # model actors on a cluster without GPUs (with GPUs: one per GPU)

@@ -128,6 +128,24 @@ def remove_cli(
             help="I/N: process only this job's share of the inputs (0 <= I < N), split by a hash of the output name, so N jobs (a Slurm/Kubernetes job array) cover every input exactly once. The manifest becomes NAME.shard-I-of-N.jsonl.",
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this machine: decode processes, one model) or ray (Ray Data: decode and write tasks, model actors, one per GPU; pip install 'bgcut[ray]').",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="--engine ray: a cluster to join (auto, or ray://HOST:10001); default: start Ray on this machine.",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int,
+        typer.Option("--ray-actors", min=1, help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU)."),
+    ] = 1,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
     ] = False,
@@ -173,6 +191,9 @@ def remove_cli(
         overwrite=overwrite,
         manifest=manifest,
         shard=shard_spec,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
     out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
     post = PostOptions(

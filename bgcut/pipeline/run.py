@@ -242,6 +242,10 @@ def remove_backgrounds(
     """
     run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
     output = str(output)
+    if run.engine not in ("local", "ray"):
+        raise UsageError(f"--engine {run.engine!r}: expected local or ray")
+    if run.engine == "ray" and output == STDOUT:
+        raise UsageError("--engine ray writes files; use the local engine for -o -")
     engine = _Engine(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
     t0 = time.perf_counter()
     summary = RunSummary()
@@ -285,7 +289,9 @@ def remove_backgrounds(
                 record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
             else:
                 pending.append(source)
-        if pending:
+        if pending and run.engine == "ray":
+            _process_ray(engine, pending, record, summary)
+        elif pending:
             _process(engine, pending, record, progress, summary)
     finally:
         if manifest is not None:
@@ -355,3 +361,25 @@ def _process(
         pool.shutdown(wait=True, cancel_futures=True)
         del batches  # shuts the DataLoader's worker processes down
         bar.close()
+
+
+def _process_ray(engine: _Engine, pending: list[Source], record: Callable[[Row], None], summary: RunSummary) -> None:
+    """The same stages on Ray Data (see ``ray_engine``); rows come back as each input is written."""
+    from . import ray_engine
+
+    ray_engine.connect(engine.run.ray_address)
+    cfg = create_model(engine.run.model, engine.run.weights, device="cpu").cfg  # also fails early on bad weights
+    rows = ray_engine.cutout_dataset(
+        ray_engine.sources_dataset(pending),
+        str(engine.out_dir),
+        engine.run,
+        engine.out,
+        engine.post,
+        engine.run.size or cfg.input_size,
+        cfg.interpolation,
+    )
+    try:
+        for r in rows.iter_rows():
+            record(Row(**json.loads(r["row"])))
+    except KeyboardInterrupt:
+        summary.interrupted = True

@@ -1,0 +1,143 @@
+"""The Ray Data engine: the same stages as ``run.py``, scheduled by Ray across a cluster.
+
+listing (driver) -> decode (CPU tasks) -> model (actors, one GPU each when there are GPUs;
+the model is loaded once per actor) -> post-process, encode and write (CPU tasks) -> manifest
+rows (driver). Ray Data streams the stages with backpressure, so a slow writer holds back
+decoding instead of filling memory. Output names, formats, resume and manifest rows are
+the local engine's: each stage calls the same functions.
+
+Rows carry the decoded images as pickled bytes: full-size images differ in shape, and a
+failed decode carries only its message, neither of which Arrow columns hold well.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..config import OutputOptions, PostOptions, RunOptions
+from ..errors import UsageError
+from .decode import DecodeDataset
+from .reader import Source
+
+if TYPE_CHECKING:
+    import ray.data
+
+INSTALL_HINT = "--engine ray needs Ray: pip install 'bgcut[ray]'"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the Data library is a separate part of the install
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+def sources_dataset(sources: list[Source]) -> ray.data.Dataset:
+    """A dataset of inputs: one row per source, with its output key (the unit of resume)."""
+    ray = import_ray()
+    items = [{"path": str(s.path), "key": s.key, "display": s.display} for s in sources]
+    return ray.data.from_items(items)
+
+
+def _decode(row: dict[str, Any], size: int, max_pixels: int, interpolation: str) -> dict[str, Any]:
+    item = DecodeDataset([Path(row["path"])], size, max_pixels, interpolation)[0]
+    return {**row, "item": pickle.dumps(item)}
+
+
+class _Model:
+    """A Ray actor: one model, loaded once, run on batches of decoded rows."""
+
+    def __init__(self, run: RunOptions) -> None:
+        from ..models import create_model
+        from .infer import Predictor, pick_device, pick_dtype
+
+        device = pick_device(run.device)
+        loaded = create_model(run.model, run.weights, device="cpu")
+        self.predictor = Predictor(loaded, device, pick_dtype(run.precision, device), run.size)
+        self.model_name, self.sha = loaded.cfg.name, loaded.sha256
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .infer import upsample_mask
+
+        items = [pickle.loads(b) for b in batch["item"]]
+        good = [it for it in items if it.error is None]
+        masks: list[np.ndarray | None] = [None] * len(items)
+        if good:
+            preds = self.predictor(torch.stack([it.model_input for it in good]))
+            it_masks = iter(upsample_mask(m, *it.rgb.shape[:2]) for it, m in zip(good, preds, strict=True))
+            masks = [next(it_masks) if it.error is None else None for it in items]
+        for it in items:
+            it.model_input = None  # not needed downstream: keep the object store lean
+        n = len(items)
+        return {
+            "path": batch["path"],
+            "key": batch["key"],
+            "display": batch["display"],
+            "job": np.array([pickle.dumps((it, m)) for it, m in zip(items, masks, strict=True)], dtype=object),
+            "model": np.array([self.model_name] * n, dtype=object),
+            "sha": np.array([self.sha] * n, dtype=object),
+        }
+
+
+def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
+    from .run import Row, _Engine, _Job
+
+    engine = _Engine(run, out, post, output, log=lambda _m: None, stdout=None)
+    engine.model_name, engine.sha = row["model"], row["sha"]
+    item, mask = pickle.loads(row["job"])
+    if item.error is not None:
+        result = Row(row["display"], status="failed", error=item.error)
+    else:
+        result = engine.write(_Job(Source(Path(row["path"]), row["key"], row["display"]), item, mask))
+    return {"row": json.dumps(asdict(result), ensure_ascii=False)}
+
+
+def cutout_dataset(
+    inputs: ray.data.Dataset,
+    output: str,
+    run: RunOptions,
+    out: OutputOptions,
+    post: PostOptions,
+    size: int,
+    interpolation: str = "bilinear",
+) -> ray.data.Dataset:
+    """Lazily cut out every row of ``inputs`` (columns ``path``, ``key``, ``display``) into ``output``.
+
+    Returns a dataset of manifest rows (column ``row``, JSON); nothing runs until it is consumed.
+    ``size`` and ``interpolation`` are the model's input contract (``create_model(...).cfg``).
+    """
+    import_ray()
+    gpus = _cluster_gpus()
+    decoded = inputs.map(
+        _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": interpolation}
+    )
+    predicted = decoded.map_batches(
+        _Model,
+        fn_constructor_kwargs={"run": run},
+        batch_size=max(1, run.batch_size),
+        batch_format="numpy",
+        num_gpus=1 if gpus else 0,
+        concurrency=max(1, gpus) if gpus else max(1, run.ray_actors),
+    )
+    return predicted.map(_write, fn_kwargs={"run": run, "out": out, "post": post, "output": output})
+
+
+def _cluster_gpus() -> int:
+    ray = import_ray()
+    return int(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0
+
+
+def connect(address: str | None) -> None:
+    """Join ``address`` (a cluster, or ``auto``), or start a local Ray instance; no-op if already connected."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
