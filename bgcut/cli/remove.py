@@ -144,7 +144,11 @@ def remove_cli(
     ] = None,
     ray_actors: Annotated[
         int,
-        typer.Option("--ray-actors", min=1, help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU)."),
+        typer.Option(
+            "--ray-actors",
+            min=1,
+            help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
+        ),
     ] = 1,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,11 +89,20 @@ class _Model:
         }
 
 
-def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
-    from .run import Row, _Engine, _Job
+@lru_cache(maxsize=4)
+def _writer(run: RunOptions, out: OutputOptions, post: PostOptions, output: str, model: str, sha: str) -> Any:
+    """One writer per worker process and settings: ``--bg PHOTO`` is read once, not once per row."""
+    from .run import _Engine
 
     engine = _Engine(run, out, post, output, log=lambda _m: None, stdout=None)
-    engine.model_name, engine.sha = row["model"], row["sha"]
+    engine.model_name, engine.sha = model, sha
+    return engine
+
+
+def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
+    from .run import Row, _Job
+
+    engine = _writer(run, out, post, output, row["model"], row["sha"])
     item, mask = pickle.loads(row["job"])
     if item.error is not None:
         result = Row(row["display"], status="failed", error=item.error)
