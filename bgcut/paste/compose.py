@@ -169,11 +169,9 @@ def jitter_colour(rgb: np.ndarray, mask: np.ndarray, d: _Draws) -> np.ndarray:
     return x
 
 
-def _occlusion_ok(
-    owner: np.ndarray, visible: dict[int, int], full: dict[int, int], mask: np.ndarray, max_occlusion: float
-) -> bool:
-    """Would pasting ``mask`` here leave every earlier object at most ``max_occlusion`` covered?"""
-    covered = np.bincount(owner[mask], minlength=len(full) + 1)
+def _occlusion_ok(under: np.ndarray, visible: dict[int, int], full: dict[int, int], max_occlusion: float) -> bool:
+    """Would covering the owners ``under`` the new mask leave every earlier object at most ``max_occlusion`` hidden?"""
+    covered = np.bincount(under, minlength=len(full) + 1)
     for oid, n in enumerate(covered[1:], start=1):
         if n and 1 - (visible[oid] - n) / full[oid] > max_occlusion + 1e-9:
             return False
@@ -278,19 +276,18 @@ def compose(
         h, w = mask.shape
         for u, v in d.places:
             x, y = int(u * (cw - w + 1)), int(v * (ch - h + 1))
-            full_mask = np.zeros((ch, cw), bool)
-            full_mask[y : y + h, x : x + w] = mask
-            if _occlusion_ok(owner, visible, full, full_mask, opt.max_occlusion):
+            under = owner[y : y + h, x : x + w][mask]  # who would be covered; only the object's box is read
+            if _occlusion_ok(under, visible, full, opt.max_occlusion):
                 break
         else:
             continue  # nowhere to put it without hiding too much of the others
         rgb = jitter_colour(np.ascontiguousarray(obj[:, :, :3]), mask, d)
         blend = _paste(canvas, rgb, mask, x, y, d)
-        covered = np.bincount(owner[full_mask], minlength=len(full) + 1)
+        covered = np.bincount(under, minlength=len(full) + 1)
         for oid in range(1, len(full) + 1):
             visible[oid] -= int(covered[oid])
         oid = len(full) + 1
-        owner[full_mask] = oid
+        owner[y : y + h, x : x + w][mask] = oid
         full[oid] = visible[oid] = area
         placed.append((d, blend, d.cutout))
     objects = [
