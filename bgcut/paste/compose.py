@@ -169,9 +169,8 @@ def jitter_colour(rgb: np.ndarray, mask: np.ndarray, d: _Draws) -> np.ndarray:
     return x
 
 
-def _occlusion_ok(under: np.ndarray, visible: dict[int, int], full: dict[int, int], max_occlusion: float) -> bool:
-    """Would covering the owners ``under`` the new mask leave every earlier object at most ``max_occlusion`` hidden?"""
-    covered = np.bincount(under, minlength=len(full) + 1)
+def _occlusion_ok(covered: np.ndarray, visible: dict[int, int], full: dict[int, int], max_occlusion: float) -> bool:
+    """Would hiding ``covered[oid]`` more pixels of each earlier object keep it at most ``max_occlusion`` hidden?"""
     for oid, n in enumerate(covered[1:], start=1):
         if n and 1 - (visible[oid] - n) / full[oid] > max_occlusion + 1e-9:
             return False
@@ -215,8 +214,8 @@ def _paste(canvas: np.ndarray, obj: np.ndarray, mask: np.ndarray, x: int, y: int
         full_mask[y : y + h, x : x + w][mask] = 255
         src = canvas.copy()
         src[y : y + h, x : x + w][mask] = obj[mask]
-        ys, xs = np.nonzero(full_mask)
-        x0, y0, bw, bh = xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        ys, xs = np.nonzero(mask)  # the mask's box, found in the object's own (small) array
+        x0, y0, bw, bh = x + xs.min(), y + ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
         try:
             # seamlessClone puts the centre of the mask's bounding box at ``centre``; integer halves
             # as OpenCV computes them keep the object exactly where its mask is.
@@ -256,7 +255,7 @@ def compose(
     canvas = background.copy()
     ch, cw = canvas.shape[:2]
     owner = np.zeros((ch, cw), np.int32)  # object id (1-based, in paste order) or 0
-    placed: list[tuple[_Draws, str, int]] = []  # (draws, blend used, cut-out index) per object id
+    placed: list[tuple[str, int]] = []  # (blend used, cut-out index) per object id
     visible: dict[int, int] = {}
     full: dict[int, int] = {}
     errors: list[str] = []
@@ -276,23 +275,23 @@ def compose(
         h, w = mask.shape
         for u, v in d.places:
             x, y = int(u * (cw - w + 1)), int(v * (ch - h + 1))
-            under = owner[y : y + h, x : x + w][mask]  # who would be covered; only the object's box is read
-            if _occlusion_ok(under, visible, full, opt.max_occlusion):
+            # pixels of each earlier object this placement would cover; only the object's box is read
+            covered = np.bincount(owner[y : y + h, x : x + w][mask], minlength=len(full) + 1)
+            if _occlusion_ok(covered, visible, full, opt.max_occlusion):
                 break
         else:
             continue  # nowhere to put it without hiding too much of the others
         rgb = jitter_colour(np.ascontiguousarray(obj[:, :, :3]), mask, d)
         blend = _paste(canvas, rgb, mask, x, y, d)
-        covered = np.bincount(under, minlength=len(full) + 1)
         for oid in range(1, len(full) + 1):
             visible[oid] -= int(covered[oid])
         oid = len(full) + 1
         owner[y : y + h, x : x + w][mask] = oid
         full[oid] = visible[oid] = area
-        placed.append((d, blend, d.cutout))
+        placed.append((blend, d.cutout))
     objects = [
         Placed(idx, categories[idx], blend, full[oid], owner == oid)
-        for oid, (_, blend, idx) in enumerate(placed, start=1)
+        for oid, (blend, idx) in enumerate(placed, start=1)
         if visible[oid] > 0
     ]
     return Composition(canvas, objects, errors)
