@@ -16,7 +16,8 @@ from PIL import Image
 
 from .config import PostOptions
 from .models import create_model
-from .pipeline.decode import Decoded, load_image, resize_for_model
+from .pipeline.dataset import resize_for_model
+from .pipeline.decode import Decoded, load_image
 from .pipeline.infer import Predictor, pick_device, pick_dtype, upsample_mask
 from .pipeline.postprocess import Background, parse_background, parse_margin, render
 

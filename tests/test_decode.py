@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 from PIL import Image
 
 from bgcut.errors import ImageError
-from bgcut.pipeline.decode import DecodeDataset, load_image, open_image
+from bgcut.pipeline.dataset import DecodeDataset
+from bgcut.pipeline.decode import load_image, open_image
 
 
 def test_grayscale_becomes_rgb(tmp_path: Path) -> None:
@@ -130,3 +133,9 @@ def test_dataset_turns_errors_into_records(tmp_path: Path) -> None:
     ok, err = ds[0], ds[1]
     assert ok.error is None and tuple(ok.model_input.shape) == (3, 16, 16) and tuple(ok.rgb.shape) == (8, 10, 3)
     assert err.model_input is None and err.error == "empty file (0 bytes)"
+
+
+def test_decoding_does_not_import_torch() -> None:
+    # bgcut paste workers decode through this module; torch would cost each of them a second or more.
+    code = "import sys, bgcut.pipeline.decode, bgcut.paste.sources; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -36,7 +36,7 @@ def remove_cli(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, folders (walked recursively) and/or - (paths on stdin, one per line).",
+            help="Image files, folders (walked recursively), fsspec URLs (s3://bucket/photos, gs://...) and/or - (paths on stdin, one per line).",
             show_default=False,
             metavar="INPUT",
         ),
@@ -44,7 +44,9 @@ def remove_cli(
     output: Annotated[
         str,
         typer.Option(
-            "--output", "-o", help="Output folder (the input tree is reproduced), or - for stdout with one input."
+            "--output",
+            "-o",
+            help="Output folder or URL (the input tree is reproduced), or - for stdout with one input.",
         ),
     ],
     format: Annotated[
@@ -118,7 +120,7 @@ def remove_cli(
         str | None,
         typer.Option(
             "--manifest",
-            help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256).",
+            help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256). A URL manifest is written when the run ends.",
         ),
     ] = None,
     shard: Annotated[
@@ -158,7 +160,7 @@ def remove_cli(
 
     INPUT is any mix of image files, folders (walked recursively; hidden files and the
     output folder are skipped; the tree is reproduced under OUT) and - (newline-separated
-    paths on stdin). Outputs are named after their input (photos/a/b.jpg -> OUT/a/b.png);
+    paths on stdin); files, folders and OUT may be fsspec URLs (s3://, gs://, ...). Outputs are named after their input (photos/a/b.jpg -> OUT/a/b.png);
     when two inputs would share a name (a.jpg and a.png) both keep their full file name
     (a.jpg.png, a.png.png). Existing outputs are skipped, so a rerun resumes.
 

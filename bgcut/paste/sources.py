@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageError, UsageError
+from ..pipeline.decode import Decoded, open_image
 from ..pipeline.reader import list_sources
 
 
@@ -57,43 +57,36 @@ def list_cutouts(inputs: list[str], classes: dict[str, str] | None = None) -> tu
         path = Path(arg)
         root = path.resolve() if path.is_dir() else path.resolve().parent
         for src in listing.sources:
-            name = src.key + src.path.suffix if path.is_dir() else src.path.name
-            cutouts.append(Cutout(src.path, name, _category(name, root.name, classes)))
+            file = Path(src.path)
+            name = src.key + file.suffix if path.is_dir() else file.name
+            cutouts.append(Cutout(file, name, _category(name, root.name, classes)))
     return cutouts, errors
 
 
 def list_backgrounds(folder: str) -> tuple[list[Path], list[str]]:
     listing = list_sources([folder])
-    return [s.path for s in listing.sources], [f"{where}: {why}" for where, why in listing.errors]
+    return [Path(s.path) for s in listing.sources], [f"{where}: {why}" for where, why in listing.errors]
 
 
-def _open(path: Path) -> Image.Image:
+def _decode(path: Path) -> Decoded:
+    """The main command's decoder (EXIF orientation, --max-pixels guard, every mode); errors name the file."""
     try:
-        if path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file (0 bytes)")
-        im = Image.open(path)
-        im.load()
-        return im
-    except ImageError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image, or a format PIL cannot identify") from None
-    except OSError as e:
-        raise ImageError(f"{path}: cannot decode image: {e}") from None
+        return open_image(path)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
 
 
 def load_cutout(path: Path) -> np.ndarray:
     """RGBA uint8, cropped to its opaque part. Refuses images with no transparency to cut by."""
-    im = _open(path)
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    if not has_alpha:
+    decoded = _decode(path)
+    if decoded.alpha is None:
         raise ImageError(f"{path}: no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)")
-    rgba = np.asarray(im.convert("RGBA"))
-    ys, xs = np.nonzero(rgba[:, :, 3] >= 128)
+    ys, xs = np.nonzero(decoded.alpha >= 128)
     if ys.size == 0:
         raise ImageError(f"{path}: fully transparent: nothing to paste")
-    return np.ascontiguousarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+    return np.ascontiguousarray(np.dstack([decoded.rgb[box], decoded.alpha[box]]))
 
 
 def load_background(path: Path) -> np.ndarray:
-    return np.asarray(_open(path).convert("RGB"))
+    return _decode(path).rgb

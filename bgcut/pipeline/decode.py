@@ -1,24 +1,25 @@
-"""Decoding: a path (or bytes, PIL image, array) -> an RGB uint8 array plus the input's own alpha.
+"""Decoding: a path or URL (or PIL image, array) -> an RGB uint8 array plus the input's own alpha.
 
 Every image mode PIL can hand us is normalised here, once, so later stages only ever see
 RGB uint8: EXIF orientation applied, palette and LA/RGBA alpha kept, CMYK converted,
 16-bit data scaled (not clipped) to 8 bits, animations reduced to their first frame.
-The ``DecodeDataset`` runs this in DataLoader workers; a failure becomes an error record
-for that one file rather than an exception that would stop the batch.
+Failures raise ``ImageError`` with the reason, which callers turn into one error line for
+that file. No torch here: ``bgcut paste`` workers decode through this module too, and should
+not pay for importing torch (``dataset.py`` holds the DataLoader side).
 """
 
 from __future__ import annotations
 
+import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
+from .storage import is_url, read_bytes
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -69,27 +70,34 @@ def _normalise(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(im).copy(), None
 
 
-def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode one image; raises ``ImageError`` whose message is the reason (without the path)."""
-    warning = None
-    if isinstance(source, Image.Image):
-        im = source
-    else:
-        path = Path(source)
-        try:
-            if path.is_dir():
-                raise ImageError("is a directory, not an image")
-            if path.stat().st_size == 0:
+def _open_file(source: str | os.PathLike[str]) -> Image.Image:
+    """Open (not yet decode) a local file or a URL; ``ImageError`` with the reason."""
+    try:
+        if is_url(source):
+            data = read_bytes(str(source))  # one request; PIL's many small seeks would each be one
+            if not data:
                 raise ImageError("empty file (0 bytes)")
-            im = Image.open(path)
-        except PermissionError:
-            raise ImageError("permission denied") from None
-        except FileNotFoundError:
-            raise ImageError("no such file") from None
-        except UnidentifiedImageError:
-            raise ImageError("not an image, or a format PIL cannot identify") from None
-        except OSError as e:
-            raise ImageError(f"cannot open: {e.strerror or e}") from None
+            return Image.open(io.BytesIO(data))
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError("is a directory, not an image")
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        return Image.open(path)
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image, or a format PIL cannot identify") from None
+    except OSError as e:
+        raise ImageError(f"cannot open: {e.strerror or e}") from None
+
+
+def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode one image (a path, an fsspec URL or a PIL image); raises ``ImageError`` whose message is the reason."""
+    warning = None
+    im = source if isinstance(source, Image.Image) else _open_file(source)
     w, h = im.size
     if w * h > max_pixels:
         raise ImageError(f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (--max-pixels)")
@@ -131,72 +139,3 @@ def _from_array(arr: np.ndarray) -> Decoded:
     if arr.ndim == 3 and arr.shape[2] == 4:
         return Decoded(np.ascontiguousarray(arr[:, :, :3]), arr[:, :, 3].copy())
     raise ImageError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
-
-
-_FILTERS = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
-
-def resize_for_model(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> torch.Tensor:
-    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor, aspect ratio ignored.
-
-    PIL's resampling (antialiased when shrinking) because that is what the reference
-    pipelines use: on IS-Net, OpenCV's bilinear, although never more than 1 level off per
-    pixel, moved the mask's IoU with the reference from 0.9998 to 0.967 on one DAVIS frame.
-    """
-    small = Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation])
-    return torch.from_numpy(np.array(small)).permute(2, 0, 1).contiguous()
-
-
-@dataclass
-class DecodeItem:
-    """What one DataLoader worker returns for one input: tensors on success, or the error."""
-
-    index: int
-    model_input: torch.Tensor | None = None
-    rgb: torch.Tensor | None = None  # H x W x 3 uint8, full size
-    alpha: torch.Tensor | None = None
-    error: str | None = None
-    warning: str | None = None
-
-    def pin_memory(self) -> DecodeItem:
-        """Called by the DataLoader's pin-memory thread on CUDA: only the batch input crosses the bus."""
-        if self.model_input is not None:
-            self.model_input = self.model_input.pin_memory()
-        return self
-
-
-class DecodeDataset(torch.utils.data.Dataset):
-    """Map-style dataset over input paths; never raises for a bad file."""
-
-    def __init__(self, paths: list[Path], size: int, max_pixels: int, interpolation: str = "bilinear") -> None:
-        self.paths, self.size, self.max_pixels, self.interpolation = paths, size, max_pixels, interpolation
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> DecodeItem:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # PIL's EXIF/ICC chatter; real problems raise
-                dec = open_image(self.paths[i], self.max_pixels)
-        except ImageError as e:
-            return DecodeItem(i, error=str(e))
-        except MemoryError:
-            return DecodeItem(i, error="out of memory while decoding")
-        return DecodeItem(
-            i,
-            model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
-            rgb=torch.from_numpy(dec.rgb),
-            alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
-            warning=dec.warning,
-        )
-
-
-def collate(items: list[DecodeItem]) -> list[DecodeItem]:
-    """Keep items as a list: full-size images differ in shape, and errors carry no tensors."""
-    return items

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageColor
+from PIL import ImageColor
 
 from ..config import PostOptions
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
+from .decode import open_image
+from .storage import is_url
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
@@ -110,13 +112,11 @@ def parse_background(spec: str) -> Background:
         return Background(color=ImageColor.getrgb(spec)[:3])
     except ValueError:
         pass
-    path = Path(spec)
-    if not path.is_file():
+    if not is_url(spec) and not Path(spec).is_file():
         raise UsageError(f"--bg {spec!r} is neither a colour nor an image file")
     try:
-        with Image.open(path) as im:
-            return Background(image=np.asarray(im.convert("RGB")).copy())
-    except OSError as e:
+        return Background(image=open_image(spec).rgb)  # a path or a URL, EXIF orientation applied
+    except ImageError as e:
         raise UsageError(f"--bg {spec}: cannot read image ({e})") from None
 
 

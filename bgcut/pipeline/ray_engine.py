@@ -16,7 +16,6 @@ import json
 import pickle
 from dataclasses import asdict
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 
 from ..config import OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
-from .decode import DecodeDataset
+from .dataset import DecodeDataset
 from .reader import Source
 
 if TYPE_CHECKING:
@@ -45,12 +44,12 @@ def import_ray() -> Any:
 def sources_dataset(sources: list[Source]) -> ray.data.Dataset:
     """A dataset of inputs: one row per source, with its output key (the unit of resume)."""
     ray = import_ray()
-    items = [{"path": str(s.path), "key": s.key, "display": s.display} for s in sources]
+    items = [{"path": s.path, "key": s.key, "display": s.display} for s in sources]
     return ray.data.from_items(items)
 
 
 def _decode(row: dict[str, Any], size: int, max_pixels: int, interpolation: str) -> dict[str, Any]:
-    item = DecodeDataset([Path(row["path"])], size, max_pixels, interpolation)[0]
+    item = DecodeDataset([row["path"]], size, max_pixels, interpolation)[0]
     return {**row, "item": pickle.dumps(item)}
 
 
@@ -107,7 +106,7 @@ def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostO
     if item.error is not None:
         result = Row(row["display"], status="failed", error=item.error)
     else:
-        result = engine.write(_Job(Source(Path(row["path"]), row["key"], row["display"]), item, mask))
+        result = engine.write(_Job(Source(row["path"], row["key"], row["display"]), item, mask))
     return {"row": json.dumps(asdict(result), ensure_ascii=False)}
 
 

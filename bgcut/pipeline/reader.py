@@ -9,6 +9,8 @@ Naming rules (also in the README):
 - a file argument or a stdin line: a relative path without ``..`` keeps its folders
   (``./a/b.jpg`` -> ``a/b``, so ``find . | bgcut -`` reproduces the tree); an absolute path or
   one that climbs out with ``..`` keeps only its file name;
+- a URL (``s3://bucket/photos``, any fsspec scheme) follows the same rules: a folder URL gives
+  keys relative to it, a file URL keeps only its file name;
 - when several inputs would get the same key (``a.jpg`` and ``a.png``; compared
   case-insensitively, for case-insensitive file systems), each of them keeps its full file
   name as its key (``a.jpg`` -> ``a.jpg.png``, ``a.png`` -> ``a.png.png``).
@@ -24,6 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .storage import is_under, is_url, join_url, list_url
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
 )
@@ -31,7 +35,7 @@ IMAGE_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class Source:
-    path: Path  # the file to read
+    path: str  # the file to read: a local path or an fsspec URL
     key: str  # output name without extension, "/"-separated, relative to the output folder
     display: str  # the path as the user wrote it (or as found under their folder), for messages
 
@@ -101,16 +105,18 @@ def _strip_ext(name: str) -> str:
 
 
 def list_sources(
-    inputs: list[str], output_dir: Path | None = None, stdin_lines: Iterable[str] | None = None
+    inputs: list[str], output_dir: str | Path | None = None, stdin_lines: Iterable[str] | None = None
 ) -> Listing:
-    """Expand the command line's inputs into sources with unique output keys.
+    """Expand the command line's inputs (paths or URLs) into sources with unique output keys.
 
-    ``stdin_lines`` supplies the paths for ``-``. Files under ``output_dir`` are never
-    inputs. The same file reached twice (a repeated argument, a symlink) is read once.
+    ``stdin_lines`` supplies the paths for ``-``. Files under ``output_dir`` (a path or a URL)
+    are never inputs. The same file reached twice (a repeated argument, a symlink) is read once.
     """
     listing = Listing([], [], [])
-    skip = output_dir.resolve() if output_dir is not None else None
-    found: list[tuple[Path, str, str]] = []  # (path, key with extension, display)
+    skip: Path | str | None = None
+    if output_dir is not None:
+        skip = str(output_dir) if is_url(str(output_dir)) else Path(output_dir).resolve()
+    found: list[tuple[str, str, str]] = []  # (path or URL, key with extension, display)
     for arg in inputs:
         if arg == "-":
             for line in stdin_lines or ():
@@ -119,10 +125,10 @@ def list_sources(
                     found.extend(_expand(line, skip, listing))
         else:
             found.extend(_expand(arg, skip, listing))
-    seen: set[Path] = set()
-    unique: list[tuple[Path, str, str]] = []
+    seen: set[str] = set()
+    unique: list[tuple[str, str, str]] = []
     for path, key, display in found:
-        real = path.resolve()
+        real = path if is_url(path) else str(Path(path).resolve())
         if real in seen:
             continue
         seen.add(real)
@@ -131,17 +137,40 @@ def list_sources(
     return listing
 
 
-def _expand(arg: str, skip: Path | None, listing: Listing) -> list[tuple[Path, str, str]]:
+def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[tuple[str, str, str]]:
+    if is_url(arg):
+        return _expand_url(arg, skip if isinstance(skip, str) else None, listing)
     path = Path(arg)
     if path.is_dir():
-        return [(p, rel, str(p)) for p, rel in _walk(path, skip, listing)]
+        local_skip = skip if isinstance(skip, Path) else None
+        return [(str(p), rel, str(p)) for p, rel in _walk(path, local_skip, listing)]
     if not path.exists() and not path.is_symlink():
         listing.errors.append((arg, "no such file or folder"))
         return []
-    return [(path, _key_for_file(arg), arg)]
+    return [(arg, _key_for_file(arg), arg)]
 
 
-def _assign_keys(found: list[tuple[Path, str, str]]) -> list[Source]:
+def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[tuple[str, str, str]]:
+    try:
+        found = list_url(arg)
+    except OSError as e:
+        listing.errors.append((arg, f"cannot list: {e.strerror or e}"))
+        return []
+    if found is None:
+        listing.errors.append((arg, "no such file or folder"))
+        return []
+    kind, names = found
+    if kind == "file":
+        return [(arg, PurePosixPath(arg.split("://", 1)[1]).name, arg)]
+    out = []
+    for rel in names:
+        url = join_url(arg, rel)
+        if PurePosixPath(rel).suffix.lower() in IMAGE_EXTENSIONS and not (skip and is_under(url, skip)):
+            out.append((url, rel, url))
+    return out
+
+
+def _assign_keys(found: list[tuple[str, str, str]]) -> list[Source]:
     counts: dict[str, int] = defaultdict(int)
     for _, key, _ in found:
         counts[_strip_ext(key).lower()] += 1

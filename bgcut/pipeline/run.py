@@ -28,11 +28,12 @@ from tqdm import tqdm
 from ..config import FORMATS, OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from ..models import create_model
-from .decode import DecodeDataset, DecodeItem, collate
+from .dataset import DecodeDataset, DecodeItem, collate
 from .infer import Predictor, pick_device, pick_dtype, upsample_mask
 from .postprocess import Background, parse_background, parse_margin, render
 from .reader import Source, list_sources, shard_of
-from .writer import atomic_write, encode
+from .storage import Destination, append_lines, is_url, same_place
+from .writer import encode
 
 STDOUT = "-"
 
@@ -103,7 +104,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     single-threaded process that imports the decoder once, so workers still start fast.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["bgcut.pipeline.decode"])
+    ctx.set_forkserver_preload(["bgcut.pipeline.dataset"])
     return ctx
 
 
@@ -130,7 +131,7 @@ class _Engine:
             raise UsageError(f"--format {out.format!r}: expected one of {', '.join(FORMATS)}")
         self.run, self.out, self.post, self.log = run, out, post, log
         self.to_stdout = output == STDOUT
-        self.out_dir = None if self.to_stdout else Path(output)
+        self.dest = None if self.to_stdout else Destination(output)  # a folder or a URL
         self.stdout = stdout
         self.bg: Background | None = parse_background(out.bg) if out.bg else None
         self.margin = parse_margin(out.margin)
@@ -141,14 +142,19 @@ class _Engine:
         self.model_name: str | None = None
         self.sha: str | None = None
 
-    def output_path(self, source: Source, suffix: str = "") -> Path:
-        assert self.out_dir is not None
-        return self.out_dir / f"{source.key}{suffix}{self.out.extension}"
+    def output_name(self, source: Source, suffix: str = "") -> str:
+        """The output's "/"-separated name inside the output folder."""
+        return f"{source.key}{suffix}{self.out.extension}"
+
+    def output_path(self, source: Source, suffix: str = "") -> str:
+        """The output as rows and messages show it: a path, or the full URL."""
+        assert self.dest is not None
+        return self.dest.locate(self.output_name(source, suffix))
 
     def finished(self, source: Source) -> bool:
-        if self.to_stdout or self.run.overwrite:
+        if self.dest is None or self.run.overwrite:
             return False
-        return self.output_path(source, "_obj00" if self.out.per_object else "").exists()
+        return self.dest.exists(self.output_name(source, "_obj00" if self.out.per_object else ""))
 
     def write(self, job: _Job) -> Row:
         """Post-process, encode and write one input (runs in a writer thread)."""
@@ -183,9 +189,9 @@ class _Engine:
                     self.stdout.flush()
                     row.outputs.append(STDOUT)
                 else:
-                    path = self.output_path(source, suffix)
-                    atomic_write(path, data)
-                    row.outputs.append(str(path))
+                    assert self.dest is not None
+                    self.dest.write(self.output_name(source, suffix), data)
+                    row.outputs.append(self.output_path(source, suffix))
             if self.out.per_object:
                 self._remove_stale_objects(source, len(result.images))
         except OSError as e:
@@ -196,8 +202,8 @@ class _Engine:
 
     def _remove_stale_objects(self, source: Source, n: int) -> None:
         # An --overwrite rerun that finds fewer objects must not leave the old extra crops behind.
-        while (stale := self.output_path(source, f"_obj{n:02d}")).exists():
-            stale.unlink()
+        assert self.dest is not None
+        while self.dest.remove_if_exists(self.output_name(source, f"_obj{n:02d}")):
             n += 1
 
 
@@ -208,16 +214,20 @@ def manifest_path(run: RunOptions) -> str | None:
     """
     if not run.manifest or run.shard is None:
         return run.manifest
-    p = Path(run.manifest)
+    folder, sep, name = run.manifest.rpartition("/")  # strings, not Path: "s3://b/m.jsonl" must keep its "//"
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
     index, count = run.shard
-    return str(p.with_name(f"{p.stem}.shard-{index}-of-{count}{p.suffix}"))
+    return f"{folder}{sep}{stem}.shard-{index}-of-{count}{dot}{ext}"
 
 
-def _check_output_not_input(inputs: list[str], out_dir: Path) -> None:
-    target = out_dir.resolve()
+def _check_output_not_input(inputs: list[str], output: str) -> None:
     for arg in inputs:
-        if arg != STDOUT and Path(arg).is_dir() and Path(arg).resolve() == target:
-            raise UsageError(f"the output folder {out_dir} is the input folder {arg}; choose another -o")
+        if is_url(arg) or is_url(output):
+            same = same_place(arg, output)
+        else:
+            same = arg != STDOUT and Path(arg).is_dir() and Path(arg).resolve() == Path(output).resolve()
+        if same:
+            raise UsageError(f"the output folder {output} is the input folder {arg}; choose another -o")
 
 
 def remove_backgrounds(
@@ -249,17 +259,19 @@ def remove_backgrounds(
     engine = _Engine(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
     t0 = time.perf_counter()
     summary = RunSummary()
-    listing = list_sources(inputs, engine.out_dir, stdin_lines)
+    listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines)
     if engine.to_stdout and len(listing.sources) + len(listing.errors) != 1:
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
-    if engine.out_dir is not None:
-        _check_output_not_input(inputs, engine.out_dir)
+    if not engine.to_stdout:
+        _check_output_not_input(inputs, output)
     if run.shard is not None:
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
         listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
     path = manifest_path(run)
-    manifest = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+    # An object store cannot append: a URL manifest collects its lines and is written once, at the end.
+    remote_lines: list[str] | None = [] if path and is_url(path) else None
+    manifest = open(path, "a", encoding="utf-8") if path and remote_lines is None else None  # noqa: SIM115
 
     def record(row: Row) -> None:
         summary.rows.append(row)
@@ -274,9 +286,12 @@ def remove_backgrounds(
             summary.done += 1
         if row.warning:
             log(f"bgcut: warning: {row.input}: {row.warning}")
+        line = json.dumps(asdict(row), ensure_ascii=False) + "\n"
         if manifest is not None:
-            manifest.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            manifest.write(line)
             manifest.flush()
+        elif remote_lines is not None:
+            remote_lines.append(line)
 
     try:
         for warning in listing.warnings:
@@ -296,6 +311,8 @@ def remove_backgrounds(
     finally:
         if manifest is not None:
             manifest.close()
+        if remote_lines and path:
+            append_lines(path, remote_lines)
         summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -371,7 +388,7 @@ def _process_ray(engine: _Engine, pending: list[Source], record: Callable[[Row],
     cfg = create_model(engine.run.model, engine.run.weights, device="cpu").cfg  # also fails early on bad weights
     rows = ray_engine.cutout_dataset(
         ray_engine.sources_dataset(pending),
-        str(engine.out_dir),
+        engine.dest.where if engine.dest else "",
         engine.run,
         engine.out,
         engine.post,
