@@ -103,3 +103,14 @@ def test_render_formats() -> None:
     assert [s for s, _ in per.images] == ["_obj00", "_obj01"] and per.images[1][1].shape == (6, 10, 4)
     empty = pp.render(rgb, None, np.zeros((40, 60), np.uint8), post, "crop")
     assert empty.images == [] and empty.bbox is None and empty.fg_fraction == 0.0
+
+
+def test_cutout_clears_only_invisible_pixels() -> None:
+    rgb = np.full((4, 5, 3), 200, np.uint8)
+    rgb[:, :, 1] = 90
+    alpha = np.array([[0, 1, 128, 255, 0]] * 4, np.uint8)
+    out = pp.cutout(rgb[:, 1:], alpha[:, 1:])  # a non-contiguous view, as crops pass
+    assert out.shape == (4, 4, 4) and out.dtype == np.uint8
+    assert (out[..., 3] == alpha[:, 1:]).all()
+    assert (out[:, :3, :3] == [200, 90, 200]).all()  # alpha 1..255: colour untouched (straight alpha)
+    assert (out[:, 3, :3] == 0).all()  # alpha 0: RGB cleared

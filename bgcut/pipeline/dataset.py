@@ -7,6 +7,7 @@ one file rather than an exception that would stop the batch.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ class DecodeItem:
     alpha: torch.Tensor | None = None
     error: str | None = None
     warning: str | None = None
+    cpu_seconds: float = 0.0  # decoding and resizing, in the thread that did it (for CoreSplit)
 
     def pin_memory(self) -> DecodeItem:
         """Called by the DataLoader's pin-memory thread on CUDA: only the batch input crosses the bus."""
@@ -64,6 +66,12 @@ class DecodeDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> DecodeItem:
+        t0 = time.thread_time()
+        item = self._decode(i)
+        item.cpu_seconds = time.thread_time() - t0
+        return item
+
+    def _decode(self, i: int) -> DecodeItem:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PIL's EXIF/ICC chatter; real problems raise

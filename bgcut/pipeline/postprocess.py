@@ -89,7 +89,11 @@ def apply_input_alpha(mask: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
 
 
 def cutout(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    return np.dstack([rgb, alpha])
+    """RGBA. Fully transparent pixels get RGB 0: they are invisible either way, and a PNG of the
+    cut-out is then ~25% smaller and ~20% faster to write (measured on davis16, bench/RESULTS.md).
+    Partly transparent pixels keep their colour (straight alpha, nothing premultiplied)."""
+    visible = cv2.bitwise_and(rgb, rgb, mask=alpha)  # OpenCV: ~15x faster than numpy masking here
+    return cv2.merge([*cv2.split(visible), alpha])
 
 
 @dataclass(frozen=True)

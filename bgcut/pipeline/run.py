@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..config import FORMATS, OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from ..models import create_model
+from .cores import CoreSplit, available_cores
 from .dataset import DecodeDataset, DecodeItem, collate
 from .infer import Predictor, pick_device, pick_dtype, upsample_mask
 from .postprocess import Background, parse_background, parse_margin, render
@@ -317,6 +318,13 @@ def remove_backgrounds(
     return summary
 
 
+def _timed_write(engine: _Engine, job: _Job) -> tuple[Row, float]:
+    """``engine.write`` plus the CPU time it took in this writer thread (for ``CoreSplit``)."""
+    t0 = time.thread_time()
+    row = engine.write(job)
+    return row, time.thread_time() - t0
+
+
 def _process(
     engine: _Engine, pending: list[Source], record: Callable[[Row], None], progress: bool | None, summary: RunSummary
 ) -> None:
@@ -338,15 +346,21 @@ def _process(
         multiprocessing_context=_worker_context() if workers else None,
         prefetch_factor=2 if workers else None,
     )
+    # On CPU, the model's threads and the pipeline share the cores; on a GPU the model needs none.
+    threads_before = torch.get_num_threads()  # restored at the end: a library must not keep a changed global
+    split = CoreSplit(available_cores(), threads_before) if device.type == "cpu" else None
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
-    inflight: deque[Future[Row]] = deque()
+    inflight: deque[Future[tuple[Row, float]]] = deque()
     limit = max(2, run.writer_threads) * 2 + run.batch_size  # bounded: decoded images wait here, in RAM
 
     def drain(keep: int) -> None:
         while len(inflight) > keep:
-            record(inflight.popleft().result())
+            row, cpu = inflight.popleft().result()
+            if split is not None:
+                split.add_pipeline(cpu)
+            record(row)
             bar.update(1)
 
     batches = iter(loader)
@@ -358,11 +372,18 @@ def _process(
                     record(Row(pending[it.index].display, status="failed", error=it.error))
                     bar.update(1)
             if good:
+                t0 = time.thread_time()
                 masks = predictor(torch.stack([it.model_input for it in good]))
+                t1 = time.thread_time()
                 for it, mask in zip(good, masks, strict=True):
                     h, w = it.rgb.shape[:2]
                     job = _Job(pending[it.index], it, upsample_mask(mask, h, w))
-                    inflight.append(pool.submit(engine.write, job))
+                    inflight.append(pool.submit(_timed_write, engine, job))
+                if split is not None:
+                    split.add_model(t1 - t0, len(good))
+                    split.add_pipeline(time.thread_time() - t1 + sum(it.cpu_seconds for it in batch))
+                    if (threads := split.decide()) is not None:
+                        torch.set_num_threads(threads)
             drain(limit)
         drain(0)
     except KeyboardInterrupt:
@@ -373,9 +394,10 @@ def _process(
         drain_started = [f for f in inflight if not f.cancelled()]
         inflight.clear()
         for fut in drain_started:
-            record(fut.result())
+            record(fut.result()[0])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads_before)
         del batches  # shuts the DataLoader's worker processes down
         bar.close()
 
