@@ -18,7 +18,7 @@ from .config import PostOptions
 from .models import create_model
 from .pipeline.dataset import resize_for_model
 from .pipeline.decode import Decoded, load_image
-from .pipeline.infer import Predictor, pick_device, pick_dtype, upsample_mask
+from .pipeline.infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
 from .pipeline.postprocess import Background, parse_background, parse_margin, render
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
@@ -42,13 +42,13 @@ class Remover:
         device: str = "auto",
         precision: str = "auto",
         size: int | None = None,
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> None:
         dev = pick_device(device)
         loaded = create_model(model, weights, device="cpu")
         self.predictor = Predictor(loaded, dev, pick_dtype(precision, dev), size)
         self.model_name = loaded.cfg.name
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(dev, self.predictor.size)
 
     def _decode(self, images: Sequence[ImageLike]) -> list[Decoded]:
         return [load_image(im) for im in images]

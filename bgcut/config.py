@@ -112,7 +112,7 @@ class RunOptions:
     device: str = "auto"
     precision: str = "auto"
     size: int | None = None  # inference resolution; None = the model's own
-    batch_size: int = 8
+    batch_size: int | None = None  # None: 8 on a GPU, up to 1 megapixel of model input on CPU
     workers: int = 2  # DataLoader decode processes; 0 decodes in the main process
     writer_threads: int = 2
     max_pixels: int = 100_000_000

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..config import OutputOptions, PostOptions, RunOptions
-from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, fail, reported_errors
+from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, fail, reported_errors
 
 
 class Format(str, Enum):
@@ -101,7 +101,16 @@ def remove_cli(
     model: ModelOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 8,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            help="Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
+            show_default=False,
+        ),
+    ] = None,
     workers: WorkersOpt = 2,
     precision: Annotated[
         Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")

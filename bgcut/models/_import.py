@@ -13,6 +13,7 @@ Two sources:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -28,18 +29,19 @@ from ._weights import load_into, read_state_dict, sha256_file
 
 
 def _conv_execution_order(model: nn.Module) -> list[str]:
-    """Qualified names of the Conv2d modules in the order a forward pass calls them."""
+    """Qualified names of the Conv2d modules in the order a forward pass calls them.
+
+    The pass runs in training mode, which computes every output head: exports keep all of
+    them (IS-Net's six side outputs), while our inference pass skips the unused ones.
+    """
+    # A copy: training-mode batch norm would update the model's running statistics and batch counter.
+    probe = copy.deepcopy(model).train()
     order: list[str] = []
-    hooks = []
-    for name, mod in model.named_modules():
+    for name, mod in probe.named_modules():
         if isinstance(mod, nn.Conv2d):
-            hooks.append(mod.register_forward_hook(lambda m, i, o, name=name: order.append(name)))
-    try:
-        with torch.inference_mode():
-            model.eval()(torch.zeros(1, 3, 64, 64))
-    finally:
-        for h in hooks:
-            h.remove()
+            mod.register_forward_hook(lambda m, i, o, name=name: order.append(name))
+    with torch.inference_mode():
+        probe(torch.zeros(2, 3, 64, 64))  # batch 2: training-mode batch norm needs more than one value
     return order
 
 

@@ -179,8 +179,11 @@ class ISNet(_U2Base):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         feats = self._features(self.conv_in(x))
-        sides = self._sides(feats, x)
-        return sides if self.training else sides[0]
+        if not self.training:
+            # Inference uses d1 only: the five deeper side outputs (each a conv and an upsampling
+            # to full size) would be computed for nothing.
+            return _upsample_like(self.side1(feats[0]), x)
+        return self._sides(feats, x)
 
 
 _U2_LICENSE = "apache-2.0"

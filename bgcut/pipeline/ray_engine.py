@@ -24,6 +24,7 @@ import torch
 from ..config import OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
+from .infer import default_batch_size
 from .reader import Source
 
 if TYPE_CHECKING:
@@ -126,13 +127,14 @@ def cutout_dataset(
     """
     import_ray()
     gpus = _cluster_gpus()
+    batch_size = run.batch_size or default_batch_size(torch.device("cuda" if gpus else "cpu"), run.size or size)
     decoded = inputs.map(
         _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": interpolation}
     )
     predicted = decoded.map_batches(
         _Model,
         fn_constructor_kwargs={"run": run},
-        batch_size=max(1, run.batch_size),
+        batch_size=max(1, batch_size),
         batch_format="numpy",
         num_gpus=1 if gpus else 0,
         concurrency=max(1, gpus) if gpus else max(1, run.ray_actors),

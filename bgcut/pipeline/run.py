@@ -30,7 +30,7 @@ from ..errors import UsageError
 from ..models import create_model
 from .cores import CoreSplit, available_cores
 from .dataset import DecodeDataset, DecodeItem, collate
-from .infer import Predictor, pick_device, pick_dtype, upsample_mask
+from .infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
 from .postprocess import Background, parse_background, parse_margin, render
 from .reader import Source, list_sources, shard_of
 from .storage import Destination, append_lines, is_url, same_place
@@ -335,10 +335,11 @@ def _process(
     engine.model_name, engine.sha = loaded.cfg.name, loaded.sha256
     predictor = Predictor(loaded, device, dtype, run.size)
     # A handful of images decode faster in this process than it takes to start workers.
-    workers = 0 if engine.to_stdout or len(pending) <= run.batch_size else max(0, run.workers)
+    batch_size = run.batch_size or default_batch_size(device, predictor.size)
+    workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
     loader = DataLoader(
         DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, loaded.cfg.interpolation),
-        batch_size=max(1, run.batch_size),
+        batch_size=max(1, batch_size),
         num_workers=workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
@@ -353,7 +354,7 @@ def _process(
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
     inflight: deque[Future[tuple[Row, float]]] = deque()
-    limit = max(2, run.writer_threads) * 2 + run.batch_size  # bounded: decoded images wait here, in RAM
+    limit = max(2, run.writer_threads) * 2 + batch_size  # bounded: decoded images wait here, in RAM
 
     def drain(keep: int) -> None:
         while len(inflight) > keep:
