@@ -142,17 +142,18 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
 # --- the tools --------------------------------------------------------------------------------
 
 
-def tool_command(tool: str, src: Path, dst: Path, fmt: str, workers: int | None) -> list[str]:
+def tool_command(tool: str, src: Path, dst: Path, fmt: str, workers: int | None, batch: int | None = None) -> list[str]:
     py = sys.executable
+    engine = (["-j", str(workers)] if workers is not None else []) + (["-b", str(batch)] if batch is not None else [])
     if tool == "pipeline":  # bgcut with a near-free model: the host's decode + encode capacity
         cmd = [py, "-m", "bgcut", str(src), "-o", str(dst), "--format", fmt, "-w", str(_luma_weights()), "-q"]
-        return cmd + (["-j", str(workers)] if workers is not None else [])
+        return cmd + engine
     if tool.startswith("bgcut"):
         model = {"bgcut": "bgcut-lite", "bgcut-isnet": "isnet-general", "bgcut-isnet-bf16": "isnet-general"}[tool]
         cmd = [py, "-m", "bgcut", str(src), "-o", str(dst), "--format", fmt, "--model", model, "-q"]
         if tool.endswith("bf16"):
             cmd += ["--precision", "bf16"]
-        return cmd + (["-j", str(workers)] if workers is not None else [])
+        return cmd + engine
     if tool == "rembg-isnet":
         extra = json.dumps({"model_path": str(ISNET_ONNX)})
         only_mask = ["-om"] if fmt == "mask" else []
@@ -191,7 +192,7 @@ def e2e(args: argparse.Namespace) -> None:
             runs = []
             for _ in range(args.repeats):
                 shutil.rmtree(out, ignore_errors=True)
-                runs.append(measure(tool_command(tool, src, out, fmt, args.workers)))
+                runs.append(measure(tool_command(tool, src, out, fmt, args.workers, args.batch_size)))
             written = len(list(out.rglob("*.png")))
             med = statistics.median(r.seconds for r in runs)
             peak = max(r.tree_rss_mib for r in runs)
@@ -265,6 +266,7 @@ def main() -> None:
     p.add_argument("--formats", default="png-alpha,mask")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=None, help="bgcut -j (default: bgcut's own)")
+    p.add_argument("--batch-size", type=int, default=None, help="bgcut -b (default: bgcut's own)")
     p.add_argument("--keep", default=None, help="copy each tool's outputs here (for `agree`)")
     p.add_argument("--json", default=None, help="append raw runs as JSON lines")
     p = sub.add_parser("model", help="model-only throughput")
