@@ -32,5 +32,9 @@ class ImageError(BgcutError, ValueError):
     """One input image cannot be read or decoded; the reason is in the message."""
 
 
+class StorageError(BgcutError, OSError):
+    """A bucket or remote folder cannot be listed or written (credentials, permissions, network)."""
+
+
 class UsageError(BgcutError, ValueError):
     """Options that do not make sense together (the CLI exits with status 2)."""

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from bgcut import OutputOptions, RunOptions, remove_backgrounds
-from bgcut.errors import UsageError
+from bgcut.errors import StorageError, UsageError
 from bgcut.pipeline.reader import list_sources
-from bgcut.pipeline.storage import Destination, is_url
+from bgcut.pipeline.storage import Destination, append_lines, is_url
 
 from .conftest import save, square_image
 
@@ -206,3 +206,24 @@ def test_s3_in_and_out_matches_local_paths(
 
     again = _bgcut([f"s3://{bucket}/in/d1", "-o", f"s3://{bucket}/out/d1", *[a for a in common if a != "-q"]], s3_env)
     assert again.returncode == 0 and "0 done, 3 skipped, 0 failed" in again.stderr, again.stderr
+
+
+def test_remote_failures_are_one_line_errors(
+    mem: fsspec.AbstractFileSystem, monkeypatch: pytest.MonkeyPatch, luma_weights: Path
+) -> None:
+    class NoCredentialsError(Exception):  # what botocore raises: not an OSError
+        pass
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise NoCredentialsError("Unable to locate credentials")
+
+    mem.pipe_file("/in/a.png", _png(square_image()))
+    monkeypatch.setattr(type(mem), "find", refuse)
+    listing = list_sources(["memory://in"])
+    assert listing.errors == [("memory://in", "cannot list: NoCredentialsError: Unable to locate credentials")]
+    with pytest.raises(StorageError, match=r"^memory://out: cannot list the output folder: NoCredentialsError"):
+        mem.pipe_file("/out/x.png", b"1")
+        Destination("memory://out").exists("x.png")
+    monkeypatch.setattr(type(mem), "pipe_file", refuse)
+    with pytest.raises(StorageError, match=r"^memory://m.jsonl: cannot write the manifest: NoCredentialsError"):
+        append_lines("memory://m.jsonl", ["{}\n"])

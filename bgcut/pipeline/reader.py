@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..errors import UsageError
 from .storage import is_under, is_url, join_url, list_url
 
 IMAGE_EXTENSIONS = frozenset(
@@ -153,8 +154,13 @@ def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[tuple[s
 def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[tuple[str, str, str]]:
     try:
         found = list_url(arg)
+    except UsageError:
+        raise  # a missing filesystem package: the whole run cannot work
     except OSError as e:
         listing.errors.append((arg, f"cannot list: {e.strerror or e}"))
+        return []
+    except Exception as e:  # noqa: BLE001 - e.g. missing credentials: this input fails, the others still run
+        listing.errors.append((arg, f"cannot list: {type(e).__name__}: {e}"))
         return []
     if found is None:
         listing.errors.append((arg, "no such file or folder"))

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, StorageError, UsageError
 from .writer import atomic_write
 
 # "s3://", "gs://", "file://", or a chained URL like "simplecache::s3://"; a Windows drive ("C:\") is not one.
@@ -57,6 +57,8 @@ def read_bytes(url: str) -> bytes:
         raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(f"cannot read: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - e.g. botocore's NoCredentialsError is not an OSError
+        raise ImageError(f"cannot read: {type(e).__name__}: {e}") from None
 
 
 def list_url(url: str) -> tuple[str, list[str]] | None:
@@ -111,7 +113,12 @@ class Destination:
         if not self.remote:
             return Path(self.where, rel).exists()
         if self._listed is None:
-            self._listed = set(list_url(self.where)[1]) if self.fs.isdir(self.root) else set()
+            try:
+                self._listed = set(list_url(self.where)[1]) if self.fs.isdir(self.root) else set()
+            except UsageError:
+                raise
+            except Exception as e:  # noqa: BLE001 - credentials, permissions, network: one clear line
+                raise StorageError(f"{self.where}: cannot list the output folder: {type(e).__name__}: {e}") from None
         return rel in self._listed
 
     def write(self, rel: str, data: bytes) -> None:
@@ -140,6 +147,6 @@ def append_lines(url: str, lines: list[str]) -> None:
     fs, path = url_to_fs(url)
     try:
         old = fs.cat_file(path) if fs.exists(path) else b""
-    except OSError as e:
-        raise UsageError(f"{url}: cannot read the manifest: {e}") from None
-    fs.pipe_file(path, old + "".join(lines).encode("utf-8"))
+        fs.pipe_file(path, old + "".join(lines).encode("utf-8"))
+    except Exception as e:  # noqa: BLE001 - the outputs are written; say clearly that the manifest is not
+        raise StorageError(f"{url}: cannot write the manifest: {type(e).__name__}: {e}") from None
