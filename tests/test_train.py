@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from bgcut.cli import app
 from bgcut.models import create_model
 from bgcut.models._weights import sha256_file
+from bgcut.train.ema import Ema
+from bgcut.train.losses import bce_iou_loss, boundary_weights
 
 from .conftest import save, square_image
 
@@ -81,3 +85,51 @@ def test_init_from_weights(tmp_path: Path, luma_weights: Path) -> None:
         app, [*base, "-o", str(tmp_path / "c"), "--init", str(luma_weights / "model.safetensors")]
     )
     assert wrong.exit_code == 1 and "do not fit architecture LiteUNet" in wrong.output
+
+
+def test_ema_ramps_up_and_copies_counters() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.BatchNorm2d(1))
+    ema = Ema(model, decay=0.99)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].num_batches_tracked.fill_(7)
+    start = ema.module[0].weight.clone()
+    ema.update(model)  # first update: decay (1 + 1) / (10 + 1) = 2/11, far from 0.99
+    expected = start * (2 / 11) + 1.0 * (9 / 11)
+    assert torch.allclose(ema.module[0].weight, expected)
+    assert int(ema.module[1].num_batches_tracked) == 7  # integer buffers are copied
+    for _ in range(2000):
+        ema.update(model)
+    assert ema.current_decay() == 0.99
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_boundary_weights_mark_only_the_edge() -> None:
+    target = torch.zeros(1, 1, 20, 20)
+    target[..., 5:15, 5:15] = 1
+    w = boundary_weights(target, width=2, gain=4.0)
+    assert w[0, 0, 0, 0] == 1 and w[0, 0, 10, 10] == 1  # far background, deep inside
+    # the edge lies between rows 4 and 5: rows 3-6 are within 2 px of it
+    assert [float(w[0, 0, r, 10]) for r in range(1, 9)] == [1, 1, 5, 5, 5, 5, 1, 1]
+    logits = torch.zeros_like(target)
+    assert torch.isclose(
+        bce_iou_loss(logits, torch.ones_like(target), 4.0), bce_iou_loss(logits, torch.ones_like(target))
+    )
+
+
+def test_train_with_ema_and_boundary_loss_resumes(tmp_path: Path) -> None:
+    make_pairs(tmp_path, n=8)
+    base = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--size", "64",
+            "-b", "4", "-j", "0", "--device", "cpu", "-o", str(tmp_path / "run"), "--ema", "0.9",
+            "--boundary-gain", "4"]  # fmt: skip
+    first = CliRunner().invoke(app, [*base, "--epochs", "1"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["ema"]["updates"] == 1  # 7 training pairs at batch 4: one step
+    exported = load_file(str(tmp_path / "run" / "model.safetensors"))
+    ema_state = ckpt["ema"]["module"]
+    assert all(torch.equal(exported[k], ema_state[k].contiguous()) for k in exported)  # the average is exported
+    assert any(not torch.equal(ckpt["model"][k], ema_state[k]) for k in ema_state if ema_state[k].is_floating_point())
+    again = CliRunner().invoke(app, [*base, "--epochs", "2", "--resume"], catch_exceptions=False)
+    assert again.exit_code == 0 and "resumed from" in again.output
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["ema"]["updates"] == 2

@@ -52,6 +52,21 @@ def train_cli(
             help="Start from these weights (.safetensors/.pth) instead of random: fine-tuning or a warm restart.",
         ),
     ] = None,
+    ema: Annotated[
+        float,
+        typer.Option(
+            "--ema",
+            min=0.0,
+            max=0.99999,
+            help="Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
+        ),
+    ] = 0.0,
+    boundary_gain: Annotated[
+        float,
+        typer.Option(
+            "--boundary-gain", min=0.0, help="Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE."
+        ),
+    ] = 0.0,
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.
 
@@ -83,6 +98,8 @@ def train_cli(
         resume=resume,
         limit=limit,
         init=init,
+        ema=ema,
+        boundary_gain=boundary_gain,
     )
     with reported_errors():
         path = train(cfg, log=lambda m: typer.echo(m, err=True))
