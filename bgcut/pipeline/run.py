@@ -287,12 +287,11 @@ def remove_backgrounds(
             summary.done += 1
         if row.warning:
             log(f"bgcut: warning: {row.input}: {row.warning}")
-        line = json.dumps(asdict(row), ensure_ascii=False) + "\n"
         if manifest is not None:
-            manifest.write(line)
+            manifest.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
             manifest.flush()
         elif remote_lines is not None:
-            remote_lines.append(line)
+            remote_lines.append(json.dumps(asdict(row), ensure_ascii=False) + "\n")
 
     try:
         for warning in listing.warnings:
