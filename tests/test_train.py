@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -133,3 +134,25 @@ def test_train_with_ema_and_boundary_loss_resumes(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, [*base, "--epochs", "2", "--resume"], catch_exceptions=False)
     assert again.exit_code == 0 and "resumed from" in again.output
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["ema"]["updates"] == 2
+
+
+def test_distillation_caches_teacher_masks_once(tmp_path: Path, luma_weights: Path) -> None:
+    make_pairs(tmp_path, n=8)
+    base = ["train", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--size", "64",
+            "-b", "4", "-j", "0", "--device", "cpu", "-o", str(tmp_path / "run"),
+            "--teacher", str(luma_weights)]  # fmt: skip
+    first = CliRunner().invoke(app, [*base, "--epochs", "1"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    folders = list((tmp_path / "run" / "teacher").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("luma-test-")
+    cached = sorted(folders[0].glob("*.png"))
+    split = json.loads((tmp_path / "run" / "split.json").read_text())["val"]
+    assert len(cached) == 8 - len(split)  # training images only: validation stays unseen
+    soft = np.asarray(Image.open(cached[0]))
+    image = np.asarray(Image.open(tmp_path / "images" / f"{cached[0].stem}.jpg").convert("L"))
+    assert soft[image > 200].min() > 200 and soft[image < 50].max() < 50  # the luma teacher: bright = foreground
+    assert f"teacher luma-test: {len(cached)} masks computed, 0 cached" in first.output
+    stamps = {p: p.stat().st_mtime_ns for p in cached}
+    again = CliRunner().invoke(app, [*base, "--epochs", "2", "--resume"], catch_exceptions=False)
+    assert again.exit_code == 0 and f"0 masks computed, {len(cached)} cached" in again.output
+    assert {p: p.stat().st_mtime_ns for p in cached} == stamps

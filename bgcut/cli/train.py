@@ -61,6 +61,16 @@ def train_cli(
             help="Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
         ),
     ] = 0.0,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            help="Distil from this model's soft masks (a registry name such as isnet-general, or a weights folder); computed once, cached in OUTPUT/teacher/.",
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option("--distill-weight", min=0.0, help="Weight of the teacher term beside the ground truth.")
+    ] = 1.0,
     boundary_gain: Annotated[
         float,
         typer.Option(
@@ -100,6 +110,8 @@ def train_cli(
         init=init,
         ema=ema,
         boundary_gain=boundary_gain,
+        teacher=teacher,
+        distill_weight=distill_weight,
     )
     with reported_errors():
         path = train(cfg, log=lambda m: typer.echo(m, err=True))

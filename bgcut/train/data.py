@@ -46,31 +46,43 @@ def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], lis
     return train, val
 
 
+def _read_mask(path: Path, size: int) -> np.ndarray:
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise ValueError(f"{path}: cannot read mask")
+    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
 class _PairDecoder(Dataset):
-    def __init__(self, pairs: list[Pair], size: int) -> None:
-        self.pairs, self.size = pairs, size
+    def __init__(self, pairs: list[Pair], size: int, soft: list[Path] | None = None) -> None:
+        self.pairs, self.size, self.soft = pairs, size, soft
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         img_path, mask_path = self.pairs[i]
-        rgb = load_image(img_path).rgb
-        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise ValueError(f"{mask_path}: cannot read mask")
-        s = (self.size, self.size)
-        return cv2.resize(rgb, s, interpolation=cv2.INTER_AREA), cv2.resize(mask, s, interpolation=cv2.INTER_LINEAR)
+        rgb = cv2.resize(load_image(img_path).rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        masks = [_read_mask(mask_path, self.size)]
+        if self.soft is not None:
+            masks.append(_read_mask(self.soft[i], self.size))
+        return rgb, np.stack(masks)
 
 
-def cache_pairs(pairs: list[Pair], size: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, 1, S, S)."""
+def cache_pairs(
+    pairs: list[Pair], size: int, workers: int, soft: list[Path] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S).
+
+    C is 1 (the ground truth), or 2 with ``soft``: a teacher's soft mask per pair as channel 1,
+    so every augmentation moves it exactly with the ground truth.
+    """
     images = torch.empty((len(pairs), 3, size, size), dtype=torch.uint8)
-    masks = torch.empty((len(pairs), 1, size, size), dtype=torch.uint8)
-    loader = DataLoader(_PairDecoder(pairs, size), batch_size=None, num_workers=workers)
+    masks = torch.empty((len(pairs), 1 if soft is None else 2, size, size), dtype=torch.uint8)
+    loader = DataLoader(_PairDecoder(pairs, size, soft), batch_size=None, num_workers=workers)
     for i, (rgb, mask) in enumerate(loader):
         images[i] = torch.as_tensor(rgb).permute(2, 0, 1)
-        masks[i, 0] = torch.as_tensor(mask)
+        masks[i] = torch.as_tensor(mask)
     return images, masks
 
 

@@ -24,7 +24,8 @@ from ..models import build_arch, get_pretrained_cfg
 from ..models._weights import load_into, read_state_dict, sha256_file
 from .data import augment, cache_pairs, list_pairs, split_pairs
 from .ema import Ema
-from .losses import deep_supervision_loss
+from .losses import deep_supervision_loss, distillation_loss
+from .teacher import teacher_masks
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     init: Path | None = None  # start from these weights (fine-tuning, warm restarts) instead of random
     ema: float = 0.0  # decay of the weights' moving average that is validated and exported; 0 = off
     boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
+    teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)
+    distill_weight: float = 1.0  # weight of the teacher term beside the ground-truth loss
     arch_args: dict = field(default_factory=dict)
 
 
@@ -120,7 +123,11 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
         train_pairs, val_pairs = pairs[1:], pairs[:1]
     t0 = time.time()
     cache_size = int(round(cfg.size * 1.15))
-    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers)
+    soft = None
+    if cfg.teacher:
+        images = [p[0] for p in train_pairs]
+        soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
+    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft)
     va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers)
     log(f"cached {len(train_pairs)} train / {len(val_pairs)} val pairs in {time.time() - t0:.0f}s")
     (out / "split.json").write_text(json.dumps({"val": [p[0].name for p in val_pairs]}, indent=0))
@@ -166,7 +173,10 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
                 g["lr"] = _lr_at(step, total, cfg.lr, warmup)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = model(x)
-            loss = deep_supervision_loss([o.float() for o in outputs], y, boundary_gain=cfg.boundary_gain)
+            outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+            loss = deep_supervision_loss(outputs, y[:, :1], boundary_gain=cfg.boundary_gain)
+            if soft is not None:  # channel 1: the teacher's mask, cropped and flipped with the ground truth
+                loss = loss + cfg.distill_weight * distillation_loss(outputs, y[:, 1:])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

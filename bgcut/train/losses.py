@@ -39,6 +39,16 @@ def bce_iou_loss(logits: torch.Tensor, target: torch.Tensor, boundary_gain: floa
     return bce + soft_iou_loss(logits, target)
 
 
+def distillation_loss(outputs: list[torch.Tensor] | torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """BCE of the main output against a teacher's soft mask (values in [0, 1], not thresholded).
+
+    The soft target carries what the ground truth cannot: how sure the teacher is at hair,
+    fur and motion-blurred edges.
+    """
+    main = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    return F.binary_cross_entropy_with_logits(main, soft)
+
+
 def deep_supervision_loss(
     outputs: list[torch.Tensor] | torch.Tensor,
     target: torch.Tensor,
