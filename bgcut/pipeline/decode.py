@@ -88,6 +88,8 @@ def _open_file(source: str | os.PathLike[str]) -> Image.Image:
         raise ImageError("permission denied") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
+    except IsADirectoryError:  # a URL naming a folder; local folders are caught above
+        raise ImageError("is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format PIL cannot identify") from None
     except OSError as e:

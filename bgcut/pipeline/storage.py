@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import ImageError, StorageError, UsageError
+from ..errors import StorageError, UsageError
 from .writer import atomic_write
 
 # "s3://", "gs://", "file://", or a chained URL like "simplecache::s3://"; a Windows drive ("C:\") is not one.
@@ -45,20 +45,15 @@ def join_url(url: str, rel: str) -> str:
 
 
 def read_bytes(url: str) -> bytes:
-    """The whole object behind a URL; ``ImageError`` whose message is the reason (without the URL)."""
+    """The whole object behind a URL. Failures are OSErrors, as for a local file, so the decoder
+    words them once for both (``decode._open_file``)."""
     fs, path = url_to_fs(url)
     try:
         return fs.cat_file(path)
-    except FileNotFoundError:
-        raise ImageError("no such file") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
-    except OSError as e:
-        raise ImageError(f"cannot read: {e.strerror or e}") from None
+    except OSError:
+        raise
     except Exception as e:  # noqa: BLE001 - e.g. botocore's NoCredentialsError is not an OSError
-        raise ImageError(f"cannot read: {type(e).__name__}: {e}") from None
+        raise OSError(f"{type(e).__name__}: {e}") from e
 
 
 def list_url(url: str) -> tuple[str, list[str]] | None:
@@ -114,7 +109,8 @@ class Destination:
             return Path(self.where, rel).exists()
         if self._listed is None:
             try:
-                self._listed = set(list_url(self.where)[1]) if self.fs.isdir(self.root) else set()
+                found = list_url(self.where)  # None (nothing written yet) or ("dir", names)
+                self._listed = set(found[1]) if found is not None else set()
             except UsageError:
                 raise
             except Exception as e:  # noqa: BLE001 - credentials, permissions, network: one clear line
