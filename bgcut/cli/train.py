@@ -7,21 +7,71 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from ._common import BatchOpt, DeviceOpt, ModelOpt, WorkersOpt, reported_errors
 
 
 def train_cli(
-    images: Annotated[Path, typer.Option("--images", help="Folder of training images.", exists=True, file_okay=False)],
-    masks: Annotated[
+    images: Annotated[
         Path,
         typer.Option(
-            "--masks", help="Folder of masks with the images' stems (255 = foreground).", exists=True, file_okay=False
+            "--images",
+            help="Folder of training images (with --coco: the pictures' folder).",
+            exists=True,
+            file_okay=False,
         ),
     ],
     output: Annotated[
         Path,
         typer.Option("--output", "-o", help="Folder for checkpoints and the exported model.safetensors + config.json."),
     ],
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks", help="Folder of masks with the images' stems (255 = foreground).", exists=True, file_okay=False
+        ),
+    ] = None,
+    coco: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco",
+            help="A COCO instances JSON: train on its annotations instead of --masks.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    coco_mode: Annotated[
+        str,
+        typer.Option(
+            "--coco-mode", help="instances: a crop and mask per object; classes: per picture, the union of the classes."
+        ),
+    ] = "instances",
+    coco_classes: Annotated[
+        str | None, typer.Option("--coco-classes", help="Comma-separated category names or ids to keep (default: all).")
+    ] = None,
+    coco_min_area: Annotated[
+        float, typer.Option("--coco-min-area", min=0.0, help="Skip objects smaller than this many pixels (instances).")
+    ] = 1024.0,
+    coco_context: Annotated[
+        float,
+        typer.Option("--coco-context", min=0.0, help="Widen each object's box by this share of its size per side."),
+    ] = 0.15,
+    backgrounds: Annotated[
+        Path | None,
+        typer.Option(
+            "--backgrounds",
+            help="Folder of photos to paste the masked objects onto (cut-and-paste augmentation).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    paste: Annotated[
+        float, typer.Option("--paste", min=0.0, max=1.0, help="Share of samples pasted onto a background.")
+    ] = 0.5,
+    blur: Annotated[float, typer.Option("--blur", min=0.0, max=1.0, help="Share of samples Gaussian-blurred.")] = 0.2,
+    jpeg: Annotated[
+        float, typer.Option("--jpeg", min=0.0, max=1.0, help="Share of samples re-encoded as JPEG (quality 30-90).")
+    ] = 0.2,
     model: ModelOpt = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
@@ -80,8 +130,9 @@ def train_cli(
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.
 
-    Pairs are decoded once into memory; each step applies random resized crops, flips
-    and colour jitter; the loss is BCE + IoU with deep supervision. Every epoch is
+    Pairs (image/mask folders, or COCO annotations with --coco) are decoded once into
+    memory; each step applies random resized crops, flips, pasting onto --backgrounds,
+    colour jitter, blur and JPEG artefacts; the loss is BCE + IoU with deep supervision. Every epoch is
     validated (MAE, maxF, IoU, S-measure) and checkpointed to OUTPUT/last.pt; the best
     epoch is exported as OUTPUT/model.safetensors + OUTPUT/config.json, usable with
     `bgcut --weights OUTPUT`.
@@ -112,7 +163,18 @@ def train_cli(
         boundary_gain=boundary_gain,
         teacher=teacher,
         distill_weight=distill_weight,
+        blur=blur,
+        jpeg=jpeg,
+        backgrounds=backgrounds,
+        paste=paste,
+        coco=coco,
+        coco_mode=coco_mode,
+        coco_classes=[c.strip() for c in coco_classes.split(",") if c.strip()] if coco_classes else None,
+        coco_min_area=coco_min_area,
+        coco_context=coco_context,
     )
     with reported_errors():
+        if (masks is None) == (coco is None):
+            raise UsageError("give either --masks (image/mask pairs) or --coco (a COCO instances file)")
         path = train(cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"exported {path}")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, UsageError
-from ..pipeline.decode import Decoded, open_image
+from ..pipeline.decode import open_named
 from ..pipeline.reader import list_sources
 
 
@@ -68,17 +68,9 @@ def list_backgrounds(folder: str) -> tuple[list[Path], list[str]]:
     return [Path(s.path) for s in listing.sources], [f"{where}: {why}" for where, why in listing.errors]
 
 
-def _decode(path: Path) -> Decoded:
-    """The main command's decoder (EXIF orientation, --max-pixels guard, every mode); errors name the file."""
-    try:
-        return open_image(path)
-    except ImageError as e:
-        raise ImageError(f"{path}: {e}") from None
-
-
 def load_cutout(path: Path) -> np.ndarray:
     """RGBA uint8, cropped to its opaque part. Refuses images with no transparency to cut by."""
-    decoded = _decode(path)
+    decoded = open_named(path)
     if decoded.alpha is None:
         raise ImageError(f"{path}: no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)")
     ys, xs = np.nonzero(decoded.alpha >= 128)
@@ -89,4 +81,4 @@ def load_cutout(path: Path) -> np.ndarray:
 
 
 def load_background(path: Path) -> np.ndarray:
-    return _decode(path).rgb
+    return open_named(path).rgb

@@ -118,6 +118,14 @@ def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = D
     return Decoded(rgb, alpha, warning)
 
 
+def open_named(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """``open_image`` for callers that report errors without saying which file: the message names it."""
+    try:
+        return open_image(path, max_pixels)
+    except ImageError as e:
+        raise ImageError(f"{path}: {e}") from None
+
+
 def load_image(
     source: str | os.PathLike[str] | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Decoded:

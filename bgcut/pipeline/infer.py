@@ -7,6 +7,8 @@ mask is upsampled to each photo's own size on the device before it comes back as
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from ..errors import UsageError
 from ..models import LoadedModel
 from ..models._fuse import fuse_conv_bn
+from .heap import retained_heap
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
@@ -81,7 +84,10 @@ class Predictor:
         """(B, 3, S, S) uint8 -> (B, 1, S, S) float32 in [0, 1], on the device."""
         x = batch.to(self.device, non_blocking=True).float()
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        # On CPU the feature maps live in host memory: reuse freed ones instead of faulting in
+        # fresh pages for each (see heap.py). A no-op inside a run, which already holds it.
+        heap = retained_heap() if self.device.type == "cpu" else nullcontext()
+        with heap, torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[0]

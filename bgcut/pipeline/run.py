@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +31,7 @@ from ..errors import UsageError
 from ..models import create_model
 from .cores import CoreSplit, available_cores
 from .dataset import DecodeDataset, DecodeItem, collate
+from .heap import retained_heap
 from .infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
 from .postprocess import Background, parse_background, parse_margin, render
 from .reader import Source, list_sources, shard_of
@@ -364,42 +366,45 @@ def _process(
             bar.update(1)
 
     batches = iter(loader)
-    try:
-        for batch in batches:
-            good = [it for it in batch if it.error is None]
-            for it in batch:
-                if it.error is not None:
-                    record(Row(pending[it.index].display, status="failed", error=it.error))
-                    bar.update(1)
-            if good:
-                t0 = time.thread_time()
-                masks = predictor(torch.stack([it.model_input for it in good]))
-                t1 = time.thread_time()
-                for it, mask in zip(good, masks, strict=True):
-                    h, w = it.rgb.shape[:2]
-                    job = _Job(pending[it.index], it, upsample_mask(mask, h, w))
-                    inflight.append(pool.submit(_timed_write, engine, job))
-                if split is not None:
-                    split.add_model(t1 - t0, len(good))
-                    split.add_pipeline(time.thread_time() - t1 + sum(it.cpu_seconds for it in batch))
-                    if (threads := split.decide()) is not None:
-                        torch.set_num_threads(threads)
-            drain(limit)
-        drain(0)
-    except KeyboardInterrupt:
-        # Stop reading; let the writes already started finish (each is atomic anyway).
-        summary.interrupted = True
-        for fut in inflight:
-            fut.cancel()
-        drain_started = [f for f in inflight if not f.cancelled()]
-        inflight.clear()
-        for fut in drain_started:
-            record(fut.result()[0])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        torch.set_num_threads(threads_before)
-        del batches  # shuts the DataLoader's worker processes down
-        bar.close()
+    # Held for the whole run so consecutive forwards reuse each other's memory (heap.py).
+    heap = retained_heap() if device.type == "cpu" else nullcontext()
+    with heap:
+        try:
+            for batch in batches:
+                good = [it for it in batch if it.error is None]
+                for it in batch:
+                    if it.error is not None:
+                        record(Row(pending[it.index].display, status="failed", error=it.error))
+                        bar.update(1)
+                if good:
+                    t0 = time.thread_time()
+                    masks = predictor(torch.stack([it.model_input for it in good]))
+                    t1 = time.thread_time()
+                    for it, mask in zip(good, masks, strict=True):
+                        h, w = it.rgb.shape[:2]
+                        job = _Job(pending[it.index], it, upsample_mask(mask, h, w))
+                        inflight.append(pool.submit(_timed_write, engine, job))
+                    if split is not None:
+                        split.add_model(t1 - t0, len(good))
+                        split.add_pipeline(time.thread_time() - t1 + sum(it.cpu_seconds for it in batch))
+                        if (threads := split.decide()) is not None:
+                            torch.set_num_threads(threads)
+                drain(limit)
+            drain(0)
+        except KeyboardInterrupt:
+            # Stop reading; let the writes already started finish (each is atomic anyway).
+            summary.interrupted = True
+            for fut in inflight:
+                fut.cancel()
+            drain_started = [f for f in inflight if not f.cancelled()]
+            inflight.clear()
+            for fut in drain_started:
+                record(fut.result()[0])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads_before)
+            del batches  # shuts the DataLoader's worker processes down
+            bar.close()
 
 
 def _process_ray(engine: _Engine, pending: list[Source], record: Callable[[Row], None], summary: RunSummary) -> None:

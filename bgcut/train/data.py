@@ -8,7 +8,9 @@ decoding once instead of every epoch roughly halves the time of a run.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -16,10 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UsageError
-from ..pipeline.decode import load_image
+from ..pipeline.decode import open_named
 from ..pipeline.reader import IMAGE_EXTENSIONS
+from .coco import CocoSample, resized_sample
 
 Pair = tuple[Path, Path]
+T = TypeVar("T")
 
 
 def list_pairs(images: Path, masks: Path) -> list[Pair]:
@@ -35,14 +39,21 @@ def list_pairs(images: Path, masks: Path) -> list[Pair]:
     return pairs
 
 
+def _bucket(stem: str) -> float:
+    return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], list[Pair]]:
     """Split by a hash of the file stem, so the split does not move when files are added."""
+    val = [p for p in pairs if _bucket(p[0].stem) < val_fraction]
+    train = [p for p in pairs if _bucket(p[0].stem) >= val_fraction]
+    return train, val
 
-    def bucket(stem: str) -> float:
-        return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
-    val = [p for p in pairs if bucket(p[0].stem) < val_fraction]
-    train = [p for p in pairs if bucket(p[0].stem) >= val_fraction]
+def split_by_stem(items: Sequence[T], stem: Callable[[T], str], val_fraction: float) -> tuple[list[T], list[T]]:
+    """``split_pairs`` for any item that names its picture (COCO objects: the picture they are in)."""
+    val = [it for it in items if _bucket(stem(it)) < val_fraction]
+    train = [it for it in items if _bucket(stem(it)) >= val_fraction]
     return train, val
 
 
@@ -53,69 +64,103 @@ def _read_mask(path: Path, size: int) -> np.ndarray:
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-class _PairDecoder(Dataset):
-    def __init__(self, pairs: list[Pair], size: int, soft: list[Path] | None = None) -> None:
-        self.pairs, self.size, self.soft = pairs, size, soft
+def decode_pair(item: tuple[Path, Path, Path | None], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask, teacher's mask or None) -> RGB (S, S, 3) and masks (C, S, S), uint8."""
+    img_path, mask_path, soft_path = item
+    rgb = cv2.resize(open_named(img_path).rgb, (size, size), interpolation=cv2.INTER_AREA)
+    masks = [_read_mask(mask_path, size)]
+    if soft_path is not None:
+        masks.append(_read_mask(soft_path, size))
+    return rgb, np.stack(masks)
+
+
+def decode_coco(sample: CocoSample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    rgb, mask = resized_sample(sample, size)
+    return rgb, mask[None]
+
+
+class _Decoder(Dataset):
+    """Decodes item i with ``decode``; a failure comes back as its message, not as an exception."""
+
+    def __init__(self, items: Sequence[object], decode: Callable[[object, int], tuple], size: int) -> None:
+        self.items, self.decode, self.size = items, decode, size
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        img_path, mask_path = self.pairs[i]
-        rgb = cv2.resize(load_image(img_path).rgb, (self.size, self.size), interpolation=cv2.INTER_AREA)
-        masks = [_read_mask(mask_path, self.size)]
-        if self.soft is not None:
-            masks.append(_read_mask(self.soft[i], self.size))
-        return rgb, np.stack(masks)
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray] | str:
+        try:
+            return self.decode(self.items[i], self.size)
+        except (OSError, ValueError) as e:  # ImageError is a ValueError; messages name the file
+            return str(e)
+
+
+def cache_items(
+    items: Sequence[object],
+    decode: Callable[[object, int], tuple],
+    size: int,
+    channels: int,
+    workers: int,
+    log: Callable[[str], None] = print,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Decode every item once: uint8 images (N, 3, S, S), masks (N, C, S, S) and the indices kept.
+
+    An item that cannot be read is reported in one line and left out, so one broken file does
+    not end a run of hours; if nothing at all can be read, that is an error.
+    """
+    images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
+    masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8)
+    kept: list[int] = []
+    loader = DataLoader(_Decoder(items, decode, size), batch_size=None, num_workers=workers)
+    for i, got in enumerate(loader):
+        if isinstance(got, str):
+            log(f"skipped: {got}")
+            continue
+        rgb, mask = got
+        images[len(kept)] = torch.as_tensor(rgb).permute(2, 0, 1)
+        masks[len(kept)] = torch.as_tensor(mask)
+        kept.append(i)
+    if items and not kept:
+        raise UsageError(f"none of the {len(items)} training pairs could be read")
+    return images[: len(kept)].clone(), masks[: len(kept)].clone(), kept
 
 
 def cache_pairs(
-    pairs: list[Pair], size: int, workers: int, soft: list[Path] | None = None
+    pairs: list[Pair], size: int, workers: int, soft: list[Path] | None = None, log: Callable[[str], None] = print
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S).
 
     C is 1 (the ground truth), or 2 with ``soft``: a teacher's soft mask per pair as channel 1,
     so every augmentation moves it exactly with the ground truth.
     """
-    images = torch.empty((len(pairs), 3, size, size), dtype=torch.uint8)
-    masks = torch.empty((len(pairs), 1 if soft is None else 2, size, size), dtype=torch.uint8)
-    loader = DataLoader(_PairDecoder(pairs, size, soft), batch_size=None, num_workers=workers)
-    for i, (rgb, mask) in enumerate(loader):
-        images[i] = torch.as_tensor(rgb).permute(2, 0, 1)
-        masks[i] = torch.as_tensor(mask)
+    items = [(img, mask, soft[i] if soft is not None else None) for i, (img, mask) in enumerate(pairs)]
+    images, masks, _ = cache_items(items, decode_pair, size, 1 if soft is None else 2, workers, log)
     return images, masks
 
 
-def augment(
-    images: torch.Tensor, masks: torch.Tensor, out_size: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random resized crop, horizontal flip and colour jitter on a uint8 batch.
+def load_backgrounds(folder: Path, size: int, log: Callable[[str], None] = print) -> list[np.ndarray]:
+    """Every photo in ``folder``, decoded once with its shorter side scaled to ``size`` (RGB uint8).
 
-    Returns float images in [0, 1] and float masks in [0, 1], both at ``out_size``.
+    A file that cannot be read is reported in one line and left out; none at all is an error.
     """
-    import torch.nn.functional as F
+    from ..errors import ImageError
+    from ..paste.sources import list_backgrounds, load_background
 
-    n, _, h, w = images.shape
-    out_i, out_m = [], []
-    for k in range(n):
-        scale = float(torch.empty(1).uniform_(0.45, 1.0, generator=gen))
-        ratio = float(torch.exp(torch.empty(1).uniform_(-0.29, 0.29, generator=gen)))
-        ch = min(h, int(round(h * (scale / ratio) ** 0.5)))
-        cw = min(w, int(round(w * (scale * ratio) ** 0.5)))
-        y0 = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-        x0 = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-        img = images[k : k + 1, :, y0 : y0 + ch, x0 : x0 + cw].float() / 255.0
-        msk = masks[k : k + 1, :, y0 : y0 + ch, x0 : x0 + cw].float() / 255.0
-        img = F.interpolate(img, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True)
-        msk = F.interpolate(msk, size=(out_size, out_size), mode="bilinear", align_corners=False)
-        if torch.rand(1, generator=gen) < 0.5:
-            img, msk = img.flip(-1), msk.flip(-1)
-        b, c, s = (1 + torch.empty(3).uniform_(-0.3, 0.3, generator=gen)).tolist()
-        img = img * b
-        mean = img.mean()
-        img = (img - mean) * c + mean
-        gray = img.mean(dim=1, keepdim=True)
-        img = (img - gray) * s + gray
-        out_i.append(img.clamp_(0, 1))
-        out_m.append(msk)
-    return torch.cat(out_i), torch.cat(out_m)
+    paths, errors = list_backgrounds(str(folder))
+    for e in errors:
+        log(f"backgrounds: {e}")
+    out = []
+    for path in paths:
+        try:
+            rgb = load_background(path)
+        except ImageError as e:
+            log(f"backgrounds: skipped {e}")
+            continue
+        h, w = rgb.shape[:2]
+        s = size / min(h, w)
+        if s < 1:
+            rgb = cv2.resize(rgb, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_AREA)
+        out.append(np.ascontiguousarray(rgb))
+    if not out:
+        raise UsageError(f"--backgrounds {folder}: no readable images")
+    return out

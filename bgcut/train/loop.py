@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,13 @@ import torch
 from safetensors.torch import save_file
 
 from ..config import PretrainedCfg
+from ..errors import UsageError
 from ..evaluate import MaskMetrics
 from ..models import build_arch, get_pretrained_cfg
 from ..models._weights import load_into, read_state_dict, sha256_file
-from .data import augment, cache_pairs, list_pairs, split_pairs
+from .augment import AugmentOptions, augment
+from .coco import coco_samples
+from .data import cache_items, cache_pairs, decode_coco, list_pairs, load_backgrounds, split_by_stem, split_pairs
 from .ema import Ema
 from .losses import deep_supervision_loss, distillation_loss
 from .teacher import teacher_masks
@@ -31,7 +35,7 @@ from .teacher import teacher_masks
 @dataclass
 class TrainConfig:
     images: Path
-    masks: Path
+    masks: Path | None
     output: Path
     model: str = "bgcut-lite"  # registry entry whose architecture and input contract are trained
     name: str | None = None  # name written into config.json (defaults to ``model``)
@@ -52,6 +56,15 @@ class TrainConfig:
     boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
     teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)
     distill_weight: float = 1.0  # weight of the teacher term beside the ground-truth loss
+    blur: float = 0.2  # probability of a Gaussian blur per sample
+    jpeg: float = 0.2  # probability of a JPEG round trip per sample
+    backgrounds: Path | None = None  # photos to paste objects onto (cut-and-paste augmentation)
+    paste: float = 0.5  # probability of pasting, when there are backgrounds
+    coco: Path | None = None  # a COCO instances file: pairs from its annotations instead of --masks
+    coco_mode: str = "instances"  # "instances" (a crop per object) or "classes" (a mask per picture)
+    coco_classes: list[str] | None = None  # category names or ids to keep; None = all
+    coco_min_area: float = 1024.0  # objects smaller than this many pixels are skipped (instances)
+    coco_context: float = 0.15  # an object's crop: its box widened by this share of its size per side
     arch_args: dict = field(default_factory=dict)
 
 
@@ -96,7 +109,40 @@ def validate(
     return metrics.compute().to_dict()
 
 
-def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like callable
+def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None]) -> tuple:
+    """Train and validation tensors (see ``cache_items``) and the held-out pictures' names."""
+    cache_size = int(round(cfg.size * 1.15))  # room for the random crops
+    if cfg.coco is not None:
+        if cfg.teacher:
+            # A teacher predicts salient objects, not one COCO object or class: no target to distil.
+            raise UsageError("--teacher works with --masks pairs, not with --coco")
+        samples = coco_samples(
+            cfg.coco, cfg.images, cfg.coco_mode, cfg.coco_classes, cfg.coco_min_area, cfg.coco_context
+        )
+        samples = samples[: cfg.limit] if cfg.limit else samples
+        train_s, val_s = split_by_stem(samples, lambda s: s.stem, cfg.val_fraction)
+        if not val_s:  # tiny sets: still hold something out so "best" means something
+            train_s, val_s = samples[1:], samples[:1]
+        tr_img, tr_msk, _ = cache_items(train_s, decode_coco, cache_size, 1, cfg.workers, log)
+        va_img, va_msk, _ = cache_items(val_s, decode_coco, cfg.size, 1, cfg.workers, log)
+        return tr_img, tr_msk, va_img, va_msk, sorted({s.image.name for s in val_s})
+    if cfg.masks is None:
+        raise UsageError("training needs --masks (a folder of masks named like the images) or --coco")
+    pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
+    pairs = pairs[: cfg.limit] if cfg.limit else pairs
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
+    if not val_pairs:
+        train_pairs, val_pairs = pairs[1:], pairs[:1]
+    soft = None
+    if cfg.teacher:
+        images = [p[0] for p in train_pairs]
+        soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
+    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log)
+    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log)
+    return tr_img, tr_msk, va_img, va_msk, [p[0].name for p in val_pairs]
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     """Train and export; returns the path of the exported ``model.safetensors``."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -115,22 +161,13 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
         license=base_cfg.license,
     )
     device = _device(cfg.device)
-    pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
-    if cfg.limit:
-        pairs = pairs[: cfg.limit]
-    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
-    if not val_pairs:  # tiny sets: still hold something out so "best" means something
-        train_pairs, val_pairs = pairs[1:], pairs[:1]
     t0 = time.time()
-    cache_size = int(round(cfg.size * 1.15))
-    soft = None
-    if cfg.teacher:
-        images = [p[0] for p in train_pairs]
-        soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
-    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft)
-    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers)
-    log(f"cached {len(train_pairs)} train / {len(val_pairs)} val pairs in {time.time() - t0:.0f}s")
-    (out / "split.json").write_text(json.dumps({"val": [p[0].name for p in val_pairs]}, indent=0))
+    tr_img, tr_msk, va_img, va_msk, val_names = _load_data(cfg, out, log)
+    log(f"cached {len(tr_img)} train / {len(va_img)} val pairs in {time.time() - t0:.0f}s")
+    (out / "split.json").write_text(json.dumps({"val": val_names}, indent=0))
+    distil = tr_msk.shape[1] > 1  # channel 1 holds the teacher's masks
+    backgrounds = load_backgrounds(cfg.backgrounds, int(cfg.size * 1.25), log) if cfg.backgrounds else None
+    aug = AugmentOptions(blur=cfg.blur, jpeg=cfg.jpeg, paste=cfg.paste if backgrounds else 0.0)
 
     model = build_arch(model_cfg)
     if cfg.init is not None:
@@ -143,7 +180,7 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
     judged = ema.module if ema is not None else model  # what is validated, kept as best and exported
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps_per_epoch = max(1, len(train_pairs) // cfg.batch_size)
+    steps_per_epoch = max(1, len(tr_img) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warmup = min(300, total // 10 + 1)
     start_epoch, step, best, history = 0, 0, -1.0, []
@@ -166,7 +203,7 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
         t_ep, loss_sum = time.time(), 0.0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen)
+            x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen, aug, backgrounds)
             x = _normalise(x.to(device, non_blocking=True), model_cfg).contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             for g in opt.param_groups:
@@ -175,7 +212,7 @@ def train(cfg: TrainConfig, log=print) -> Path:  # noqa: ANN001 - any print-like
                 outputs = model(x)
             outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
             loss = deep_supervision_loss(outputs, y[:, :1], boundary_gain=cfg.boundary_gain)
-            if soft is not None:  # channel 1: the teacher's mask, cropped and flipped with the ground truth
+            if distil:  # channel 1: the teacher's mask, cropped and flipped with the ground truth
                 loss = loss + cfg.distill_weight * distillation_loss(outputs, y[:, 1:])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
