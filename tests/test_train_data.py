@@ -159,6 +159,11 @@ def test_coco_classes_are_per_picture_unions_with_crowds(tmp_path: Path) -> None
     assert [s.image.name for s in by_id] == ["a.jpg", "b.jpg"]
     with pytest.raises(UsageError, match=r"'horse': not a category of .*instances.json \(it has cat, dog, person\)"):
         coco_samples(ann, tmp_path / "pics", "classes", ["horse"])
+    with pytest.raises(UsageError, match="--coco-mode 'boxes': expected one of instances, classes"):
+        coco_samples(ann, tmp_path / "pics", "boxes")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(UsageError, match="broken.json: not a readable COCO instances file"):
+        coco_samples(tmp_path / "broken.json", tmp_path / "pics")
 
 
 def test_coco_split_keeps_a_pictures_objects_together_and_bad_pictures_are_skipped(tmp_path: Path) -> None:
@@ -194,3 +199,13 @@ def test_train_cli_on_coco_with_backgrounds(tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "give either --masks" in neither.output
     teacher = CliRunner().invoke(app, [*base, "--coco", str(ann), "--teacher", "bgcut-lite"])
     assert teacher.exit_code == 2 and "--teacher works with --masks pairs, not with --coco" in teacher.output
+
+
+def test_coco_picture_of_another_size_is_refused_by_name(tmp_path: Path) -> None:
+    ann = make_coco(tmp_path)
+    save(np.zeros((50, 70, 3), np.uint8), tmp_path / "pics" / "a.jpg")  # the file says 80x60
+    samples = coco_samples(ann, tmp_path / "pics", "classes")
+    lines: list[str] = []
+    _, masks, kept = cache_items(samples, decode_coco, 16, 1, 0, lines.append)
+    assert kept == [1] and masks.shape == (1, 1, 16, 16)
+    assert lines == [f"skipped: {tmp_path / 'pics' / 'a.jpg'}: the picture is 70x50 but the COCO file says 80x60"]
