@@ -40,7 +40,9 @@ def _chance(gen: torch.Generator, p: float) -> bool:
     return float(torch.rand(1, generator=gen)) < p
 
 
-def _crop(images: torch.Tensor, masks: torch.Tensor, k: int, size: int, gen: torch.Generator):  # noqa: ANN202
+def _crop(
+    images: torch.Tensor, masks: torch.Tensor, k: int, size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random resized crop (scale 0.45-1, aspect 3/4-4/3) and flip: float (1, 3, S, S), (1, C, S, S)."""
     _, _, h, w = images.shape
     scale, ratio = _uniform(gen, 0.45, 1.0), float(np.exp(_uniform(gen, -0.29, 0.29)))

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
+from ..paste.sources import list_backgrounds, load_background
 from ..pipeline.decode import open_named
 from ..pipeline.reader import IMAGE_EXTENSIONS
 from .coco import CocoSample, resized_sample
@@ -143,9 +144,6 @@ def load_backgrounds(folder: Path, size: int, log: Callable[[str], None] = print
 
     A file that cannot be read is reported in one line and left out; none at all is an error.
     """
-    from ..errors import ImageError
-    from ..paste.sources import list_backgrounds, load_background
-
     paths, errors = list_backgrounds(str(folder))
     for e in errors:
         log(f"backgrounds: {e}")
