@@ -44,18 +44,17 @@ def _bucket(stem: str) -> float:
     return int(hashlib.sha1(stem.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], list[Pair]]:
-    """Split by a hash of the file stem, so the split does not move when files are added."""
-    val = [p for p in pairs if _bucket(p[0].stem) < val_fraction]
-    train = [p for p in pairs if _bucket(p[0].stem) >= val_fraction]
-    return train, val
-
-
 def split_by_stem(items: Sequence[T], stem: Callable[[T], str], val_fraction: float) -> tuple[list[T], list[T]]:
-    """``split_pairs`` for any item that names its picture (COCO objects: the picture they are in)."""
+    """Split by a hash of each item's picture name, so the split does not move when files are
+    added (COCO objects are split by the picture they are in)."""
     val = [it for it in items if _bucket(stem(it)) < val_fraction]
     train = [it for it in items if _bucket(stem(it)) >= val_fraction]
     return train, val
+
+
+def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], list[Pair]]:
+    """Image/mask pairs split by the image's file stem."""
+    return split_by_stem(pairs, lambda p: p[0].stem, val_fraction)
 
 
 def _read_mask(path: Path, size: int) -> np.ndarray:
@@ -123,7 +122,9 @@ def cache_items(
         kept.append(i)
     if items and not kept:
         raise UsageError(f"none of the {len(items)} training pairs could be read")
-    return images[: len(kept)].clone(), masks[: len(kept)].clone(), kept
+    if len(kept) < len(items):  # copy only when something was left out: the cache can be gigabytes
+        images, masks = images[: len(kept)].clone(), masks[: len(kept)].clone()
+    return images, masks, kept
 
 
 def cache_pairs(
