@@ -56,6 +56,8 @@ def test_nested_blocks_keep_the_setting_until_the_outermost_exits() -> None:
         assert heap.active()
         assert _faults_per_forward() < 5_000
     assert not heap.active()
+    with heap.retained_heap("cuda"):  # feature maps in device memory: host malloc left alone
+        assert not heap.active()
 
 
 def test_opt_out_and_user_tuning_leave_malloc_alone(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,11 +73,15 @@ def active() -> bool:
 
 
 @contextmanager
-def retained_heap() -> Iterator[None]:
-    """Within this block, freed large allocations stay in the heap for reuse (re-entrant)."""
+def retained_heap(device_type: str = "cpu") -> Iterator[None]:
+    """Within this block, freed large allocations stay in the heap for reuse (re-entrant).
+
+    ``device_type`` is where the model runs: on an accelerator the feature maps are not in
+    host memory, so nothing changes.
+    """
     global _depth
     libc = _LIBC
-    if libc is None:
+    if libc is None or device_type != "cpu":
         yield
         return
     with _lock:

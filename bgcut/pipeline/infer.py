@@ -7,8 +7,6 @@ mask is upsampled to each photo's own size on the device before it comes back as
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -86,8 +84,10 @@ class Predictor:
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         # On CPU the feature maps live in host memory: reuse freed ones instead of faulting in
         # fresh pages for each (see heap.py). A no-op inside a run, which already holds it.
-        heap = retained_heap() if self.device.type == "cpu" else nullcontext()
-        with heap, torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with (
+            retained_heap(self.device.type),
+            torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32),
+        ):
             out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[0]

@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -367,8 +366,7 @@ def _process(
 
     batches = iter(loader)
     # Held for the whole run so consecutive forwards reuse each other's memory (heap.py).
-    heap = retained_heap() if device.type == "cpu" else nullcontext()
-    with heap:
+    with retained_heap(device.type):
         try:
             for batch in batches:
                 good = [it for it in batch if it.error is None]
