@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from bgcut.cli import app
 from bgcut.errors import UsageError
 from bgcut.train.augment import AugmentOptions, augment, degrade, paste_on
-from bgcut.train.coco import coco_samples, load_sample
-from bgcut.train.data import cache_items, decode_coco, split_by_stem
+from bgcut.train.coco import coco_samples, decode_coco, load_sample
+from bgcut.train.data import cache_items, split_by_stem
 
 from .conftest import save, square_image
 

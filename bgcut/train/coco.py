@@ -141,9 +141,9 @@ def load_sample(sample: CocoSample) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), mask.astype(np.uint8) * 255
 
 
-def resized_sample(sample: CocoSample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``load_sample`` resized to ``size`` x ``size`` (aspect ignored, as the model sees it)."""
+def decode_coco(sample: CocoSample, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training cache's decoder: RGB (S, S, 3) and mask (1, S, S), uint8, aspect ignored as the model sees it."""
     rgb, mask = load_sample(sample)
     rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
     mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
-    return rgb, mask
+    return rgb, mask[None]

@@ -21,7 +21,6 @@ from ..errors import ImageError, UsageError
 from ..paste.sources import list_backgrounds, load_background
 from ..pipeline.decode import open_named
 from ..pipeline.reader import IMAGE_EXTENSIONS
-from .coco import CocoSample, resized_sample
 
 Pair = tuple[Path, Path]
 T = TypeVar("T")
@@ -72,11 +71,6 @@ def decode_pair(item: tuple[Path, Path, Path | None], size: int) -> tuple[np.nda
     if soft_path is not None:
         masks.append(_read_mask(soft_path, size))
     return rgb, np.stack(masks)
-
-
-def decode_coco(sample: CocoSample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    rgb, mask = resized_sample(sample, size)
-    return rgb, mask[None]
 
 
 class _Decoder(Dataset):

@@ -25,8 +25,8 @@ from ..evaluate import MaskMetrics
 from ..models import build_arch, get_pretrained_cfg
 from ..models._weights import load_into, read_state_dict, sha256_file
 from .augment import AugmentOptions, augment
-from .coco import coco_samples
-from .data import cache_items, cache_pairs, decode_coco, list_pairs, load_backgrounds, split_by_stem, split_pairs
+from .coco import coco_samples, decode_coco
+from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_by_stem, split_pairs
 from .ema import Ema
 from .losses import deep_supervision_loss, distillation_loss
 from .teacher import teacher_masks
