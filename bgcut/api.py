@@ -46,9 +46,9 @@ class Remover:
     ) -> None:
         dev = pick_device(device)
         loaded = create_model(model, weights, device="cpu")
-        self.predictor = Predictor(loaded, dev, pick_dtype(precision, dev), size)
+        self.batch_size = batch_size or default_batch_size(dev, size or loaded.cfg.input_size)
+        self.predictor = Predictor(loaded, dev, pick_dtype(precision, dev), size, self.batch_size)
         self.model_name = loaded.cfg.name
-        self.batch_size = batch_size or default_batch_size(dev, self.predictor.size)
 
     def _decode(self, images: Sequence[ImageLike]) -> list[Decoded]:
         return [load_image(im) for im in images]

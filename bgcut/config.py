@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -69,6 +71,9 @@ class PretrainedCfg:
 
 
 FORMATS = ("png-alpha", "mask", "crop", "webp", "jpg")
+KEEP = ("all", "largest")
+# --erode, --dilate and --feather: 200 px already takes 12 s per 12 MP image; 500 is generous.
+MAX_EDGE_PIXELS = 500
 FORMAT_EXTENSIONS = {"png-alpha": ".png", "mask": ".png", "crop": ".png", "webp": ".webp", "jpg": ".jpg"}
 
 
@@ -84,6 +89,19 @@ class PostOptions:
     dilate: int = 0
     feather: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Checked once, here: a bad value is one usage error before any work, not one failure per image.
+        if not 0.0 <= self.threshold <= 1.0:  # also refuses nan
+            raise UsageError(f"--threshold {self.threshold}: must be a number from 0 to 1")
+        if self.keep not in KEEP:
+            raise UsageError(f"--keep {self.keep!r}: expected one of {', '.join(KEEP)}")
+        for flag, value in (("--erode", self.erode), ("--dilate", self.dilate), ("--feather", self.feather)):
+            if not 0 <= value <= MAX_EDGE_PIXELS:  # also refuses nan; inf would make OpenCV assert per image
+                raise UsageError(
+                    f"{flag} {value}: must be from 0 to {MAX_EDGE_PIXELS} pixels "
+                    "(larger kernels take minutes and gigabytes per image)"
+                )
+
 
 @dataclass(frozen=True)
 class OutputOptions:
@@ -97,6 +115,14 @@ class OutputOptions:
     # zlib level 0-9. 1 with libpng's fast filters: 2.6x faster to encode than level 3 with the
     # default filters on davis16 cut-outs, files within 5% (bench/RESULTS.md); 9 is ~6x slower still.
     png_compression: int = 1
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise UsageError(f"--format {self.format!r}: expected one of {', '.join(FORMATS)}")
+        if self.min_area < 0:
+            raise UsageError(f"--min-area {self.min_area}: must not be negative")
+        if not 0 <= self.png_compression <= 9:
+            raise UsageError(f"png_compression {self.png_compression}: expected 0 to 9")
 
     @property
     def extension(self) -> str:

@@ -1,4 +1,4 @@
-"""CoreSplit: the model gets its share of the CPU cores, measured, never zero and never more than there are."""
+"""The CPU split: the model gets its share of the cores, fixed per run, never zero and never more than there are."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from bgcut import OutputOptions, RunOptions, remove_backgrounds
-from bgcut.pipeline.cores import CoreSplit, available_cores, model_threads
+from bgcut.pipeline.cores import available_cores, model_threads, threads_for_model
 
 
 def test_model_threads_follow_the_cpu_shares() -> None:
@@ -18,20 +18,11 @@ def test_model_threads_follow_the_cpu_shares() -> None:
     assert model_threads(4, model_cpu=0.0, pipeline_cpu=0.0) == 4  # nothing measured: leave all cores
 
 
-def test_core_split_decides_once_per_window() -> None:
-    split = CoreSplit(cores=2, threads=2, every=8)
-    split.add_model(0.05, 4)  # 0.05 s of main-thread CPU with 2 threads -> 0.1 core-seconds
-    split.add_pipeline(0.3)
-    assert split.decide() is None  # 4 images: not enough yet
-    split.add_model(0.05, 4)
-    split.add_pipeline(0.3)
-    assert split.decide() == 1 and split.threads == 1  # 0.2 of 0.8 core-seconds -> 1 of 2 cores
-    split.add_model(2.0, 8)  # now the model dominates: back to both cores
-    split.add_pipeline(0.1)
-    assert split.decide() == 2
-    split.add_model(2.0, 8)
-    split.add_pipeline(0.1)
-    assert split.decide() is None  # unchanged
+def test_the_split_is_fixed_by_the_model_input_size() -> None:
+    assert threads_for_model(2, 256) == 1  # bgcut-lite: PNG encoding is two thirds of the work
+    assert threads_for_model(2, 1024) == 2  # IS-Net: the model is everything
+    assert threads_for_model(16, 320) == 5
+    assert threads_for_model(1, 256) == 1  # never zero
 
 
 def test_available_cores_is_positive() -> None:

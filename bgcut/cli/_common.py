@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -42,6 +43,33 @@ def reported_errors() -> Iterator[None]:
         raise fail(str(e), 2) from None
     except BgcutError as e:
         raise fail(str(e), 1) from None
+
+
+@contextmanager
+def terminated_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM ends a run the way Ctrl-C does: the writes in progress finish, the summary is
+    printed, the workers are shut down. Yields a list that holds the signal number once one came."""
+    signalled: list[int] = []
+
+    def on_term(signum: int, _frame: object) -> None:
+        if not signalled:
+            signalled.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (an embedding application): leave its handlers alone
+        yield signalled
+        return
+    try:
+        yield signalled
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_status(signalled: list[int]) -> int:
+    """128 + the signal's number, as shells report it: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (signalled[0] if signalled else signal.SIGINT)
 
 
 def echo_err(msg: str) -> None:

@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from ..config import OutputOptions, PostOptions, RunOptions
-from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, fail, reported_errors
+from ._common import (
+    DeviceOpt,
+    ModelOpt,
+    SizeOpt,
+    WeightsOpt,
+    WorkersOpt,
+    fail,
+    interrupt_status,
+    reported_errors,
+    terminated_as_interrupt,
+)
 
 
 class Format(str, Enum):
@@ -173,7 +183,9 @@ def remove_cli(
     when two inputs would share a name (a.jpg and a.png) both keep their full file name
     (a.jpg.png, a.png.png). Existing outputs are skipped, so a rerun resumes.
 
-    Exit status: 0 all inputs succeeded, 1 some failed, 2 usage error, 130 interrupted.
+    Exit status: 0 all inputs succeeded, 1 some failed (or the manifest could not be written),
+    2 usage error (nothing was done), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an
+    interrupted run prints its summary and a rerun resumes it.
 
     A first argument that is a command name (models, train, eval, remove) runs that
     command: write a folder of that name as a path, e.g. ./train.
@@ -194,43 +206,43 @@ def remove_cli(
     except ValueError as e:
         raise fail(str(e), 2) from None
 
-    run = RunOptions(
-        model=model,
-        weights=weights,
-        device=device,
-        precision=precision.value,
-        size=size,
-        batch_size=batch_size,
-        workers=workers,
-        max_pixels=max_pixels,
-        overwrite=overwrite,
-        manifest=manifest,
-        shard=shard_spec,
-        engine=engine,
-        ray_address=ray_address,
-        ray_actors=ray_actors,
-    )
-    out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
-    post = PostOptions(
-        threshold=threshold,
-        binary=binary,
-        keep=keep.value,
-        fill_holes=fill_holes,
-        erode=erode,
-        dilate=dilate,
-        feather=feather,
-    )
     stdin_lines = sys.stdin if "-" in inputs else None
     try:
-        with reported_errors():
+        with reported_errors(), terminated_as_interrupt() as signalled:
+            run = RunOptions(
+                model=model,
+                weights=weights,
+                device=device,
+                precision=precision.value,
+                size=size,
+                batch_size=batch_size,
+                workers=workers,
+                max_pixels=max_pixels,
+                overwrite=overwrite,
+                manifest=manifest,
+                shard=shard_spec,
+                engine=engine,
+                ray_address=ray_address,
+                ray_actors=ray_actors,
+            )
+            out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
+            post = PostOptions(
+                threshold=threshold,
+                binary=binary,
+                keep=keep.value,
+                fill_holes=fill_holes,
+                erode=erode,
+                dilate=dilate,
+                feather=feather,
+            )
             summary = remove_backgrounds(
                 inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None
             )
     except KeyboardInterrupt:  # before any image was started (listing, model loading)
         typer.echo("bgcut: interrupted", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_status(signalled)) from None
     if not quiet:
         typer.echo(summary.line(), err=True)
     if summary.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt_status(signalled))
     raise typer.Exit(0 if summary.ok else 1)

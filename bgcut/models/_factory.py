@@ -13,7 +13,7 @@ from ..config import PretrainedCfg
 from ..errors import UsageError, WeightsUnavailableError
 from ._hub import resolve_weights
 from ._registry import DEFAULT_MODEL, build_arch, get_pretrained_cfg
-from ._weights import load_into, read_state_dict, sha256_file
+from ._weights import load_into, read_state_dict, verify_sha256
 
 
 @dataclass
@@ -24,8 +24,8 @@ class LoadedModel:
     sha256: str
 
 
-def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg]:
-    """Resolve a ``--weights`` path and its config.
+def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg, str | None]:
+    """Resolve a ``--weights`` path, its config and the sha256 its config records (if any).
 
     A folder or file with ``config.json`` beside it describes itself; a bare file uses ``name``'s architecture.
     """
@@ -39,8 +39,11 @@ def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg]:
             data = json.loads(config.read_text())
         except json.JSONDecodeError as e:
             raise UsageError(f"{config}: not valid JSON ({e})") from None
-        return weights, PretrainedCfg.from_json(data, **({"name": data.get("name", weights.parent.name)}))
-    return weights, replace(get_pretrained_cfg(name or DEFAULT_MODEL), embedded=None, sha256=None)
+        cfg = PretrainedCfg.from_json(data, **({"name": data.get("name", weights.parent.name)}))
+        # `bgcut train` records the sha256 of the weights it wrote: damaged bytes are caught here.
+        recorded = data.get("sha256") if weights.name == "model.safetensors" else None
+        return weights, cfg, recorded if isinstance(recorded, str) else None
+    return weights, replace(get_pretrained_cfg(name or DEFAULT_MODEL), embedded=None, sha256=None), None
 
 
 def create_model(
@@ -58,8 +61,8 @@ def create_model(
         WeightsMismatchError: the tensors do not fit the architecture.
     """
     if weights is not None:
-        path, cfg = _local_cfg(Path(weights), name)
-        sha = sha256_file(path)
+        path, cfg, recorded = _local_cfg(Path(weights), name)
+        sha = verify_sha256(path, recorded, cfg.name, "its config.json records another sha256: copy or export it again")
     else:
         cfg = get_pretrained_cfg(name or DEFAULT_MODEL)
         path, sha = resolve_weights(cfg, force_download=force_download)

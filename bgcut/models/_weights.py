@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -21,13 +22,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def verify_sha256(path: Path, expected: str | None, model: str) -> str:
+def verify_sha256(path: Path, expected: str | None, model: str, remedy: str | None = None) -> str:
     """Return the file's sha256; raise ``ChecksumError`` when it is not ``expected``."""
     actual = sha256_file(path)
     if expected and actual != expected:
+        remedy = remedy or f"delete it and run `bgcut models fetch {model} --force`"
         raise ChecksumError(
             f"weights {path} for model {model!r} have sha256 {actual[:12]}…, expected {expected[:12]}…: "
-            f"the file is corrupt or truncated; delete it and run `bgcut models fetch {model} --force`"
+            f"the file is corrupt or truncated; {remedy}"
         )
     return actual
 
@@ -38,9 +40,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsUnavailableError(f"weights file {path} does not exist")
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
+            return _finite(load_file(str(path)), path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as e:
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running the file's code: never.
+        raise WeightsMismatchError(
+            f"cannot read weights {path}: not a state dict of tensors (it holds other Python objects, or is not "
+            "a checkpoint at all); bgcut never runs code from a weights file: export the state dict, or use safetensors"
+        ) from None
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, KeyError, IndexError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise WeightsMismatchError(
             f"cannot read weights {path} ({reason}): the file is damaged or truncated; "
@@ -51,7 +59,19 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsMismatchError(f"{path} is not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return _finite({k.removeprefix("module."): v for k, v in obj.items()}, path)
+
+
+def _finite(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Refuse weights with NaN or infinite values: damaged bytes, which would otherwise run and
+    write empty or random masks with exit status 0."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsMismatchError(
+                f"weights {path}: tensor {name} holds NaN or infinite values; the file is damaged: "
+                "download it again (`bgcut models fetch NAME --force`) or re-export it"
+            )
+    return state
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> None:

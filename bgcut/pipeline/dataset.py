@@ -2,21 +2,27 @@
 
 ``DecodeDataset`` runs ``decode.open_image`` in DataLoader workers and resizes for the model
 there, so the main process only stacks tensors; a failure becomes an error record for that
-one file rather than an exception that would stop the batch.
+one file rather than an exception that would stop the batch. ``init_worker`` sets up each
+worker process (see its docstring for why each step is there).
 """
 
 from __future__ import annotations
 
-import time
+import os
+import select
+import signal
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import ImageError
-from .decode import open_image
+from .decode import NoiseCapture, open_image
 
 _FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -47,7 +53,6 @@ class DecodeItem:
     alpha: torch.Tensor | None = None
     error: str | None = None
     warning: str | None = None
-    cpu_seconds: float = 0.0  # decoding and resizing, in the thread that did it (for CoreSplit)
 
     def pin_memory(self) -> DecodeItem:
         """Called by the DataLoader's pin-memory thread on CUDA: only the batch input crosses the bus."""
@@ -61,14 +66,21 @@ class DecodeDataset(torch.utils.data.Dataset):
 
     def __init__(self, paths: list[str], size: int, max_pixels: int, interpolation: str = "bilinear") -> None:
         self.paths, self.size, self.max_pixels, self.interpolation = paths, size, max_pixels, interpolation
+        self._noise = NoiseCapture()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> DecodeItem:
-        t0 = time.thread_time()
-        item = self._decode(i)
-        item.cpu_seconds = time.thread_time() - t0
+        with self._noise.capture() as noise:
+            item = self._decode(i)
+        if noise:
+            said = "; ".join(dict.fromkeys(noise))  # libtiff repeats one warning per strip
+            said = said if len(said) <= 300 else said[:297] + "..."
+            if item.error is not None:
+                item.error = f"{item.error} (decoder said: {said})"
+            else:
+                item.warning = f"{item.warning}; decoder said: {said}" if item.warning else f"decoder said: {said}"
         return item
 
     def _decode(self, i: int) -> DecodeItem:
@@ -76,17 +88,56 @@ class DecodeDataset(torch.utils.data.Dataset):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PIL's EXIF/ICC chatter; real problems raise
                 dec = open_image(self.paths[i], self.max_pixels)
+                return DecodeItem(
+                    i,
+                    model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
+                    rgb=torch.from_numpy(dec.rgb),
+                    alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
+                    warning=dec.warning,
+                )
         except ImageError as e:
             return DecodeItem(i, error=str(e))
         except MemoryError:
             return DecodeItem(i, error="out of memory while decoding")
-        return DecodeItem(
-            i,
-            model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
-            rgb=torch.from_numpy(dec.rgb),
-            alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
-            warning=dec.warning,
-        )
+        except Exception as e:  # noqa: BLE001 - resizing a strange image must not end the run either
+            return DecodeItem(i, error=f"cannot prepare image: {type(e).__name__}: {e}")
+
+
+def init_worker(main_pid: int, _worker_id: int) -> None:
+    """Set up one decode worker process (``functools.partial(init_worker, os.getpid())``).
+
+    - One thread each for torch and OpenCV: each worker is already one of several processes.
+    - SIGTERM is ignored: the main process owns the run and shuts the workers down itself, so a
+      ``kill`` sent to the whole process group ends the run with a summary, not a worker crash.
+    - The current folder leaves ``sys.path``: a worker must never import a user's ``concurrent.py``.
+    - A watchdog thread exits the worker when the main process is gone (``kill -9``, the OOM
+      killer): workers are children of the fork server, not of the main process, so nothing
+      else would end them, and they would keep the caller's stdout and stderr pipes open.
+    """
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cwd = os.getcwd()
+    sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    threading.Thread(target=_exit_with, args=(main_pid,), name="bgcut-watchdog", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited, no polling
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+        os._exit(0)
+    while True:
+        threading.Event().wait(0.5)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass  # alive, owned by someone else (cannot happen for our own parent, but harmless)
 
 
 def collate(items: list[DecodeItem]) -> list[DecodeItem]:

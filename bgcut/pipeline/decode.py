@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +71,8 @@ def _normalise(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if im.mode == "RGBA":
         arr = np.asarray(im)
         alpha = arr[:, :, 3].copy()
-        return np.ascontiguousarray(arr[:, :, :3]), (None if alpha.min() == 255 else alpha)
-    return np.asarray(im).copy(), None
+        return np.array(arr[:, :, :3], order="C"), (None if alpha.min() == 255 else alpha)
+    return np.array(im), None
 
 
 def _open_file(source: str | os.PathLike[str]) -> Image.Image:
@@ -93,29 +98,104 @@ def _open_file(source: str | os.PathLike[str]) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format PIL cannot identify") from None
     except OSError as e:
-        raise ImageError(f"cannot open: {e.strerror or e}") from None
+        raise ImageError(f"cannot open: {e.strerror or _reason(e)}") from None
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a crafted header can make a PIL plugin raise anything
+        raise ImageError(f"not an image, or a corrupt header ({_reason(e)})") from None
+
+
+# PIL's own wording for broken files, reworded to say what is wrong with the file.
+_REWORDED = (
+    (re.compile(r"image file is truncated.*"), "the file is truncated"),
+    (re.compile(r"could not create decoder object"), "corrupt header or unsupported compression (no decoder for it)"),
+    (re.compile(r"decoder error (-?\d+)"), r"corrupt image data (the decoder stopped with error \1)"),
+    (re.compile(r"broken data stream.*"), "corrupt image data (broken data stream)"),
+    (re.compile(r"Missing dimensions"), "corrupt header (no image size)"),
+)
+
+
+def _reason(e: BaseException) -> str:
+    """One line saying why a file failed to decode: PIL's text where it is clear, reworded where it is not."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    for pattern, words in _REWORDED:
+        if pattern.fullmatch(text):
+            return pattern.sub(words, text)
+    if isinstance(e, (OSError, SyntaxError, ValueError)):
+        return text
+    return f"corrupt or unsupported file ({type(e).__name__}: {text})"
 
 
 def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode one image (a path, an fsspec URL or a PIL image); raises ``ImageError`` whose message is the reason."""
-    warning = None
+    """Decode one image (a path, an fsspec URL or a PIL image); raises ``ImageError`` whose message is the reason.
+
+    Every failure is an ``ImageError``: a crafted file makes PIL raise nearly anything (``TypeError``
+    from a TIFF without dimensions, ``IndexError`` from a truncated GIF's frame count), and one
+    bad file must never stop a batch.
+    """
     im = source if isinstance(source, Image.Image) else _open_file(source)
-    w, h = im.size
-    if w * h > max_pixels:
-        raise ImageError(f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (--max-pixels)")
-    if getattr(im, "n_frames", 1) > 1:
-        warning = f"animated image with {im.n_frames} frames; only the first frame is used"
-        im.seek(0)
     try:
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        rgb, alpha = _normalise(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"cannot decode image: {e}") from None
+        return _decode_opened(im, max_pixels)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("out of memory while decoding") from None
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise ImageError(f"cannot decode image: {_reason(e)}") from None
     finally:
         if not isinstance(source, Image.Image):
             im.close()
+
+
+def _decode_opened(im: Image.Image, max_pixels: int) -> Decoded:
+    warning = None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (--max-pixels)")
+    if w <= 0 or h <= 0:
+        raise ImageError(f"corrupt header (image size {w}x{h})")
+    frames = getattr(im, "n_frames", 1)
+    if frames > 1:
+        warning = f"animated image with {frames} frames; only the first frame is used"
+        im.seek(0)
+    im.load()
+    im = ImageOps.exif_transpose(im)
+    rgb, alpha = _normalise(im)
     return Decoded(rgb, alpha, warning)
+
+
+class NoiseCapture:
+    """Collects what C libraries print to file descriptor 2 while one file is decoded.
+
+    libjpeg and libtiff write warnings ("Invalid component ID 120 in SOS.") straight to stderr,
+    where they would interleave with bgcut's own lines and name no file. Redirecting the
+    descriptor (not ``sys.stderr``, which C code never sees) lets the caller attach the text to
+    that file's error or warning. One scratch file per process, emptied before each use.
+    """
+
+    def __init__(self) -> None:
+        self._scratch: int | None = None
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        if self._scratch is None:
+            fd, name = tempfile.mkstemp(prefix="bgcut-stderr-")
+            os.unlink(name)
+            self._scratch = fd
+        sys.stderr.flush()
+        os.ftruncate(self._scratch, 0)
+        os.lseek(self._scratch, 0, os.SEEK_SET)
+        saved = os.dup(2)
+        os.dup2(self._scratch, 2)
+        found: list[str] = []
+        try:
+            yield found
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.lseek(self._scratch, 0, os.SEEK_SET)
+            text = os.read(self._scratch, 4096).decode("utf-8", "replace")
+            found.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def open_named(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

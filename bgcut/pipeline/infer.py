@@ -66,10 +66,21 @@ def default_batch_size(device: torch.device, size: int) -> int:
 class Predictor:
     """Holds one loaded model on one device; ``__call__`` maps a uint8 batch to [0, 1] masks."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, dtype: torch.dtype, size: int | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        device: torch.device,
+        dtype: torch.dtype,
+        size: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
         self.cfg = loaded.cfg
         self.device, self.dtype = device, dtype
         self.size = size or loaded.cfg.input_size
+        # Every forward runs at this batch size, a short batch padded with blank images: the
+        # convolution kernels chosen (and so the last bit of the result) depend on the batch
+        # shape, and a mask must not change with the other files of its batch (errors, resume).
+        self.batch_size = batch_size
         # Batch norm folded into the convolutions, channels_last memory: both measured faster on
         # CPU and GPU, and neither changes the result beyond float rounding.
         module = fuse_conv_bn(loaded.module.eval())
@@ -80,6 +91,9 @@ class Predictor:
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> (B, 1, S, S) float32 in [0, 1], on the device."""
+        n = batch.shape[0]
+        if self.batch_size is not None and n < self.batch_size:
+            batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
         x = batch.to(self.device, non_blocking=True).float()
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         # On CPU the feature maps live in host memory: reuse freed ones instead of faulting in
@@ -91,7 +105,7 @@ class Predictor:
             out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[0]
-        out = out.float()
+        out = out[:n].float()
         if self.cfg.output == "sigmoid":
             return torch.sigmoid(out)
         if self.cfg.output == "sigmoid-minmax":

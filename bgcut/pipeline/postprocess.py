@@ -64,10 +64,8 @@ def fill_holes(mask: np.ndarray, threshold: float) -> np.ndarray:
 
 def refine(mask: np.ndarray, opts: PostOptions) -> np.ndarray:
     """Apply the post-processing options in a fixed order: keep, fill, erode, dilate, binary, feather."""
-    if opts.keep == "largest":
+    if opts.keep == "largest":  # PostOptions has checked that keep is "all" or "largest"
         mask = keep_largest(mask, opts.threshold)
-    elif opts.keep != "all":
-        raise UsageError(f"--keep must be 'all' or 'largest', not {opts.keep!r}")
     if opts.fill_holes:
         mask = fill_holes(mask, opts.threshold)
     if opts.erode > 0:

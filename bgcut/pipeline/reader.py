@@ -30,7 +30,8 @@ from ..errors import UsageError
 from .storage import is_under, is_url, join_url, list_url
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".ico"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
 )
 
 
@@ -60,6 +61,8 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
         folder, rel = stack.pop()
         try:
             st = folder.stat()
+            if skip is not None and folder.resolve() == skip:
+                continue  # the output folder inside the input folder: never read our own outputs
         except OSError as e:
             listing.errors.append((str(folder), f"cannot read folder: {e.strerror}"))
             continue
@@ -67,8 +70,6 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
             listing.warnings.append(f"{folder}: folder already visited (symlink loop?), not followed again")
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
-        if skip is not None and folder.resolve() == skip:
-            continue  # the output folder inside the input folder: never read our own outputs
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as e:
@@ -86,7 +87,11 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
             if is_dir:
                 subdirs.append((path, rel / entry.name))
             elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-                if not path.exists():
+                try:
+                    dangling = entry.is_symlink() and not path.exists()
+                except OSError:  # a folder we may list but not enter: the decoder says why, per file
+                    dangling = False
+                if dangling:
                     listing.errors.append((str(path), "broken symlink"))
                     continue
                 yield path, str(rel / entry.name)
@@ -129,7 +134,7 @@ def list_sources(
     seen: set[str] = set()
     unique: list[tuple[str, str, str]] = []
     for path, key, display in found:
-        real = path if is_url(path) else str(Path(path).resolve())
+        real = path if is_url(path) else _real(path)
         if real in seen:
             continue
         seen.add(real)
@@ -138,14 +143,26 @@ def list_sources(
     return listing
 
 
+def _real(path: str) -> str:
+    try:
+        return str(Path(path).resolve())
+    except OSError:  # a folder on the way that cannot be entered: the path as written identifies it
+        return os.path.abspath(path)
+
+
 def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[tuple[str, str, str]]:
     if is_url(arg):
         return _expand_url(arg, skip if isinstance(skip, str) else None, listing)
     path = Path(arg)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+        missing = not is_dir and not path.exists() and not path.is_symlink()
+    except OSError:  # cannot even look: let the decoder say why, once, for this file
+        is_dir = missing = False
+    if is_dir:
         local_skip = skip if isinstance(skip, Path) else None
         return [(str(p), rel, str(p)) for p, rel in _walk(path, local_skip, listing)]
-    if not path.exists() and not path.is_symlink():
+    if missing:
         listing.errors.append((arg, "no such file or folder"))
         return []
     return [(arg, _key_for_file(arg), arg)]

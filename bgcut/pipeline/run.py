@@ -9,8 +9,7 @@ A bad file becomes a failed row with its reason; it never stops the batch.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import multiprocessing.context
+import re
 import sys
 import time
 from collections import deque
@@ -18,24 +17,23 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
-import cv2
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import FORMATS, OutputOptions, PostOptions, RunOptions
+from ..config import OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from ..models import create_model
-from .cores import CoreSplit, available_cores
-from .dataset import DecodeDataset, DecodeItem, collate
+from .cores import available_cores, threads_for_model
+from .dataset import DecodeDataset, DecodeItem
 from .heap import retained_heap
 from .infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
+from .loader import decoded_batches
 from .postprocess import Background, parse_background, parse_margin, render
 from .reader import Source, list_sources, shard_of
 from .storage import Destination, append_lines, is_url, same_place
-from .writer import encode
+from .writer import encode, sweep_temporaries
 
 STDOUT = "-"
 
@@ -66,6 +64,7 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     rows: list[Row] = field(default_factory=list)
+    manifest_error: str | None = None  # the manifest could not be written (the outputs were)
 
     @property
     def processed(self) -> int:
@@ -77,7 +76,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.interrupted
+        return self.failed == 0 and not self.interrupted and self.manifest_error is None
 
     def line(self) -> str:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
@@ -91,23 +90,29 @@ def _stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def _init_worker(_: int) -> None:
-    # Each decode worker is one process; letting each also spawn a thread per core oversubscribes the CPU.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Decode workers start from a fork server, not by forking this process.
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) and undecodable bytes
+    (a non-UTF-8 name) as backslash escapes, so one error is always one line."""
 
-    By the time the DataLoader starts, this process has thread pools (OpenCV's, torch's,
-    the writer threads); a plain fork copies their locks in whatever state they are in,
-    and a worker can hang forever on its first OpenCV call. The fork server is a clean,
-    single-threaded process that imports the decoder once, so workers still start fast.
-    """
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["bgcut.pipeline.dataset"])
-    return ctx
+    def escape(m: re.Match[str]) -> str:
+        c = ord(m.group())
+        return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else repr(m.group())[1:-1]
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
+def _json_line(row: Row) -> str:
+    """One manifest line, UTF-8 where the text allows; a non-UTF-8 file name is written with
+    JSON escapes (``"\\udcff"``), which ``json.loads`` + ``os.fsencode`` turn back into its bytes."""
+    line = json.dumps(asdict(row), ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(asdict(row), ensure_ascii=True)
+    return line + "\n"
 
 
 @dataclass
@@ -129,16 +134,12 @@ class _Engine:
         log: Callable[[str], None],
         stdout: BinaryIO | None,
     ) -> None:
-        if out.format not in FORMATS:
-            raise UsageError(f"--format {out.format!r}: expected one of {', '.join(FORMATS)}")
         self.run, self.out, self.post, self.log = run, out, post, log
         self.to_stdout = output == STDOUT
         self.dest = None if self.to_stdout else Destination(output)  # a folder or a URL
         self.stdout = stdout
         self.bg: Background | None = parse_background(out.bg) if out.bg else None
         self.margin = parse_margin(out.margin)
-        if not 0.0 <= post.threshold <= 1.0:
-            raise UsageError(f"--threshold {post.threshold}: must be between 0 and 1")
         if self.to_stdout and out.per_object:
             raise UsageError("--per-object writes several files; it cannot write to stdout (-o -)")
         self.model_name: str | None = None
@@ -232,6 +233,61 @@ def _check_output_not_input(inputs: list[str], output: str) -> None:
             raise UsageError(f"the output folder {output} is the input folder {arg}; choose another -o")
 
 
+class _Manifest:
+    """The ``--manifest`` file, checked and opened before any work.
+
+    A local manifest is appended line by line; an object store cannot append, so a URL manifest
+    collects its lines and is written once, at the end. A write that fails later (a full disk)
+    is reported once; the run goes on without the manifest and its exit status says so.
+    """
+
+    def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
+        self.path, self.log = path, log
+        self.error: str | None = None
+        self.file: TextIO | None = None
+        self.remote_lines: list[str] | None = [] if path and is_url(path) else None
+        if not path or self.remote_lines is not None:
+            return
+        target = Path(path)
+        if target.is_dir():
+            raise UsageError(f"--manifest {path} is a folder; give a file name, e.g. {target / 'run.jsonl'}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        except OSError as e:
+            raise UsageError(f"--manifest {path}: cannot write it: {e.strerror or e}") from None
+
+    def add(self, row: Row) -> None:
+        line = _json_line(row)
+        if self.remote_lines is not None:
+            self.remote_lines.append(line)
+        elif self.file is not None and self.error is None:
+            try:
+                self.file.write(line)
+                self.file.flush()
+            except OSError as e:
+                self._failed(e)
+
+    def _failed(self, e: OSError) -> None:
+        self.error = f"cannot write the manifest: {e.strerror or e}"
+        self.log(f"bgcut: error: {printable(str(self.path))}: {self.error}; the outputs are still written")
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as e:
+                if self.error is None:
+                    self._failed(e)
+        if self.remote_lines and self.path:
+            append_lines(self.path, self.remote_lines)
+
+
+def _check_output(output: str) -> None:
+    if output != STDOUT and not is_url(output) and Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(f"-o {output} is a file; -o names the folder the outputs are written into")
+
+
 def remove_backgrounds(
     inputs: list[str],
     output: str | Path,
@@ -249,15 +305,18 @@ def remove_backgrounds(
     Returns the summary with one row per input; never raises for a bad image.
 
     Raises:
-        UsageError: options that do not fit together, or the output folder is an input.
+        UsageError: options that do not fit together, the output folder is an input or a file,
+            or the manifest cannot be written.
         UnknownModelError, WeightsUnavailableError, ChecksumError, WeightsMismatchError: the model.
     """
     run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
     output = str(output)
+    started = time.time()
     if run.engine not in ("local", "ray"):
         raise UsageError(f"--engine {run.engine!r}: expected local or ray")
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")
+    _check_output(output)
     engine = _Engine(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
     t0 = time.perf_counter()
     summary = RunSummary()
@@ -270,16 +329,13 @@ def remove_backgrounds(
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
         listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
-    path = manifest_path(run)
-    # An object store cannot append: a URL manifest collects its lines and is written once, at the end.
-    remote_lines: list[str] | None = [] if path and is_url(path) else None
-    manifest = open(path, "a", encoding="utf-8") if path and remote_lines is None else None  # noqa: SIM115
+    manifest = _Manifest(manifest_path(run), log)
 
     def record(row: Row) -> None:
         summary.rows.append(row)
         if row.status == "failed":
             summary.failed += 1
-            log(f"bgcut: error: {row.input}: {row.error}")
+            log(f"bgcut: error: {printable(row.input)}: {printable(row.error or 'failed')}")
         elif row.status == "skipped":
             summary.skipped += 1
         elif row.status == "empty":
@@ -287,16 +343,15 @@ def remove_backgrounds(
         else:
             summary.done += 1
         if row.warning:
-            log(f"bgcut: warning: {row.input}: {row.warning}")
-        if manifest is not None:
-            manifest.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
-            manifest.flush()
-        elif remote_lines is not None:
-            remote_lines.append(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+            log(f"bgcut: warning: {printable(row.input)}: {printable(row.warning)}")
+        manifest.add(row)
 
     try:
+        local_folder = not engine.to_stdout and not is_url(output) and Path(output).is_dir()
+        if local_folder and (removed := sweep_temporaries(Path(output), started)):
+            log(f"bgcut: removed {len(removed)} temporary file(s) left under {printable(output)} by a killed run")
         for warning in listing.warnings:
-            log(f"bgcut: warning: {warning}")
+            log(f"bgcut: warning: {printable(warning)}")
         for arg, reason in listing.errors:
             record(Row(arg, status="failed", error=reason))
         pending = []
@@ -310,19 +365,10 @@ def remove_backgrounds(
         elif pending:
             _process(engine, pending, record, progress, summary)
     finally:
-        if manifest is not None:
-            manifest.close()
-        if remote_lines and path:
-            append_lines(path, remote_lines)
+        manifest.close()
+        summary.manifest_error = manifest.error
         summary.seconds = time.perf_counter() - t0
     return summary
-
-
-def _timed_write(engine: _Engine, job: _Job) -> tuple[Row, float]:
-    """``engine.write`` plus the CPU time it took in this writer thread (for ``CoreSplit``)."""
-    t0 = time.thread_time()
-    row = engine.write(job)
-    return row, time.thread_time() - t0
 
 
 def _process(
@@ -333,38 +379,33 @@ def _process(
     dtype = pick_dtype(run.precision, device)
     loaded = create_model(run.model, run.weights, device="cpu")
     engine.model_name, engine.sha = loaded.cfg.name, loaded.sha256
-    predictor = Predictor(loaded, device, dtype, run.size)
+    size = run.size or loaded.cfg.input_size
+    batch_size = max(1, run.batch_size or default_batch_size(device, size))
+    predictor = Predictor(loaded, device, dtype, run.size, batch_size)
     # A handful of images decode faster in this process than it takes to start workers.
-    batch_size = run.batch_size or default_batch_size(device, predictor.size)
     workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
-    loader = DataLoader(
-        DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, loaded.cfg.interpolation),
-        batch_size=max(1, batch_size),
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_init_worker if workers else None,
-        multiprocessing_context=_worker_context() if workers else None,
-        prefetch_factor=2 if workers else None,
-    )
-    # On CPU, the model's threads and the pipeline share the cores; on a GPU the model needs none.
+    dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, loaded.cfg.interpolation)
+    order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
+    # On CPU, the model's threads and the pipeline share the cores (cores.py): a fixed split, so
+    # that the arithmetic, and with it every output byte, is the same in every run.
     threads_before = torch.get_num_threads()  # restored at the end: a library must not keep a changed global
-    split = CoreSplit(available_cores(), threads_before) if device.type == "cpu" else None
+    if device.type == "cpu":
+        torch.set_num_threads(threads_for_model(available_cores(), predictor.size))
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
-    inflight: deque[Future[tuple[Row, float]]] = deque()
+    inflight: deque[Future[Row]] = deque()
     limit = max(2, run.writer_threads) * 2 + batch_size  # bounded: decoded images wait here, in RAM
 
     def drain(keep: int) -> None:
         while len(inflight) > keep:
-            row, cpu = inflight.popleft().result()
-            if split is not None:
-                split.add_pipeline(cpu)
-            record(row)
+            record(inflight.popleft().result())
             bar.update(1)
 
-    batches = iter(loader)
+    def warn(message: str) -> None:
+        engine.log(f"bgcut: warning: {message}")
+
+    batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
     # Held for the whole run so consecutive forwards reuse each other's memory (heap.py).
     with retained_heap(device.type):
         try:
@@ -372,21 +413,14 @@ def _process(
                 good = [it for it in batch if it.error is None]
                 for it in batch:
                     if it.error is not None:
-                        record(Row(pending[it.index].display, status="failed", error=it.error))
+                        record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
                         bar.update(1)
                 if good:
-                    t0 = time.thread_time()
                     masks = predictor(torch.stack([it.model_input for it in good]))
-                    t1 = time.thread_time()
                     for it, mask in zip(good, masks, strict=True):
                         h, w = it.rgb.shape[:2]
                         job = _Job(pending[it.index], it, upsample_mask(mask, h, w))
-                        inflight.append(pool.submit(_timed_write, engine, job))
-                    if split is not None:
-                        split.add_model(t1 - t0, len(good))
-                        split.add_pipeline(time.thread_time() - t1 + sum(it.cpu_seconds for it in batch))
-                        if (threads := split.decide()) is not None:
-                            torch.set_num_threads(threads)
+                        inflight.append(pool.submit(engine.write, job))
                 drain(limit)
             drain(0)
         except KeyboardInterrupt:
@@ -397,11 +431,11 @@ def _process(
             drain_started = [f for f in inflight if not f.cancelled()]
             inflight.clear()
             for fut in drain_started:
-                record(fut.result()[0])
+                record(fut.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads_before)
-            del batches  # shuts the DataLoader's worker processes down
+            batches.close()  # shuts the decode worker processes down
             bar.close()
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import sys
 import uuid
 from pathlib import Path
 
@@ -46,10 +48,28 @@ def encode(image: np.ndarray, ext: str, png_compression: int = 1, jpeg_quality: 
     return data.tobytes()
 
 
+NAME_MAX = 255  # bytes in one file name, on every common Linux and macOS file system
+
+
+def temp_name(final: str, pid: int | None = None) -> str:
+    """The hidden name a file is written under before it is renamed to ``final``.
+
+    ``.NAME.PID.RANDOM.bgcut-tmp``: the process id lets a later run tell a dead run's leftover
+    from a live concurrent run's file (``sweep_temporaries``). A long ``final`` is shortened
+    so that the temporary name, 20-odd bytes longer, still fits the file system's limit.
+    """
+    tail = f".{os.getpid() if pid is None else pid}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    room = NAME_MAX - 1 - len(tail.encode())
+    head = os.fsencode(final)[:room].decode(sys.getfilesystemencoding(), "surrogateescape")
+    while len(os.fsencode("." + head + tail)) > NAME_MAX:  # a multi-byte character cut in half
+        head = head[:-1]
+    return f".{head}{tail}"
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary name in the same folder, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    tmp = path.parent / temp_name(path.name)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -57,3 +77,39 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_TEMP_PID = re.compile(r"\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
+    """Remove the temporary files a killed run left under ``folder``; returns what was removed.
+
+    Only files last written before ``older_than`` (this run's start) whose writer is not a live
+    process on this machine: a concurrent run's file in the middle of being written is never touched.
+    """
+    removed: list[Path] = []
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            if not name.endswith(TMP_SUFFIX):
+                continue
+            path = Path(root, name)
+            m = _TEMP_PID.search(name)
+            try:
+                if path.stat().st_mtime >= older_than or (m and _pid_alive(int(m.group(1)))):
+                    continue
+                path.unlink()
+            except OSError:
+                continue  # gone already, or not ours to remove: neither stops the run
+            removed.append(path)
+    return removed
