@@ -157,7 +157,10 @@ class _Engine:
     def finished(self, source: Source) -> bool:
         if self.dest is None or self.run.overwrite:
             return False
-        return self.dest.exists(self.output_name(source, "_obj00" if self.out.per_object else ""))
+        try:
+            return self.dest.exists(self.output_name(source, "_obj00" if self.out.per_object else ""))
+        except OSError:  # an output folder we cannot look into: the write will say why, for this file
+            return False
 
     def write(self, job: _Job) -> Row:
         """Post-process, encode and write one input (runs in a writer thread)."""
