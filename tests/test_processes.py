@@ -1,0 +1,129 @@
+"""Processes: a killed decode worker, a killed or terminated main process, the current folder's modules."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited; only its parent has not reaped it
+
+
+def descendants(root: int) -> set[int]:
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p in pids if _ppid(p) in frontier} - found
+        found |= frontier
+    return found
+
+
+def decode_workers(main: int) -> set[int]:
+    """The DataLoader workers: children of the fork server, which is a child of the main process."""
+    return {p for p in descendants(main) if _ppid(p) != main}
+
+
+def slow_inputs(folder: Path, n: int, size: tuple[int, int] = (700, 900)) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        # Noise compresses badly: each image takes a while to encode, so the run lasts long enough to act on.
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"in{i:02d}.bmp")
+
+
+def start(src: Path, out: Path, weights: Path, *extra: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    # The console script's way in: the current folder is not on the main process's sys.path.
+    code = "import sys; sys.path.pop(0); from bgcut.cli import main; main()"
+    cmd = [sys.executable, "-c", code, str(src), "-o", str(out), "-w", str(weights), "-j", "2", "-b", "2", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+
+
+def wait_for(condition: object, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_a_killed_worker_is_replaced_and_the_run_completes(tmp_path: Path, luma_weights: Path) -> None:
+    n = 24
+    slow_inputs(tmp_path / "in", n)
+    out = tmp_path / "out"
+    proc = start(tmp_path / "in", out, luma_weights)
+    wait_for(lambda: out.exists() and any(out.glob("*.png")) and decode_workers(proc.pid))
+    os.kill(min(decode_workers(proc.pid)), signal.SIGKILL)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "bgcut: warning: a decode worker died" in err and "retrying its" in err
+    assert f"{n} done, 0 skipped, 0 failed" in err
+    assert len(list(out.glob("*.png"))) == n
+
+
+def test_helpers_exit_when_the_main_process_is_killed(tmp_path: Path, luma_weights: Path) -> None:
+    slow_inputs(tmp_path / "in", 24)
+    out = tmp_path / "out"
+    proc = start(tmp_path / "in", out, luma_weights)
+    wait_for(lambda: out.exists() and any(out.glob("*.png")) and decode_workers(proc.pid))
+    helpers = descendants(proc.pid)  # fork server, resource tracker, workers
+    assert len(helpers) >= 3
+    proc.kill()
+    t0 = time.time()
+    proc.communicate(timeout=20)  # returns only once no helper holds stdout and stderr open
+    wait_for(lambda: not any(_alive(p) for p in helpers), seconds=10)
+    assert time.time() - t0 < 10
+
+
+def test_sigterm_ends_the_run_like_ctrl_c(tmp_path: Path, luma_weights: Path) -> None:
+    n = 24
+    slow_inputs(tmp_path / "in", n)
+    out = tmp_path / "out"
+    proc = start(tmp_path / "in", out, luma_weights)
+    wait_for(lambda: out.exists() and any(out.glob("*.png")))
+    helpers = descendants(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "(interrupted)" in err
+    written = sorted(out.glob("*.png"))
+    assert 0 < len(written) < n
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    wait_for(lambda: not any(_alive(p) for p in helpers), seconds=10)
+
+
+def test_workers_never_import_from_the_current_folder(tmp_path: Path, luma_weights: Path) -> None:
+    slow_inputs(tmp_path / "in", 8, size=(60, 80))
+    here = tmp_path / "project"
+    here.mkdir()
+    # torch imports concurrent.futures: a module of that name here would shadow the standard library.
+    (here / "concurrent.py").write_text("open(__file__ + '.imported', 'w').close()\nraise ImportError('shadowed')\n")
+    proc = start(tmp_path / "in", tmp_path / "out", luma_weights, cwd=here)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert not (here / "concurrent.py.imported").exists()
+    assert len(list((tmp_path / "out").glob("*.png"))) == 8
