@@ -107,7 +107,9 @@ def _open_file(source: str | os.PathLike[str]) -> Image.Image:
 
 # PIL's own wording for broken files, reworded to say what is wrong with the file.
 _REWORDED = (
-    (re.compile(r"image file is truncated.*"), "the file is truncated"),
+    (re.compile(r"image file is truncated.*|Truncated File Read"), "the file is truncated"),
+    (re.compile(r"failed to read next frame"), "corrupt image data (cannot read the next frame)"),
+    (re.compile(r"tile cannot extend outside image"), "corrupt header (image data placed outside the picture)"),
     (re.compile(r"could not create decoder object"), "corrupt header or unsupported compression (no decoder for it)"),
     (re.compile(r"decoder error (-?\d+)"), r"corrupt image data (the decoder stopped with error \1)"),
     (re.compile(r"broken data stream.*"), "corrupt image data (broken data stream)"),
