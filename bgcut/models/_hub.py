@@ -10,9 +10,15 @@ into bgcut errors whose message says what to do.
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..config import PretrainedCfg
 from ..errors import WeightsUnavailableError
@@ -111,12 +117,12 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
 
     where = f"{cfg.hf_repo_id}@{cfg.hf_revision or 'main'}/{cfg.hf_filename}"
     if _offline():
-        raise WeightsUnavailableError(
-            f"model {cfg.name!r} is not cached and HF_HUB_OFFLINE is set; on a machine with network run "
-            f"`bgcut models fetch {cfg.name}` (same HF_HOME), or pass --weights PATH"
-        )
+        raise WeightsUnavailableError(f"model {cfg.name!r} is not cached and HF_HUB_OFFLINE is set; {_remedies(cfg)}")
+    if (reason := _unreachable_reason()) is not None:
+        raise _unreachable(cfg, where, reason)
     try:
-        path = _download(cfg, local_only=False, force=force_download)
+        with _quiet_hub():
+            path = _download(cfg, local_only=False, force=force_download)
     except hf_errors.RepositoryNotFoundError:
         raise WeightsUnavailableError(
             f"Hub repo {cfg.hf_repo_id!r} for model {cfg.name!r} not found (or private: set HF_TOKEN)"
@@ -124,18 +130,64 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
     except (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled) as e:
         # Raised when the Hub could not be reached at all (LocalEntryNotFoundError is also an
         # EntryNotFoundError, so it must be caught before the "not found" case below).
-        raise _unreachable(cfg, where, e) from None
+        raise _unreachable(cfg, where, _first_line(e)) from None
     except (hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError):
         raise WeightsUnavailableError(f"{where} not found on the Hub for model {cfg.name!r}") from None
     except (ConnectionError, TimeoutError, OSError) as e:
-        raise _unreachable(cfg, where, e) from None
+        raise _unreachable(cfg, where, _first_line(e)) from None
     return path, verify_sha256(path, cfg.sha256, cfg.name)
 
 
-def _unreachable(cfg: PretrainedCfg, where: str, e: Exception) -> WeightsUnavailableError:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _unreachable_reason(timeout: float = 2.0) -> str | None:
+    """Why the Hub cannot be reached at all, found in at most ``timeout`` seconds; None if it can.
+
+    Without this, huggingface_hub retries a dead network for about 23 seconds and logs each
+    retry. Behind a proxy a direct connection proves nothing, so then the download decides.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    url = urlsplit(_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    return None
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's own retry warnings and progress bars stay off bgcut's stderr; its errors
+    still arrive, as exceptions, and are worded once below."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hub_logger.setLevel(level)
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line, shortened at a word (a cut-off "try aga" helps nobody)."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " ..."
+
+
+def _remedies(cfg: PretrainedCfg) -> str:
+    return (
+        f"on a machine with network run `bgcut models fetch {cfg.name}` (same HF_HOME), or convert a checkpoint "
+        f"you have with `bgcut models import CHECKPOINT --arch {cfg.arch} --name {cfg.name}`, or pass --weights PATH"
+    )
+
+
+def _unreachable(cfg: PretrainedCfg, where: str, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
-        f"cannot download {where} for model {cfg.name!r} from {endpoint} ({reason}); "
-        "check the network or pass --weights PATH"
+        f"cannot download {where} for model {cfg.name!r} from {_endpoint()} ({reason}); {_remedies(cfg)}"
     )
