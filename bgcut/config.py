@@ -75,6 +75,14 @@ KEEP = ("all", "largest")
 # --erode, --dilate and --feather: 200 px already takes 12 s per 12 MP image; 500 is generous.
 MAX_EDGE_PIXELS = 500
 FORMAT_EXTENSIONS = {"png-alpha": ".png", "mask": ".png", "crop": ".png", "webp": ".webp", "jpg": ".jpg"}
+# `-o NAME.EXT` with one input writes that one file; its extension picks the format unless --format does.
+FILE_EXTENSIONS = {".png": "png-alpha", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
+
+
+def format_for_file(name: str) -> str | None:
+    """The format an output file name asks for (``cut.webp`` -> ``webp``), or None for a folder name."""
+    dot = name.rfind(".")
+    return FILE_EXTENSIONS.get(name[dot:].lower()) if dot > max(name.rfind("/"), 0) else None
 
 
 @dataclass(frozen=True)

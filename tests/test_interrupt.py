@@ -32,7 +32,7 @@ def test_sigint_mid_run_then_resume(tmp_path: Path, luma_weights: Path) -> None:
     assert "(interrupted)" in err
     written = sorted(out.glob("*.png"))
     assert 0 < len(written) < n
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert not [p for p in out.iterdir() if p.name.endswith(".bgcut-tmp")], "temporary files left behind"
     for p in written:  # every file that exists is complete
         with Image.open(p) as im:
             im.load()

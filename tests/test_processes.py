@@ -112,7 +112,7 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path: Path, luma_weights: Path) ->
     assert "Traceback" not in err and "(interrupted)" in err
     written = sorted(out.glob("*.png"))
     assert 0 < len(written) < n
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    assert not [p for p in out.iterdir() if p.name.endswith(".bgcut-tmp")], "temporary files left behind"
     wait_for(lambda: not any(_alive(p) for p in helpers), seconds=10)
 
 

@@ -199,7 +199,10 @@ def test_output_that_is_a_file_is_a_usage_error(photos: Path, tmp_path: Path, lu
     proc = cli(str(photos), "-o", str(target), "-w", str(luma_weights))
     assert proc.returncode == 2
     (line,) = only_bgcut_lines(proc.stderr)
-    assert line == f"bgcut: error: -o {target} is a file; -o names the folder the outputs are written into"
+    assert line == (
+        f"bgcut: error: -o {target} is a file; -o names the folder the outputs are written into "
+        "(or one output file ending in .png, .webp, .jpg)"
+    )
     assert target.read_text() == "keep me"
 
 

@@ -60,7 +60,7 @@ def test_memory_urls_in_and_out(mem: fsspec.AbstractFileSystem, tmp_path: Path, 
     summary = remove_backgrounds(["memory://in"], "memory://out", run, OutputOptions(format="mask"), log=errors.append)
     assert (summary.done, summary.failed) == (2, 1)
     assert errors == ["bgcut: error: memory://in/broken.jpg: not an image, or a format PIL cannot identify"]
-    assert sorted(mem.find("/out")) == ["/out/a.png", "/out/sub/b.png"]
+    assert sorted(mem.find("/out")) == ["/out/.bgcut-settings.json", "/out/a.png", "/out/sub/b.png"]
     mask = np.asarray(Image.open(io.BytesIO(mem.cat_file("/out/sub/b.png"))))
     assert mask.shape == (64, 64) and mask[30, 20] == 255 and mask[5, 5] == 0  # the white box is foreground
 
@@ -197,7 +197,7 @@ def test_s3_in_and_out_matches_local_paths(
     assert local.returncode == 1, local.stderr
 
     expected = {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes() for p in (tmp_path / "out").rglob("*.png")}
-    got = {k[len(f"{bucket}/out/") :]: s3.cat_file(k) for k in s3.find(f"{bucket}/out")}
+    got = {k[len(f"{bucket}/out/") :]: s3.cat_file(k) for k in s3.find(f"{bucket}/out") if k.endswith(".png")}
     assert len(expected) == 6 and got == expected  # byte-identical crops, same tree
     rows = [json.loads(line) for line in s3.cat_file(f"{bucket}/run.jsonl").decode().splitlines()]
     done = {r["input"]: r["outputs"] for r in rows if r["status"] == "done"}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import os
 import signal
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import click
@@ -70,6 +76,49 @@ def terminated_as_interrupt() -> Iterator[list[int]]:
 def interrupt_status(signalled: list[int]) -> int:
     """128 + the signal's number, as shells report it: 143 for SIGTERM, 130 for Ctrl-C."""
     return 128 + (signalled[0] if signalled else signal.SIGINT)
+
+
+@dataclass
+class Stdin:
+    """What ``-`` stands for: paths (``lines``), or one image saved to a temporary file (``image``)."""
+
+    lines: list[str] | None = None
+    image: str | None = None
+
+
+@contextmanager
+def read_stdin(wanted: bool, null: bool) -> Iterator[Stdin]:
+    """Read stdin once and tell which it holds: image bytes (``cat photo.jpg | bgcut - -o -``) or a
+    list of paths (``find ... | bgcut -``, ``find ... -print0 | bgcut -0 -``)."""
+    if not wanted:
+        yield Stdin()
+        return
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise UsageError("stdin is empty: `-` reads the bytes of one image, or a list of paths, from it")
+    if _is_image(data):
+        with tempfile.TemporaryDirectory(prefix="bgcut-stdin-") as folder:
+            path = Path(folder, "stdin")
+            path.write_bytes(data)
+            yield Stdin(image=str(path))
+        return
+    if b"\0" in data and not null:
+        raise UsageError(
+            "stdin holds neither an image bgcut can read nor a list of paths (it has NUL bytes: "
+            "for `find -print0` lists add -0)"
+        )
+    text = os.fsdecode(data)  # paths are bytes on POSIX: undecodable ones survive as surrogates
+    yield Stdin(lines=text.split("\0") if null else text.splitlines())
+
+
+def _is_image(data: bytes) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
 
 
 def echo_err(msg: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import OutputOptions, PostOptions, RunOptions
+from ..config import OutputOptions, PostOptions, RunOptions, format_for_file
 from ._common import (
     DeviceOpt,
     ModelOpt,
@@ -17,6 +17,7 @@ from ._common import (
     WorkersOpt,
     fail,
     interrupt_status,
+    read_stdin,
     reported_errors,
     terminated_as_interrupt,
 )
@@ -46,7 +47,7 @@ def remove_cli(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Image files, folders (walked recursively), fsspec URLs (s3://bucket/photos, gs://...) and/or - (paths on stdin, one per line).",
+            help="Image files, folders (walked recursively), fsspec URLs (s3://bucket/photos, gs://...) and/or - (stdin: the bytes of one image, or paths, one per line or NUL-separated with -0).",
             show_default=False,
             metavar="INPUT",
         ),
@@ -56,17 +57,18 @@ def remove_cli(
         typer.Option(
             "--output",
             "-o",
-            help="Output folder or URL (the input tree is reproduced), or - for stdout with one input.",
+            help="Output folder or URL (the input tree is reproduced); with one input, an output file (cut.png, cut.webp, cut.jpg) or - for stdout.",
         ),
     ],
     format: Annotated[
-        Format,
+        Format | None,
         typer.Option(
             "--format",
             "-f",
-            help="png-alpha: RGBA cut-out; mask: 8-bit alpha; crop: RGBA cropped to the object; webp: lossless RGBA; jpg: flattened onto --bg.",
+            help="png-alpha: RGBA cut-out; mask: 8-bit alpha; crop: RGBA cropped to the object; webp: lossless RGBA; jpg: flattened onto --bg. Default: png-alpha, or what -o FILE's extension says (.png, .webp, .jpg).",
+            show_default=False,
         ),
-    ] = Format.png_alpha,  # noqa: A002
+    ] = None,  # noqa: A002
     bg: Annotated[
         str | None,
         typer.Option(
@@ -171,6 +173,10 @@ def remove_cli(
             help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
         ),
     ] = 1,
+    null: Annotated[
+        bool,
+        typer.Option("--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0), not newlines."),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
     ] = False,
@@ -206,9 +212,10 @@ def remove_cli(
     except ValueError as e:
         raise fail(str(e), 2) from None
 
-    stdin_lines = sys.stdin if "-" in inputs else None
+    if output == "-" and sys.stdout.isatty():
+        raise fail("refusing to write image bytes to a terminal: redirect stdout (> cut.png) or give -o FILE", 2)
     try:
-        with reported_errors(), terminated_as_interrupt() as signalled:
+        with reported_errors(), terminated_as_interrupt() as signalled, read_stdin("-" in inputs, null) as stdin:
             run = RunOptions(
                 model=model,
                 weights=weights,
@@ -225,7 +232,8 @@ def remove_cli(
                 ray_address=ray_address,
                 ray_actors=ray_actors,
             )
-            out = OutputOptions(format=format.value, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
+            fmt = format.value if format is not None else format_for_file(output) or "png-alpha"
+            out = OutputOptions(format=fmt, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
             post = PostOptions(
                 threshold=threshold,
                 binary=binary,
@@ -236,7 +244,14 @@ def remove_cli(
                 feather=feather,
             )
             summary = remove_backgrounds(
-                inputs, output, run, out, post, stdin_lines=stdin_lines, progress=False if quiet else None
+                inputs,
+                output,
+                run,
+                out,
+                post,
+                stdin_lines=stdin.lines,
+                stdin_image=stdin.image,
+                progress=False if quiet else None,
             )
     except KeyboardInterrupt:  # before any image was started (listing, model loading)
         typer.echo("bgcut: interrupted", err=True)

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from ..config import PretrainedCfg
 from ..errors import UsageError, WeightsMismatchError
 from ._registry import build_arch
-from ._weights import load_into, read_state_dict, sha256_file
+from ._weights import load_into, read_state_dict, save_tensors, sha256_file
 
 
 def _conv_execution_order(model: nn.Module) -> list[str]:
@@ -129,7 +128,7 @@ def import_checkpoint(source: Path, cfg: PretrainedCfg, output: Path) -> tuple[P
     tensors = {
         k: v.detach().float().contiguous() if v.is_floating_point() else v for k, v in model.state_dict().items()
     }
-    save_file(tensors, str(target))
+    save_tensors(tensors, target)
     sha = sha256_file(target)
     config = {**cfg.to_json(), "sha256": sha, "source": source.name, "source_sha256": sha256_file(source)}
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n")

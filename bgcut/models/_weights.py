@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ChecksumError, WeightsMismatchError, WeightsUnavailableError
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (changing it is not thread-safe)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``safetensors.torch.save_file`` with the permissions any other file would get.
+
+    safetensors creates its files with mode 0600 whatever the umask, so weights imported for a
+    team's shared cache could not be read by the rest of the team.
+    """
+    save_file(tensors, str(path))
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def sha256_file(path: str | Path) -> str:

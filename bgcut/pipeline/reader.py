@@ -110,15 +110,25 @@ def _strip_ext(name: str) -> str:
     return str(p.with_suffix("")) if p.suffix else name
 
 
+STDIN_KEY = "stdin"  # the output name of an image read from stdin (OUT/stdin.png)
+
+
 def list_sources(
-    inputs: list[str], output_dir: str | Path | None = None, stdin_lines: Iterable[str] | None = None
+    inputs: list[str],
+    output_dir: str | Path | None = None,
+    stdin_lines: Iterable[str] | None = None,
+    stdin_image: str | None = None,
 ) -> Listing:
     """Expand the command line's inputs (paths or URLs) into sources with unique output keys.
 
-    ``stdin_lines`` supplies the paths for ``-``. Files under ``output_dir`` (a path or a URL)
-    are never inputs. The same file reached twice (a repeated argument, a symlink) is read once.
+    ``stdin_lines`` supplies the paths for ``-``; or ``stdin_image``, a file holding the image
+    bytes that came on stdin, makes ``-`` that one image. Files under ``output_dir`` (a path or a
+    URL) are never inputs. The same file reached twice (a repeated argument, a symlink) is read once.
     """
     listing = Listing([], [], [])
+    if stdin_image is not None:
+        listing.sources.append(Source(stdin_image, STDIN_KEY, "-"))
+        inputs = [arg for arg in inputs if arg != "-"]
     skip: Path | str | None = None
     if output_dir is not None:
         skip = str(output_dir) if is_url(str(output_dir)) else Path(output_dir).resolve()
@@ -139,7 +149,7 @@ def list_sources(
             continue
         seen.add(real)
         unique.append((path, key, display))
-    listing.sources = _assign_keys(unique)
+    listing.sources = listing.sources + _assign_keys(unique)
     return listing
 
 

@@ -8,7 +8,9 @@ A bad file becomes a failed row with its reason; it never stops the batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -22,9 +24,9 @@ from typing import BinaryIO, TextIO
 import torch
 from tqdm import tqdm
 
-from ..config import OutputOptions, PostOptions, RunOptions
+from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file
 from ..errors import UsageError
-from ..models import create_model
+from ..models import DEFAULT_MODEL, create_model
 from .cores import available_cores, threads_for_model
 from .dataset import DecodeDataset, DecodeItem
 from .heap import retained_heap
@@ -33,7 +35,7 @@ from .loader import decoded_batches
 from .postprocess import Background, parse_background, parse_margin, render
 from .reader import Source, list_sources, shard_of
 from .storage import Destination, append_lines, is_url, same_place
-from .writer import encode, sweep_temporaries
+from .writer import atomic_write, encode, sweep_temporaries
 
 STDOUT = "-"
 
@@ -65,6 +67,7 @@ class RunSummary:
     interrupted: bool = False
     rows: list[Row] = field(default_factory=list)
     manifest_error: str | None = None  # the manifest could not be written (the outputs were)
+    no_inputs: bool = False  # the inputs held no image at all
 
     @property
     def processed(self) -> int:
@@ -76,7 +79,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and not self.interrupted and self.manifest_error is None
+        return self.failed == 0 and not self.interrupted and self.manifest_error is None and not self.no_inputs
 
     def line(self) -> str:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
@@ -124,6 +127,17 @@ class _Job:
     mask: object  # np.ndarray, uint8 H x W
 
 
+def is_file_target(output: str) -> bool:
+    """Whether ``-o`` names one output file (``cut.png``) rather than a folder: a local name with an
+    image extension that is not an existing folder."""
+    return not is_url(output) and format_for_file(output) is not None and not Path(output).is_dir()
+
+
+def _family(fmt: str) -> str:
+    """The format a file extension stands for: mask and crop are PNGs too."""
+    return "png-alpha" if fmt in ("mask", "crop") else fmt
+
+
 class _Engine:
     def __init__(
         self,
@@ -136,12 +150,20 @@ class _Engine:
     ) -> None:
         self.run, self.out, self.post, self.log = run, out, post, log
         self.to_stdout = output == STDOUT
-        self.dest = None if self.to_stdout else Destination(output)  # a folder or a URL
+        # `-o cut.png`: one named file (a local path), not a folder.
+        self.to_file = Path(output) if not self.to_stdout and is_file_target(output) else None
+        single = self.to_stdout or self.to_file is not None
+        self.dest = None if single else Destination(output)  # a folder or a URL
         self.stdout = stdout
         self.bg: Background | None = parse_background(out.bg) if out.bg else None
         self.margin = parse_margin(out.margin)
-        if self.to_stdout and out.per_object:
-            raise UsageError("--per-object writes several files; it cannot write to stdout (-o -)")
+        if single and out.per_object:
+            raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")
+        if self.to_file is not None and FILE_EXTENSIONS[self.to_file.suffix.lower()] != _family(out.format):
+            raise UsageError(
+                f"-o {output}: --format {out.format} writes {out.extension} files; "
+                f"name the output {self.to_file.with_suffix(out.extension).name}, or leave --format out"
+            )
         self.model_name: str | None = None
         self.sha: str | None = None
 
@@ -153,6 +175,14 @@ class _Engine:
         """The output as rows and messages show it: a path, or the full URL."""
         assert self.dest is not None
         return self.dest.locate(self.output_name(source, suffix))
+
+    def output_files(self, source: Source) -> list[str]:
+        """Where this source's output(s) would go, for the "never write over an input" check."""
+        if self.to_file is not None:
+            return [str(self.to_file)]
+        if self.dest is None:
+            return []
+        return [self.output_path(source, suffix) for suffix in (("", "_obj00") if self.out.per_object else ("",))]
 
     def finished(self, source: Source) -> bool:
         if self.dest is None or self.run.overwrite:
@@ -194,6 +224,9 @@ class _Engine:
                     self.stdout.write(data)
                     self.stdout.flush()
                     row.outputs.append(STDOUT)
+                elif self.to_file is not None:
+                    atomic_write(self.to_file, data)
+                    row.outputs.append(str(self.to_file))
                 else:
                     assert self.dest is not None
                     self.dest.write(self.output_name(source, suffix), data)
@@ -287,8 +320,73 @@ class _Manifest:
 
 
 def _check_output(output: str) -> None:
-    if output != STDOUT and not is_url(output) and Path(output).exists() and not Path(output).is_dir():
-        raise UsageError(f"-o {output} is a file; -o names the folder the outputs are written into")
+    if output == STDOUT or is_url(output) or is_file_target(output):
+        return
+    if Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(
+            f"-o {output} is a file; -o names the folder the outputs are written into "
+            "(or one output file ending in .png, .webp, .jpg)"
+        )
+
+
+def _check_no_output_is_an_input(engine: _Engine, sources: list[Source]) -> None:
+    """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`)."""
+    inputs = {_same_key(s.path): s for s in sources}
+    for source in sources:
+        for target in engine.output_files(source):
+            if (clash := inputs.get(_same_key(target))) is not None:
+                raise UsageError(
+                    f"the output for {clash.display if clash is source else source.display} would be {target}, "
+                    f"which is the input {clash.display}; choose another -o or --format"
+                )
+
+
+def _same_key(path: str) -> str:
+    return path if is_url(path) else os.path.realpath(path)
+
+
+SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
+
+
+def _settings(run: RunOptions, out: OutputOptions, post: PostOptions) -> dict[str, object]:
+    """What decides an output's content: a folder holds outputs of one kind (see ``_check_settings``)."""
+    model = str(Path(run.weights).resolve()) if run.weights else run.model or DEFAULT_MODEL
+    return {
+        "--format": out.format,
+        "--model/--weights": model,
+        "--size": run.size,
+        "--precision": run.precision,
+        "--bg": out.bg,
+        "--margin": out.margin,
+        "--per-object": out.per_object,
+        "--min-area": out.min_area,
+        **{f"--{k.replace('_', '-')}": v for k, v in asdict(post).items()},
+    }
+
+
+def _check_settings(engine: _Engine, output: str) -> bytes | None:
+    """Resume by name is only right when the old outputs were made the same way.
+
+    The folder keeps the settings of the run that filled it (``.bgcut-settings.json``). A run
+    with other settings is refused in one line, unless ``--overwrite`` redoes every file; a
+    folder from before this file existed is taken as it is. Returns the settings file to write
+    once work starts, or None when it is already there.
+    """
+    if engine.dest is None:
+        return None
+    wanted = _settings(engine.run, engine.out, engine.post)
+    try:
+        found = engine.dest.read(SETTINGS_FILE)
+        before = json.loads(found) if found else None
+    except (OSError, ValueError):
+        before = None  # unreadable or damaged: the write below says so if it matters
+    if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
+        changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
+        raise UsageError(
+            f"{output} holds outputs made with other settings: {', '.join(changed)}; rerun with those to resume, "
+            "add --overwrite to redo every file with these, or choose another -o"
+        )
+    return (json.dumps(wanted, indent=1) + "\n").encode() if before != wanted else None
 
 
 def remove_backgrounds(
@@ -299,11 +397,14 @@ def remove_backgrounds(
     post: PostOptions | None = None,
     *,
     stdin_lines: Iterable[str] | None = None,
+    stdin_image: str | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = _stderr,
     stdout: BinaryIO | None = None,
 ) -> RunSummary:
-    """Cut out every image in ``inputs`` into ``output`` (a folder, or ``"-"`` for stdout).
+    """Cut out every image in ``inputs`` into ``output``: a folder, one file (``cut.png``, one
+    input), or ``"-"`` for stdout. ``"-"`` among the inputs reads ``stdin_lines`` (paths), or is
+    the image in the file ``stdin_image``.
 
     Returns the summary with one row per input; never raises for a bad image.
 
@@ -320,18 +421,28 @@ def remove_backgrounds(
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")
     _check_output(output)
+    pick_dtype(run.precision, pick_device(run.device))  # a device or precision that cannot work: before any work
     engine = _Engine(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
     t0 = time.perf_counter()
     summary = RunSummary()
-    listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines)
-    if engine.to_stdout and len(listing.sources) + len(listing.errors) != 1:
+    listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines, stdin_image)
+    found = len(listing.sources) + len(listing.errors)
+    if engine.to_stdout and found != 1:
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
+    if engine.to_file is not None and found != 1:
+        raise UsageError(f"-o {output} names one output file, but the inputs name {found} images; give a folder")
     if not engine.to_stdout:
         _check_output_not_input(inputs, output)
+        _check_no_output_is_an_input(engine, listing.sources)
     if run.shard is not None:
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
         listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
+    if found == 0:
+        summary.no_inputs = True
+        log(f"bgcut: error: no input images: {printable(', '.join(inputs) or '-')} hold no image files")
+        return summary
+    settings = _check_settings(engine, output)
     manifest = _Manifest(manifest_path(run), log)
 
     def record(row: Row) -> None:
@@ -363,6 +474,10 @@ def remove_backgrounds(
                 record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
             else:
                 pending.append(source)
+        if pending and settings is not None and engine.dest is not None:
+            # An output folder that cannot be written is not an error here: each file's write says so, by name.
+            with contextlib.suppress(OSError):
+                engine.dest.write(SETTINGS_FILE, settings)
         if pending and run.engine == "ray":
             _process_ray(engine, pending, record, summary)
         elif pending:

@@ -123,6 +123,16 @@ class Destination:
             return
         self.fs.pipe_file(f"{self.root}/{rel}", data)
 
+    def read(self, rel: str) -> bytes | None:
+        """A small file inside the folder (the run settings), or None if there is none."""
+        if not self.remote:
+            try:
+                return Path(self.where, rel).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        target = f"{self.root}/{rel}"
+        return self.fs.cat_file(target) if self.fs.exists(target) else None
+
     def remove_if_exists(self, rel: str) -> bool:
         """Delete one output (a stale extra crop); says whether there was one. Never uses the listing cache."""
         if not self.remote:

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from ..config import PretrainedCfg
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
 from ..models import build_arch, get_pretrained_cfg
-from ..models._weights import load_into, read_state_dict, sha256_file
+from ..models._weights import load_into, read_state_dict, save_tensors, sha256_file
 from .augment import AugmentOptions, augment
 from .coco import coco_samples, decode_coco
 from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_by_stem, split_pairs
@@ -236,7 +235,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         log(json.dumps(row))
         if val["maxF"] - val["mae"] > best:
             best = val["maxF"] - val["mae"]
-            save_file({k: v.contiguous() for k, v in judged.state_dict().items()}, str(out / "best.safetensors"))
+            save_tensors({k: v.contiguous() for k, v in judged.state_dict().items()}, out / "best.safetensors")
         torch.save(
             {
                 "model": model.state_dict(),
