@@ -98,7 +98,10 @@ def test_colliding_stems_get_distinct_outputs(tmp_path: Path, luma_weights: Path
     save(square_image(), tmp_path / "in" / "a.png")
     save(square_image(), tmp_path / "in" / "a.jpg")
     run([str(tmp_path / "in")], tmp_path / "o", luma_weights)
-    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == ["a.jpg.png", "a.png.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == [
+        "a.jpg.png",
+        "a.png.png",
+    ]
 
 
 def make_broken_folder(root: Path) -> list[str]:
@@ -124,7 +127,9 @@ def test_a_third_broken(tmp_path: Path, luma_weights: Path, workers: int) -> Non
         log=messages.append,
     )
     assert (summary.done, summary.failed) == (6, 3)
-    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == [f"good{i}.png" for i in range(6)]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == [
+        f"good{i}.png" for i in range(6)
+    ]
     errors = [m for m in messages if m.startswith("bgcut: error:")]
     assert len(errors) == 3
     for name in bad:
