@@ -15,7 +15,7 @@ import multiprocessing.context
 import multiprocessing.forkserver
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from torch.utils.data import DataLoader
 
@@ -61,48 +61,76 @@ def decoded_batches(
 
     With ``workers`` = 0 the main process decodes. Otherwise a dead worker is reported with
     ``warn`` and its files retried as the module docstring says; the run goes on either way.
+    Workers that die ``GIVE_UP_AFTER`` times in a row with no file decoded in between point at
+    the machine, not at a file (a broken install, memory exhausted): the rest is then decoded
+    in this process, since each death costs torch's 5-second liveness check.
     """
     if workers == 0:
-        for indices in batches:
-            yield [dataset[i] for i in indices]
+        yield from _in_process(dataset, batches)
         return
+    size = max(1, len(batches[0]))
     queue = deque(batches)
     ctx = worker_context()
+    deaths = 0
     while queue:
-        loader = _loader(dataset, list(queue), workers, PREFETCH, pin_memory, ctx)
-        batches_in = iter(loader)
+        batches_in = iter(_loader(dataset, list(queue), workers, PREFETCH, pin_memory, ctx))
         try:
             for batch in batches_in:
                 queue.popleft()
+                deaths = 0
                 yield batch
             return
         except Exception as e:  # noqa: BLE001 - a dead worker (RuntimeError), or anything else it left behind
             reason = " ".join(str(e).split()) or type(e).__name__
         finally:
             del batches_in  # shuts the surviving workers down
+        deaths += 1
         # The batches handed out and not received: PREFETCH per worker, in order (DataLoader keeps order).
-        held = [i for _ in range(min(len(queue), workers * PREFETCH)) for i in queue.popleft()]
-        warn(f"a decode worker died ({reason}); retrying its {len(held)} file(s) one at a time")
-        retried = list(_one_at_a_time(dataset, held, pin_memory, ctx))
-        size = max(1, len(batches[0]))
-        for start in range(0, len(retried), size):
-            yield retried[start : start + size]
+        held = deque(i for _ in range(min(len(queue), workers * PREFETCH)) for i in queue.popleft())
+        if deaths < GIVE_UP_AFTER:
+            warn(f"a decode worker died ({reason}); retrying its {len(held)} file(s) one at a time")
+            retried = []
+            for item, died in _one_at_a_time(dataset, held, pin_memory, ctx):
+                retried.append(item)
+                deaths = deaths + 1 if died else 0
+                if deaths >= GIVE_UP_AFTER:
+                    break
+            for start in range(0, len(retried), size):
+                yield retried[start : start + size]
+        if deaths >= GIVE_UP_AFTER:
+            warn(
+                f"decode worker processes died {deaths} times in a row ({reason}); decoding in this process from now on"
+            )
+            rest = list(held) + [i for batch in queue for i in batch]
+            queue.clear()
+            yield from _in_process(dataset, [rest[k : k + size] for k in range(0, len(rest), size)])
+
+
+GIVE_UP_AFTER = 3
+
+
+def _in_process(dataset: DecodeDataset, batches: Iterable[list[int]]) -> Iterator[list[DecodeItem]]:
+    for indices in batches:
+        yield [dataset[i] for i in indices]
 
 
 def _one_at_a_time(
-    dataset: DecodeDataset, indices: list[int], pin_memory: bool, ctx: multiprocessing.context.BaseContext
-) -> Iterator[DecodeItem]:
-    """Decode ``indices`` in one worker that holds one file at a time; a file during which it dies fails."""
-    todo = deque(indices)
+    dataset: DecodeDataset, todo: deque[int], pin_memory: bool, ctx: multiprocessing.context.BaseContext
+) -> Iterator[tuple[DecodeItem, bool]]:
+    """Decode ``todo`` (emptied as it goes) in one worker holding one file at a time.
+
+    Yields (item, died): a file during which the worker died again comes back as an error item
+    with ``died`` set, so the caller can count deaths and stop early; the rest stays in ``todo``.
+    """
     while todo:
         batches_in = iter(_loader(dataset, [[i] for i in todo], 1, 1, pin_memory, ctx))
         try:
             for (item,) in batches_in:
                 todo.popleft()
-                yield item
+                yield item, False
         except Exception:  # noqa: BLE001 - the worker died again, holding exactly todo[0]
             culprit = todo.popleft()
-            yield DecodeItem(culprit, error="the decode worker process died twice while reading this file")
+            yield DecodeItem(culprit, error="the decode worker process died twice while reading this file"), True
         finally:
             del batches_in
 

@@ -1,0 +1,61 @@
+"""decoded_batches: a file that kills its worker is reported alone; workers that keep dying are given up."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+from bgcut.pipeline.dataset import DecodeItem
+from bgcut.pipeline.loader import decoded_batches
+
+
+class Deadly(torch.utils.data.Dataset):
+    """Items are their index; reading one of ``deadly`` in a worker process kills that process."""
+
+    def __init__(self, n: int, deadly: set[int] | None) -> None:
+        self.n, self.deadly, self.main = n, deadly, os.getpid()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> DecodeItem:
+        if os.getpid() != self.main and (self.deadly is None or i in self.deadly):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return DecodeItem(i, warning=f"decoded in {'main' if os.getpid() == self.main else 'worker'}")
+
+
+@pytest.fixture(autouse=True)
+def quick_liveness_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch notices a dead worker when a 5 s wait for data times out; 0.2 s keeps these tests short.
+    monkeypatch.setattr(_MultiProcessingDataLoaderIter._try_get_data, "__defaults__", (0.2,))
+
+
+def collect(dataset: Deadly, workers: int = 2) -> tuple[list[DecodeItem], list[str]]:
+    warnings: list[str] = []
+    order = [list(range(i, min(i + 2, dataset.n))) for i in range(0, dataset.n, 2)]
+    items = [it for batch in decoded_batches(dataset, order, workers, False, warnings.append) for it in batch]  # type: ignore[arg-type]
+    return items, warnings
+
+
+def test_a_file_that_kills_its_worker_twice_is_reported_alone() -> None:
+    items, warnings = collect(Deadly(20, {5}))
+    assert sorted(it.index for it in items) == list(range(20))  # each file exactly once
+    failed = [it for it in items if it.error]
+    assert [(it.index, it.error) for it in failed] == [
+        (5, "the decode worker process died twice while reading this file")
+    ]
+    assert all(it.warning == "decoded in worker" for it in items if not it.error)
+    assert len(warnings) == 1 and warnings[0].startswith("a decode worker died (")
+
+
+def test_workers_that_keep_dying_are_given_up_for_this_process() -> None:
+    items, warnings = collect(Deadly(20, None))
+    assert sorted(it.index for it in items) == list(range(20))
+    assert all(it.error for it in items if it.warning != "decoded in main")
+    assert sum(it.warning == "decoded in main" for it in items) >= 16  # the rest, decoded here
+    assert warnings[-1].startswith("decode worker processes died 3 times in a row (")
+    assert warnings[-1].endswith("decoding in this process from now on")
