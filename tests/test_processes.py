@@ -109,9 +109,9 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path: Path, luma_weights: Path) ->
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "Traceback" not in err and "(interrupted)" in err
+    assert "Traceback" not in err and "(interrupted)" in err, err
     written = sorted(out.glob("*.png"))
-    assert 0 < len(written) < n
+    assert 0 < len(written) < n, err
     assert not [p for p in out.iterdir() if p.name.endswith(".bgcut-tmp")], "temporary files left behind"
     wait_for(lambda: not any(_alive(p) for p in helpers), seconds=10)
 

@@ -482,6 +482,8 @@ def remove_backgrounds(
             _process_ray(engine, pending, record, summary)
         elif pending:
             _process(engine, pending, record, progress, summary)
+    except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
+        summary.interrupted = True
     finally:
         manifest.close()
         summary.manifest_error = manifest.error
@@ -551,10 +553,24 @@ def _process(
             for fut in drain_started:
                 record(fut.result())
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads_before)
-            batches.close()  # shuts the decode worker processes down
-            bar.close()
+            _finish(
+                summary,
+                lambda: pool.shutdown(wait=True, cancel_futures=True),
+                lambda: torch.set_num_threads(threads_before),
+                batches.close,  # shuts the decode worker processes down
+                bar.close,
+            )
+
+
+def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:
+    """Run every clean-up step even when Ctrl-C or SIGTERM lands in the middle of one: the run
+    is then marked interrupted, the step is run once more, and the next ones still run."""
+    for step in steps:
+        try:
+            step()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            step()
 
 
 def _process_ray(engine: _Engine, pending: list[Source], record: Callable[[Row], None], summary: RunSummary) -> None:
