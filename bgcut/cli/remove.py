@@ -184,25 +184,31 @@ def remove_cli(
     """Cut the background out of images: bgcut INPUT... -o OUT [--format FORMAT].
 
     INPUT is any mix of image files, folders (walked recursively; hidden files and the
-    output folder are skipped; the tree is reproduced under OUT) and - (newline-separated
-    paths on stdin); files, folders and OUT may be fsspec URLs (s3://, gs://, ...). Outputs are named after their input (photos/a/b.jpg -> OUT/a/b.png);
-    when two inputs would share a name (a.jpg and a.png) both keep their full file name
-    (a.jpg.png, a.png.png). Existing outputs are skipped, so a rerun resumes.
+    output folder are skipped; the tree is reproduced under OUT) and - (stdin: the bytes of
+    one image, or paths one per line, or NUL-separated with -0); files, folders and OUT may be
+    fsspec URLs (s3://, gs://, ...). Outputs are named after their input (photos/a/b.jpg ->
+    OUT/a/b.png); when two inputs would share a name (a.jpg and a.png) both keep their full
+    file name (a.jpg.png, a.png.png). Existing outputs are skipped, so a rerun resumes; a rerun
+    with other settings into the same folder is refused unless --overwrite. With one input, OUT
+    may be a file (cut.png, cut.webp, cut.jpg: the extension picks the format) or - (stdout).
+    No output is ever written over an input.
 
-    Exit status: 0 all inputs succeeded, 1 some failed (or the manifest could not be written),
-    2 usage error (nothing was done), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an
-    interrupted run prints its summary and a rerun resumes it.
+    Exit status: 0 all inputs succeeded, 1 some failed (or the manifest could not be written,
+    or the inputs held no image), 2 usage error (nothing was done), 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM); an interrupted run prints its summary and a rerun resumes it.
 
-    A first argument that is a command name (models, train, eval, remove) runs that
+    A first argument that is a command name (remove, models, train, eval, paste) runs that
     command: write a folder of that name as a path, e.g. ./train.
 
     Examples:
 
       bgcut ./photos -o ./out --format png-alpha
 
-      find . -name '*.jpg' | bgcut - -o cutouts --format crop --margin 5%
+      bgcut photo.jpg -o photo-cut.png
 
-      bgcut portrait.jpg -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
+      find . -name '*.jpg' -print0 | bgcut -0 - -o cutouts --format crop --margin 5%
+
+      cat portrait.jpg | bgcut - -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
     """
     from ..pipeline.reader import parse_shard
     from ..pipeline.run import remove_backgrounds
