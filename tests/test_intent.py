@@ -135,6 +135,11 @@ def test_an_output_is_never_an_input(photo: Path, tmp_path: Path, luma_weights: 
         )
     result = cli(str(photo), "-o", str(photo), "-w", str(luma_weights))
     assert result.exit_code == 2 and "which is the input" in result.stderr
+    (tmp_path / "via-link").symlink_to(tmp_path, target_is_directory=True)  # the same folder by another name
+    result = cli(
+        str(photo), "-o", str(tmp_path / "via-link"), "--format", "jpg", "--overwrite", "-w", str(luma_weights)
+    )
+    assert result.exit_code == 2 and "which is the input" in result.stderr
     assert photo.read_bytes() == before
 
 

@@ -331,18 +331,27 @@ def _check_output(output: str) -> None:
 
 def _check_no_output_is_an_input(engine: _Engine, sources: list[Source]) -> None:
     """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`)."""
-    inputs = {_same_key(s.path): s for s in sources}
+    folders: dict[str, str] = {}
+    inputs = {_same_key(s.path, folders): s for s in sources}
     for source in sources:
         for target in engine.output_files(source):
-            if (clash := inputs.get(_same_key(target))) is not None:
+            if (clash := inputs.get(_same_key(target, folders))) is not None:
                 raise UsageError(
                     f"the output for {clash.display if clash is source else source.display} would be {target}, "
                     f"which is the input {clash.display}; choose another -o or --format"
                 )
 
 
-def _same_key(path: str) -> str:
-    return path if is_url(path) else os.path.realpath(path)
+def _same_key(path: str, folders: dict[str, str]) -> str:
+    """A name that two paths to one file share: the folder's real path (links to folders followed,
+    once per folder, not once per file) joined with the file's own name. A link to a file is left
+    as it is: an output is renamed over its own name, which replaces such a link, not its target."""
+    if is_url(path):
+        return path
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], name)
 
 
 SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
