@@ -193,6 +193,15 @@ def test_option_values_are_one_usage_error_before_any_work(
     assert not (tmp_path / "out").exists()
 
 
+def test_option_values_click_refuses_are_one_line_too(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    proc = bgcut(str(photos), "-o", str(tmp_path / "out"), "-w", str(luma_weights), "--threshold", "nan")
+    assert proc.returncode == 2
+    (line,) = only_bgcut_lines(proc.stderr)
+    assert line.startswith("bgcut: error: Invalid value for '--threshold' / '-t': ")
+    assert line.endswith("(see `bgcut remove --help`)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_that_is_a_file_is_a_usage_error(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
     target = tmp_path / "taken.txt"
     target.write_text("keep me")

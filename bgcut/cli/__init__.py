@@ -6,6 +6,7 @@ beside it (see ``DefaultToRemove`` for how a folder with a command's name is rea
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -56,5 +57,30 @@ def _register() -> None:
 _register()
 
 
+def _click_error(name: str) -> type[Exception]:
+    """click's exception class of that name, from the click that Typer actually runs on
+    (recent Typer releases carry their own copy of click, whose classes are not ``click``'s)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
 def main() -> None:
-    app(prog_name="bgcut")
+    """The console script: Typer's app, with click's usage errors as one line like bgcut's own."""
+    usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
+    try:
+        code = app(prog_name="bgcut", standalone_mode=False)
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # `bgcut` alone: the help, as before
+            e.show()  # type: ignore[attr-defined]
+        else:
+            # click prints four lines (usage, a hint, a blank, the error); scripts and people want one.
+            ctx = getattr(e, "ctx", None)
+            where = ctx.command_path if ctx is not None else "bgcut"
+            typer.echo(f"bgcut: error: {e.format_message()} (see `{where} --help`)", err=True)  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    except click_error as e:
+        typer.echo(f"bgcut: error: {e.format_message()}", err=True)  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort:  # Ctrl-C while click itself was parsing
+        typer.echo("bgcut: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
