@@ -25,6 +25,7 @@ from ..config import OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
 from .infer import default_batch_size
+from .output import Job, OutputStage, Row
 from .reader import Source
 
 if TYPE_CHECKING:
@@ -92,22 +93,18 @@ class _Model:
 @lru_cache(maxsize=4)
 def _writer(run: RunOptions, out: OutputOptions, post: PostOptions, output: str, model: str, sha: str) -> Any:
     """One writer per worker process and settings: ``--bg PHOTO`` is read once, not once per row."""
-    from .run import _Engine
-
-    engine = _Engine(run, out, post, output, log=lambda _m: None, stdout=None)
+    engine = OutputStage(run, out, post, output, log=lambda _m: None, stdout=None)
     engine.model_name, engine.sha = model, sha
     return engine
 
 
 def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
-    from .run import Row, _Job
-
     engine = _writer(run, out, post, output, row["model"], row["sha"])
     item, mask = pickle.loads(row["job"])
     if item.error is not None:
         result = Row(row["display"], status="failed", error=item.error)
     else:
-        result = engine.write(_Job(Source(row["path"], row["key"], row["display"]), item, mask))
+        result = engine.write(Job(Source(row["path"], row["key"], row["display"]), item, mask))
     return {"row": json.dumps(asdict(result), ensure_ascii=False)}
 
 

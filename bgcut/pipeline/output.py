@@ -1,0 +1,171 @@
+"""The output stage: one decoded input and its mask -> the written file(s) and a manifest row.
+
+Both engines use it: the local engine in its writer threads, Ray in its write tasks. It knows
+where outputs go (a folder or URL, one named file, or stdout), how they are named (resume),
+and renders, encodes and writes them atomically. It never raises for one input's failure:
+the row says what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file
+from ..errors import UsageError
+from .dataset import DecodeItem
+from .postprocess import Background, parse_background, parse_margin, render
+from .reader import Source
+from .storage import Destination, is_url
+from .writer import atomic_write, encode
+
+STDOUT = "-"
+
+
+@dataclass
+class Row:
+    """One manifest line: what happened to one input."""
+
+    input: str
+    outputs: list[str] = field(default_factory=list)
+    status: str = "done"  # done | skipped | empty | failed
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bbox: list[int] | None = None
+    fg_fraction: float | None = None
+    model: str | None = None
+    weights_sha256: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class Job:
+    """Everything a writer thread needs for one input."""
+
+    source: Source
+    item: DecodeItem
+    mask: np.ndarray  # uint8 H x W
+
+
+def is_file_target(output: str) -> bool:
+    """Whether ``-o`` names one output file (``cut.png``) rather than a folder: a local name with an
+    image extension that is not an existing folder."""
+    return not is_url(output) and format_for_file(output) is not None and not Path(output).is_dir()
+
+
+def _family(fmt: str) -> str:
+    """The format a file extension stands for: mask and crop are PNGs too."""
+    return "png-alpha" if fmt in ("mask", "crop") else fmt
+
+
+class OutputStage:
+    def __init__(
+        self,
+        run: RunOptions,
+        out: OutputOptions,
+        post: PostOptions,
+        output: str,
+        log: Callable[[str], None],
+        stdout: BinaryIO | None,
+    ) -> None:
+        self.run, self.out, self.post, self.log = run, out, post, log
+        self.to_stdout = output == STDOUT
+        # `-o cut.png`: one named file (a local path), not a folder.
+        self.to_file = Path(output) if not self.to_stdout and is_file_target(output) else None
+        single = self.to_stdout or self.to_file is not None
+        self.dest = None if single else Destination(output)  # a folder or a URL
+        self.stdout = stdout
+        self.bg: Background | None = parse_background(out.bg) if out.bg else None
+        self.margin = parse_margin(out.margin)
+        if single and out.per_object:
+            raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")
+        if self.to_file is not None and FILE_EXTENSIONS[self.to_file.suffix.lower()] != _family(out.format):
+            raise UsageError(
+                f"-o {output}: --format {out.format} writes {out.extension} files; "
+                f"name the output {self.to_file.with_suffix(out.extension).name}, or leave --format out"
+            )
+        self.model_name: str | None = None
+        self.sha: str | None = None
+
+    def output_name(self, source: Source, suffix: str = "") -> str:
+        """The output's "/"-separated name inside the output folder."""
+        return f"{source.key}{suffix}{self.out.extension}"
+
+    def output_path(self, source: Source, suffix: str = "") -> str:
+        """The output as rows and messages show it: a path, or the full URL."""
+        assert self.dest is not None
+        return self.dest.locate(self.output_name(source, suffix))
+
+    def output_files(self, source: Source) -> list[str]:
+        """Where this source's output(s) would go, for the "never write over an input" check."""
+        if self.to_file is not None:
+            return [str(self.to_file)]
+        if self.dest is None:
+            return []
+        return [self.output_path(source, suffix) for suffix in (("", "_obj00") if self.out.per_object else ("",))]
+
+    def finished(self, source: Source) -> bool:
+        if self.dest is None or self.run.overwrite:
+            return False
+        try:
+            return self.dest.exists(self.output_name(source, "_obj00" if self.out.per_object else ""))
+        except OSError:  # an output folder we cannot look into: the write will say why, for this file
+            return False
+
+    def write(self, job: Job) -> Row:
+        """Post-process, encode and write one input (runs in a writer thread)."""
+        item, source = job.item, job.source
+        rgb = item.rgb.numpy()
+        h, w = rgb.shape[:2]
+        row = Row(
+            source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning
+        )
+        try:
+            result = render(
+                rgb,
+                None if item.alpha is None else item.alpha.numpy(),
+                job.mask,
+                self.post,
+                self.out.format,
+                self.bg,
+                self.margin,
+                self.out.per_object,
+                self.out.min_area,
+            )
+            row.bbox = list(result.bbox) if result.bbox else None
+            row.fg_fraction = round(result.fg_fraction, 6)
+            if not result.images:
+                row.status = "empty"
+                return row
+            for suffix, image in result.images:
+                data = encode(image, self.out.extension, self.out.png_compression)
+                if self.to_stdout:
+                    assert self.stdout is not None
+                    self.stdout.write(data)
+                    self.stdout.flush()
+                    row.outputs.append(STDOUT)
+                elif self.to_file is not None:
+                    atomic_write(self.to_file, data)
+                    row.outputs.append(str(self.to_file))
+                else:
+                    assert self.dest is not None
+                    self.dest.write(self.output_name(source, suffix), data)
+                    row.outputs.append(self.output_path(source, suffix))
+            if self.out.per_object:
+                self._remove_stale_objects(source, len(result.images))
+        except OSError as e:
+            row.status, row.error = "failed", f"cannot write output: {e.strerror or e}"
+        except Exception as e:  # noqa: BLE001 - one input's failure must not stop the batch
+            row.status, row.error = "failed", f"{type(e).__name__}: {e}"
+        return row
+
+    def _remove_stale_objects(self, source: Source, n: int) -> None:
+        # An --overwrite rerun that finds fewer objects must not leave the old extra crops behind.
+        assert self.dest is not None
+        while self.dest.remove_if_exists(self.output_name(source, f"_obj{n:02d}")):
+            n += 1
