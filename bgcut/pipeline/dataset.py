@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ..errors import ImageError
-from .decode import NoiseCapture, open_image
+from .decode import decoder_noise, open_image
 
 _FILTERS = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -66,13 +66,12 @@ class DecodeDataset(torch.utils.data.Dataset):
 
     def __init__(self, paths: list[str], size: int, max_pixels: int, interpolation: str = "bilinear") -> None:
         self.paths, self.size, self.max_pixels, self.interpolation = paths, size, max_pixels, interpolation
-        self._noise = NoiseCapture()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> DecodeItem:
-        with self._noise.capture() as noise:
+        with decoder_noise() as noise:
             item = self._decode(i)
         if noise:
             said = "; ".join(dict.fromkeys(noise))  # libtiff repeats one warning per strip

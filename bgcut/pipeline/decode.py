@@ -166,38 +166,37 @@ def _decode_opened(im: Image.Image, max_pixels: int) -> Decoded:
     return Decoded(rgb, alpha, warning)
 
 
-class NoiseCapture:
+_scratch: dict[int, int] = {}  # process id -> the descriptor decoder noise is collected in
+
+
+@contextmanager
+def decoder_noise() -> Iterator[list[str]]:
     """Collects what C libraries print to file descriptor 2 while one file is decoded.
 
     libjpeg and libtiff write warnings ("Invalid component ID 120 in SOS.") straight to stderr,
     where they would interleave with bgcut's own lines and name no file. Redirecting the
     descriptor (not ``sys.stderr``, which C code never sees) lets the caller attach the text to
-    that file's error or warning. One scratch file per process, emptied before each use.
+    that file's error or warning. One unlinked scratch file per process, emptied before each use.
     """
-
-    def __init__(self) -> None:
-        self._scratch: int | None = None
-
-    @contextmanager
-    def capture(self) -> Iterator[list[str]]:
-        if self._scratch is None:
-            fd, name = tempfile.mkstemp(prefix="bgcut-stderr-")
-            os.unlink(name)
-            self._scratch = fd
-        sys.stderr.flush()
-        os.ftruncate(self._scratch, 0)
-        os.lseek(self._scratch, 0, os.SEEK_SET)
-        saved = os.dup(2)
-        os.dup2(self._scratch, 2)
-        found: list[str] = []
-        try:
-            yield found
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.lseek(self._scratch, 0, os.SEEK_SET)
-            text = os.read(self._scratch, 4096).decode("utf-8", "replace")
-            found.extend(line.strip() for line in text.splitlines() if line.strip())
+    fd = _scratch.get(os.getpid())
+    if fd is None:
+        fd, name = tempfile.mkstemp(prefix="bgcut-stderr-")
+        os.unlink(name)
+        _scratch[os.getpid()] = fd
+    sys.stderr.flush()
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    found: list[str] = []
+    try:
+        yield found
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+        found.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def open_named(path: str | os.PathLike[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:

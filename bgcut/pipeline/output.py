@@ -101,19 +101,22 @@ class OutputStage:
         assert self.dest is not None
         return self.dest.locate(self.output_name(source, suffix))
 
-    def output_files(self, source: Source) -> list[str]:
-        """Where this source's output(s) would go, for the "never write over an input" check."""
+    @property
+    def _first_suffix(self) -> str:
+        """The suffix of an input's first output: ``_obj00`` for per-object crops."""
+        return "_obj00" if self.out.per_object else ""
+
+    def output_file(self, source: Source) -> str | None:
+        """Where this source's (first) output goes, for the "never write over an input" check."""
         if self.to_file is not None:
-            return [str(self.to_file)]
-        if self.dest is None:
-            return []
-        return [self.output_path(source, suffix) for suffix in (("", "_obj00") if self.out.per_object else ("",))]
+            return str(self.to_file)
+        return None if self.dest is None else self.output_path(source, self._first_suffix)
 
     def finished(self, source: Source) -> bool:
         if self.dest is None or self.run.overwrite:
             return False
         try:
-            return self.dest.exists(self.output_name(source, "_obj00" if self.out.per_object else ""))
+            return self.dest.exists(self.output_name(source, self._first_suffix))
         except OSError:  # an output folder we cannot look into: the write will say why, for this file
             return False
 

@@ -187,12 +187,12 @@ def _check_no_output_is_an_input(engine: OutputStage, sources: list[Source]) -> 
     folders: dict[str, str] = {}
     inputs = {_same_key(s.path, folders): s for s in sources}
     for source in sources:
-        for target in engine.output_files(source):
-            if (clash := inputs.get(_same_key(target, folders))) is not None:
-                raise UsageError(
-                    f"the output for {clash.display if clash is source else source.display} would be {target}, "
-                    f"which is the input {clash.display}; choose another -o or --format"
-                )
+        target = engine.output_file(source)
+        if target is not None and (clash := inputs.get(_same_key(target, folders))) is not None:
+            raise UsageError(
+                f"the output for {source.display} would be {target}, "
+                f"which is the input {clash.display}; choose another -o or --format"
+            )
 
 
 def _same_key(path: str, folders: dict[str, str]) -> str:
@@ -241,7 +241,7 @@ def _check_settings(engine: OutputStage, output: str) -> bytes | None:
         found = engine.dest.read(SETTINGS_FILE)
         before = json.loads(found) if found else None
     except (OSError, ValueError):
-        before = None  # unreadable or damaged: the write below says so if it matters
+        before = None  # unreadable or damaged: taken as absent, and written afresh when work starts
     if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
         changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
         raise UsageError(

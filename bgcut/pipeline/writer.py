@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import sys
 import uuid
 from pathlib import Path
 
@@ -51,18 +50,16 @@ def encode(image: np.ndarray, ext: str, png_compression: int = 1, jpeg_quality: 
 NAME_MAX = 255  # bytes in one file name, on every common Linux and macOS file system
 
 
-def temp_name(final: str, pid: int | None = None) -> str:
+def temp_name(final: str) -> str:
     """The hidden name a file is written under before it is renamed to ``final``.
 
     ``.NAME.PID.RANDOM.bgcut-tmp``: the process id lets a later run tell a dead run's leftover
     from a live concurrent run's file (``sweep_temporaries``). A long ``final`` is shortened
-    so that the temporary name, 20-odd bytes longer, still fits the file system's limit.
+    so that the temporary name, 20-odd bytes longer, still fits the file system's limit; a
+    character cut in half by that is dropped.
     """
-    tail = f".{os.getpid() if pid is None else pid}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
-    room = NAME_MAX - 1 - len(tail.encode())
-    head = os.fsencode(final)[:room].decode(sys.getfilesystemencoding(), "surrogateescape")
-    while len(os.fsencode("." + head + tail)) > NAME_MAX:  # a multi-byte character cut in half
-        head = head[:-1]
+    tail = f".{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    head = os.fsencode(final)[: NAME_MAX - 1 - len(tail)].decode("utf-8", "ignore")
     return f".{head}{tail}"
 
 
@@ -88,7 +85,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, another user's
+        pass  # alive, another user's
     return True
 
 
