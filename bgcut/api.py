@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .config import PostOptions
-from .models import create_model
-from .pipeline.dataset import resize_for_model
+from .config import OutputOptions, PostOptions, RunOptions
 from .pipeline.decode import Decoded, load_image
-from .pipeline.infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
-from .pipeline.postprocess import Background, parse_background, parse_margin, render
+from .pipeline.infer import Predictor
+from .pipeline.output import load_background
+from .pipeline.postprocess import render
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
 
@@ -44,24 +42,25 @@ class Remover:
         size: int | None = None,
         batch_size: int | None = None,
     ) -> None:
-        dev = pick_device(device)
-        loaded = create_model(model, weights, device="cpu")
-        self.batch_size = batch_size or default_batch_size(dev, size or loaded.cfg.input_size)
-        self.predictor = Predictor(loaded, dev, pick_dtype(precision, dev), size, self.batch_size)
-        self.model_name = loaded.cfg.name
+        # The engines' own options object and set-up: the same checks, device and batch size.
+        run = RunOptions(
+            model=model,
+            weights=None if weights is None else os.fspath(weights),
+            device=device,
+            precision=precision,
+            size=size,
+            batch_size=batch_size,
+        )
+        self.predictor = Predictor.from_options(run)
+        self.model_name = self.predictor.model_name
+        self.batch_size = self.predictor.batch_size
 
     def _decode(self, images: Sequence[ImageLike]) -> list[Decoded]:
         return [load_image(im) for im in images]
 
     def _masks(self, decoded: list[Decoded]) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        size, interp = self.predictor.size, self.predictor.cfg.interpolation
-        for i in range(0, len(decoded), self.batch_size):
-            chunk = decoded[i : i + self.batch_size]
-            batch = torch.stack([resize_for_model(d.rgb, size, interp) for d in chunk])
-            for d, m in zip(chunk, self.predictor(batch), strict=True):
-                out.append(upsample_mask(m, d.rgb.shape[0], d.rgb.shape[1]))
-        return out
+        inputs = [self.predictor.prepare(d.rgb) for d in decoded]
+        return self.predictor.masks(inputs, [d.rgb.shape[:2] for d in decoded])
 
     def masks(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
         """Raw soft masks (H x W uint8, 255 = foreground), before any post-processing."""
@@ -81,11 +80,12 @@ class Remover:
         RGBA for ``png-alpha``, ``webp`` and ``crop``; L for ``mask``; RGB for ``jpg`` or with any ``bg``.
         """
         post = post or PostOptions()
-        background: Background | None = parse_background(bg) if bg else None
+        out = OutputOptions(format=format, bg=bg, margin=margin)  # checked here, before any work
+        background = load_background(bg) if bg else None
         decoded = self._decode(images)
         results = []
         for d, m in zip(decoded, self._masks(decoded), strict=True):
-            r = render(d.rgb, d.alpha, m, post, format, background, parse_margin(margin))
+            r = render(d.rgb, d.alpha, m, post, out, background)
             if not r.images:  # a crop with no foreground: an empty, fully transparent image
                 results.append(Image.new("RGBA", (0, 0)))
             else:

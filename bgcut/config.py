@@ -7,13 +7,17 @@ per-model code paths.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # preprocess.resize_rgb's PIL filters
+OUTPUT_RULES = ("sigmoid", "sigmoid-minmax", "identity")  # preprocess.to_masks
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,15 @@ class PretrainedCfg:
     # File name inside bgcut/models/weights/ when the weights ship with the package.
     embedded: str | None = None
     description: str = ""
+
+    def __post_init__(self) -> None:
+        # A config.json beside --weights is user input: refused here, once, not per image.
+        if self.interpolation not in INTERPOLATIONS:
+            raise UsageError(
+                f"model {self.name}: interpolation {self.interpolation!r}, expected one of {', '.join(INTERPOLATIONS)}"
+            )
+        if self.output not in OUTPUT_RULES:
+            raise UsageError(f"model {self.name}: output {self.output!r}, expected one of {', '.join(OUTPUT_RULES)}")
 
     def to_json(self) -> dict[str, Any]:
         """The config.json written beside exported weights."""
@@ -70,13 +83,86 @@ class PretrainedCfg:
         return cls(**known)
 
 
-FORMATS = ("png-alpha", "mask", "crop", "webp", "jpg")
+@dataclass(frozen=True)
+class Format:
+    """One output format, declared once: the CLI's choices and help, the renderer and the encoder
+    all read this table (``FORMATS``), so a new format is one row here."""
+
+    name: str
+    extension: str  # the file type written; ``writer.ENCODERS`` has one encoder per extension
+    # What each output pixel holds (``postprocess.render``): "alpha" the mask alone, "cutout" RGBA
+    # (or RGB composited onto --bg), "flat" RGB composited onto --bg, white when none is given.
+    pixels: str
+    crop: bool  # cut to the object's box (--margin), or one file per object (--per-object)
+    help: str
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("png-alpha", ".png", "cutout", False, "RGBA cut-out"),
+        Format("mask", ".png", "alpha", False, "8-bit alpha"),
+        Format("crop", ".png", "cutout", True, "RGBA cropped to the object"),
+        Format("webp", ".webp", "cutout", False, "lossless RGBA"),
+        Format("jpg", ".jpg", "flat", False, "flattened onto --bg (white by default)"),
+    )
+}
+DEFAULT_FORMAT = "png-alpha"
+# `-o NAME.EXT` with one input writes that one file; its extension picks the format unless --format
+# does: the first format of the table that writes that extension (.png: png-alpha), and .jpeg.
+FILE_EXTENSIONS = {**{f.extension: n for n, f in reversed(FORMATS.items())}, ".jpeg": "jpg"}
 KEEP = ("all", "largest")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+ENGINES = ("local", "ray")
+MIN_SIZE = 32  # --size: the smallest inference resolution (the networks downsample 5 times)
 # --erode, --dilate and --feather: 200 px already takes 12 s per 12 MP image; 500 is generous.
 MAX_EDGE_PIXELS = 500
-FORMAT_EXTENSIONS = {"png-alpha": ".png", "mask": ".png", "crop": ".png", "webp": ".webp", "jpg": ".jpg"}
-# `-o NAME.EXT` with one input writes that one file; its extension picks the format unless --format does.
-FILE_EXTENSIONS = {".png": "png-alpha", ".webp": "webp", ".jpg": "jpg", ".jpeg": "jpg"}
+
+
+def format_help() -> str:
+    """The ``--format`` help, from the table."""
+    kinds = "; ".join(f"{n}: {f.help}" for n, f in FORMATS.items())
+    files = ", ".join(sorted(FILE_EXTENSIONS))
+    return f"{kinds}. Default: {DEFAULT_FORMAT}, or what -o FILE's extension says ({files})."
+
+
+def parse_margin(spec: str) -> tuple[float, bool]:
+    """``"16"`` -> (16, False) pixels; ``"10%"`` -> (10, True) percent of the box's size."""
+    text = spec.strip()
+    pct = text.endswith("%")
+    try:
+        value = float(text[:-1] if pct else text)
+    except ValueError:
+        raise UsageError(f"--margin {spec!r}: expected pixels like 16 or a percentage like 10%") from None
+    if not 0 <= value < float("inf"):  # also refuses nan
+        raise UsageError(f"--margin {spec!r} must be a number of pixels or percent from 0 up")
+    return value, pct
+
+
+def parse_colour(spec: str) -> tuple[int, int, int] | None:
+    """A colour name, ``#rrggbb`` or ``r,g,b`` -> RGB; None when ``spec`` is no colour (a photo's path)."""
+    from PIL import ImageColor
+
+    if "," in spec:
+        try:
+            parts = tuple(int(p) for p in spec.split(","))
+        except ValueError:
+            parts = ()
+        if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+            raise UsageError(f"--bg {spec!r}: expected three numbers 0-255 like 0,128,255")
+        return parts  # type: ignore[return-value]
+    try:
+        return ImageColor.getrgb(spec)[:3]  # type: ignore[return-value]
+    except ValueError:
+        return None
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise UsageError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
 
 
 def format_for_file(name: str) -> str | None:
@@ -115,7 +201,7 @@ class PostOptions:
 class OutputOptions:
     """What is written for each input."""
 
-    format: str = "png-alpha"
+    format: str = DEFAULT_FORMAT
     bg: str | None = None  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
     margin: str = "0"  # crop margin: pixels ("16") or percent of the box ("10%")
     per_object: bool = False
@@ -127,14 +213,24 @@ class OutputOptions:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise UsageError(f"--format {self.format!r}: expected one of {', '.join(FORMATS)}")
+        parse_margin(self.margin)
+        if self.bg is not None and parse_colour(self.bg) is None:
+            from .pipeline.storage import is_url  # lazily: config is imported by every module
+
+            if not is_url(self.bg) and not Path(self.bg).is_file():
+                raise UsageError(f"--bg {self.bg!r} is neither a colour nor an image file")
         if self.min_area < 0:
             raise UsageError(f"--min-area {self.min_area}: must not be negative")
         if not 0 <= self.png_compression <= 9:
             raise UsageError(f"png_compression {self.png_compression}: expected 0 to 9")
 
     @property
+    def spec(self) -> Format:
+        return FORMATS[self.format]
+
+    @property
     def extension(self) -> str:
-        return FORMAT_EXTENSIONS[self.format]
+        return FORMATS[self.format].extension
 
 
 @dataclass(frozen=True)
@@ -156,3 +252,22 @@ class RunOptions:
     engine: str = "local"  # "local" (this process + decode workers) or "ray" (Ray Data)
     ray_address: str | None = None  # None starts a local Ray instance; "auto" or "ray://host:10001" joins a cluster
     ray_actors: int = 1  # model actors on a cluster without GPUs (with GPUs: one per GPU)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
+        if self.size is not None and self.size < MIN_SIZE:
+            raise UsageError(f"--size {self.size}: must be at least {MIN_SIZE} pixels")
+        for flag, value, least in (
+            ("--batch-size", self.batch_size, 1),
+            ("--workers", self.workers, 0),
+            ("writer_threads", self.writer_threads, 1),
+            ("--max-pixels", self.max_pixels, 1),
+            ("--ray-actors", self.ray_actors, 1),
+        ):
+            if value is not None and value < least:
+                raise UsageError(f"{flag} {value}: must be at least {least}")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise UsageError(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N")

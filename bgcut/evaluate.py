@@ -1,7 +1,7 @@
 """Mask quality metrics and the evaluation loop behind ``bgcut eval``.
 
 The MAE, maxF and IoU definitions follow the salient-object protocol used by
-``../shared/scripts/evalmask`` (predictions as 8-bit masks scaled to [0, 1]; ground
+the shared evaluation set's ``evalmask`` script (predictions as 8-bit masks scaled to [0, 1]; ground
 truth binarised at 0.5; precision/recall curves over 256 thresholds averaged per image
 before the F-measure with beta^2 = 0.3 is maximised), so the two agree on the same
 predictions. S-measure is Fan et al., ICCV 2017 (alpha = 0.5).
@@ -9,7 +9,6 @@ predictions. S-measure is Fan et al., ICCV 2017 (alpha = 0.5).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,10 +139,6 @@ def load_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         if size is not None and im.size != size:
             im = im.resize(size, Image.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
-
-
-def write_json(result: EvalResult, path: Path) -> None:
-    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
 
 
 def score_folder(pred_dir: Path, gt_dir: Path) -> EvalResult:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from bgcut import OutputOptions, RunOptions, remove_backgrounds
-from bgcut.pipeline.cores import available_cores, model_threads, threads_for_model
+from bgcut.cpu.cores import available_cores, model_threads, threads_for_model
 
 
 def test_model_threads_follow_the_cpu_shares() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bgcut.cpu import heap
 from bgcut.models import create_model
-from bgcut.pipeline import heap
 from bgcut.pipeline.infer import Predictor
 
 glibc_only = pytest.mark.skipif(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -170,6 +171,25 @@ def test_bad_cutouts_reported_rest_still_made(inputs: tuple[Path, Path], tmp_pat
     coco = json.loads((tmp_path / "o/annotations.json").read_text())
     assert len(coco["images"]) == 30 and coco["annotations"]
     assert not list((tmp_path / "o").rglob("*.bgcut-tmp"))
+
+
+def test_quiet_means_what_it_means_in_remove(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """-q/--quiet: no bar, no summary, no annotations line; errors are still printed, exit status unchanged."""
+    cut, bg = tmp_path / "cut", inputs[1]
+    shutil.copytree(inputs[0], cut)  # the fixture is shared: the broken file goes into a copy
+    args = ["paste", str(cut), "--backgrounds", str(bg), "-n", "2", "-j", "0"]
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 0 and res.output == ""
+    assert len(list((tmp_path / "o" / "images").glob("*.jpg"))) == 2
+    (cut / "disc" / "notes.png").write_text("not an image")
+    res = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "o2"), "--quiet", "-n", "30"])
+    assert res.exit_code == 1
+    assert (
+        res.output.splitlines()[0]
+        == f"bgcut: error: {cut / 'disc' / 'notes.png'}: not an image, or a format PIL cannot identify"
+    )
+    assert "30 made" not in res.output and "annotations in" not in res.output
+    assert res.output.splitlines()[-1] == "bgcut: error: 1 input(s) could not be read, 0 picture(s) not made"
 
 
 def test_usage_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bgcut.config import PostOptions
+from bgcut.config import OutputOptions, PostOptions, parse_margin
 from bgcut.errors import UsageError
 from bgcut.pipeline import postprocess as pp
+from bgcut.pipeline.output import load_background
 
 
 def two_blobs() -> np.ndarray:
@@ -56,7 +57,7 @@ def test_input_alpha_multiplies() -> None:
 def test_composite_on_colour_and_photo() -> None:
     rgb = np.full((2, 2, 3), 200, np.uint8)
     alpha = np.array([[255, 0], [128, 0]], np.uint8)
-    out = pp.composite(rgb, alpha, pp.parse_background("#000000"))
+    out = pp.composite(rgb, alpha, load_background("#000000"))
     assert out[0, 0].tolist() == [200, 200, 200] and out[0, 1].tolist() == [0, 0, 0]
     assert out[1, 0, 0] == round(200 * 128 / 255)
     photo = pp.Background(image=np.full((10, 20, 3), 7, np.uint8))
@@ -66,7 +67,7 @@ def test_composite_on_colour_and_photo() -> None:
 @pytest.mark.parametrize("spec", ["notacolour", "1,2", "300,0,0"])
 def test_bad_background(spec: str) -> None:
     with pytest.raises(UsageError, match="--bg"):
-        pp.parse_background(spec)
+        OutputOptions(bg=spec)
 
 
 def test_margin_and_box() -> None:
@@ -74,11 +75,12 @@ def test_margin_and_box() -> None:
     m[40:60, 30:50] = 255
     box = pp.bounding_box(m, 0.5)
     assert box == (30, 40, 50, 60)
-    assert pp.expand_box(box, pp.parse_margin("5"), 100, 100) == (25, 35, 55, 65)
-    assert pp.expand_box(box, pp.parse_margin("50%"), 100, 100) == (20, 30, 60, 70)
-    assert pp.expand_box(box, pp.parse_margin("100"), 100, 100) == (0, 0, 100, 100)
-    with pytest.raises(UsageError):
-        pp.parse_margin("ten")
+    assert pp.expand_box(box, parse_margin("5"), 100, 100) == (25, 35, 55, 65)
+    assert pp.expand_box(box, parse_margin("50%"), 100, 100) == (20, 30, 60, 70)
+    assert pp.expand_box(box, parse_margin("100"), 100, 100) == (0, 0, 100, 100)
+    for bad in ("ten", "-1", "nan", "inf%"):
+        with pytest.raises(UsageError, match="--margin"):
+            OutputOptions(format="crop", margin=bad)
 
 
 def test_object_masks_largest_first_and_min_area() -> None:
@@ -92,17 +94,43 @@ def test_render_formats() -> None:
     rgb = np.full((40, 60, 3), 90, np.uint8)
     mask = two_blobs()
     post = PostOptions()
-    assert pp.render(rgb, None, mask, post, "mask").images[0][1] is not None
-    rgba = pp.render(rgb, None, mask, post, "png-alpha").images[0][1]
+
+    def render(fmt: str, m: np.ndarray = mask, **kw: object) -> pp.Rendered:
+        return pp.render(rgb, None, m, post, OutputOptions(format=fmt, **kw))  # type: ignore[arg-type]
+
+    assert render("mask").images[0][1].tolist() == mask.tolist()
+    rgba = render("png-alpha").images[0][1]
     assert rgba.shape == (40, 60, 4) and rgba[10, 10, 3] == 255 and rgba[0, 0, 3] == 0
-    jpg = pp.render(rgb, None, mask, post, "jpg").images[0][1]
+    assert render("webp").images[0][1].tolist() == rgba.tolist()
+    jpg = render("jpg").images[0][1]
     assert jpg.shape == (40, 60, 3) and jpg[0, 0].tolist() == [255, 255, 255]
-    crop = pp.render(rgb, None, mask, post, "crop")
+    crop = render("crop")
     assert crop.images[0][1].shape == (31, 50, 4) and crop.bbox == (5, 5, 55, 36)
-    per = pp.render(rgb, None, mask, post, "crop", per_object=True, min_area=10)
+    per = render("crop", per_object=True, min_area=10)
     assert [s for s, _ in per.images] == ["_obj00", "_obj01"] and per.images[1][1].shape == (6, 10, 4)
-    empty = pp.render(rgb, None, np.zeros((40, 60), np.uint8), post, "crop")
+    empty = render("crop", np.zeros((40, 60), np.uint8))
     assert empty.images == [] and empty.bbox is None and empty.fg_fraction == 0.0
+    # --bg on a colour format composites; jpg takes it instead of white
+    blue = pp.render(rgb, None, mask, post, OutputOptions(format="jpg", bg="0,0,255"), load_background("0,0,255"))
+    assert blue.images[0][1][0, 0].tolist() == [0, 0, 255] and blue.images[0][1][10, 10].tolist() == [90, 90, 90]
+
+
+def test_every_format_is_declared_once() -> None:
+    """The table drives the renderer, the encoder, the CLI's choices and its help: a format added
+    to config.FORMATS renders, encodes to its extension and is offered by `bgcut remove`."""
+    from bgcut.cli.remove import Format
+    from bgcut.config import FORMATS, format_help
+    from bgcut.pipeline.writer import ENCODERS, encode
+
+    rgb = np.full((40, 60, 3), 90, np.uint8)
+    assert [f.value for f in Format] == list(FORMATS)
+    for name, spec in FORMATS.items():
+        assert f"{name}: {spec.help}" in format_help()
+        assert spec.extension in ENCODERS and spec.pixels in ("alpha", "cutout", "flat")
+        image = pp.render(rgb, None, two_blobs(), PostOptions(), OutputOptions(format=name)).images[0][1]
+        data = encode(image, spec.extension)
+        magic = {".png": b"\x89PNG", ".jpg": b"\xff\xd8\xff", ".webp": b"RIFF"}[spec.extension]
+        assert data.startswith(magic), name
 
 
 def test_cutout_clears_only_invisible_pixels() -> None:

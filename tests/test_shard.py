@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from bgcut import OutputOptions, RunOptions, remove_backgrounds
 from bgcut.cli import app
-from bgcut.pipeline.reader import list_sources, parse_shard, shard_of
+from bgcut.config import parse_shard
+from bgcut.errors import UsageError
+from bgcut.pipeline.reader import list_sources, shard_of
 
 from .conftest import save, square_image
 
@@ -70,8 +72,10 @@ def test_split_does_not_depend_on_listing_order(many: Path, monkeypatch: pytest.
 def test_shard_spec_errors(tmp_path: Path) -> None:
     assert parse_shard("2/5") == (2, 5)
     for bad in ("3/3", "1", "a/b", "-1/2"):
-        with pytest.raises(ValueError, match="--shard: expected I/N"):
+        with pytest.raises(UsageError, match="--shard: expected I/N"):
             parse_shard(bad)
+    with pytest.raises(UsageError, match="--shard 4/4: expected I/N"):
+        RunOptions(shard=(4, 4))
     res = CliRunner().invoke(app, [str(tmp_path), "-o", str(tmp_path / "o"), "--shard", "3/3"])
     assert res.exit_code == 2
     assert "bgcut: error: --shard: expected I/N with 0 <= I < N (e.g. 0/4), got '3/3'" in res.output

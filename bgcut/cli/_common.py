@@ -19,8 +19,6 @@ from typer.core import TyperGroup
 
 from ..errors import BgcutError, UsageError
 
-COMMANDS = ("remove", "models", "train", "eval", "paste")
-
 
 class DefaultToRemove(TyperGroup):
     """``bgcut INPUT...`` means ``bgcut remove INPUT...`` unless the first word is a command.
@@ -144,4 +142,7 @@ WorkersOpt = Annotated[
 ]
 SizeOpt = Annotated[
     int | None, typer.Option("--size", min=32, help="Inference resolution in pixels (default: the model's).")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
 ]

@@ -23,8 +23,7 @@ def list_cli(
 
     Example: bgcut models list
     """
-    from ..models import count_parameters, get_pretrained_cfg, list_models
-    from ..models._hub import local_weights
+    from ..models import count_parameters, get_pretrained_cfg, list_models, local_weights
 
     rows = [("name", "params", "input", "licence", "offline")]
     for name in list_models(pattern):
@@ -50,8 +49,7 @@ def fetch_cli(
 
     Example: bgcut models fetch bgcut-lite
     """
-    from ..models import get_pretrained_cfg
-    from ..models._hub import resolve_weights
+    from ..models import get_pretrained_cfg, resolve_weights
 
     with reported_errors():
         for name in names:
@@ -99,10 +97,7 @@ def import_cli(
     """
     from ..config import PretrainedCfg
     from ..errors import UsageError
-    from ..models import list_models
-    from ..models._hub import imported_dir
-    from ..models._import import import_checkpoint
-    from ..models._registry import get_arch, get_pretrained_cfg
+    from ..models import get_arch, get_pretrained_cfg, import_checkpoint, imported_dir, list_models
 
     with reported_errors():
         get_arch(arch)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import echo_err, fail, reported_errors
+from ._common import QuietOpt, echo_err, fail, reported_errors
 
 
 def paste_cli(
@@ -85,7 +86,10 @@ def paste_cli(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again: remove earlier pictures in OUTPUT instead of resuming.")
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    quiet: QuietOpt = False,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", hidden=True, help="Deprecated: see --quiet.")
+    ] = None,
 ) -> None:
     """Paste cut-outs onto backgrounds: images with COCO (and YOLO) instance annotations.
 
@@ -125,13 +129,15 @@ def paste_cli(
             options,
             workers=workers,
             overwrite=overwrite,
-            progress=progress,
+            # As in `bgcut remove`: a bar when stderr is a terminal, unless --quiet.
+            progress=progress if progress is not None else not quiet and sys.stderr.isatty(),
             on_error=lambda line: echo_err(f"bgcut: error: {line}"),
         )
-    echo_err(summary.line())
+    if not quiet:
+        echo_err(summary.line())
     if summary.interrupted:
         raise typer.Exit(130)
-    if summary.annotations is not None:
+    if summary.annotations is not None and not quiet:
         echo_err(f"bgcut paste: annotations in {summary.annotations}")
     if not summary.ok:
         raise fail(f"{len(summary.bad_inputs)} input(s) could not be read, {summary.failed} picture(s) not made")

@@ -8,10 +8,22 @@ from typing import Annotated
 
 import typer
 
-from ..config import OutputOptions, PostOptions, RunOptions, format_for_file
+from ..config import (
+    DEFAULT_FORMAT,
+    FORMATS,
+    KEEP,
+    PRECISIONS,
+    OutputOptions,
+    PostOptions,
+    RunOptions,
+    format_for_file,
+    format_help,
+    parse_shard,
+)
 from ._common import (
     DeviceOpt,
     ModelOpt,
+    QuietOpt,
     SizeOpt,
     WeightsOpt,
     WorkersOpt,
@@ -22,25 +34,11 @@ from ._common import (
     terminated_as_interrupt,
 )
 
-
-class Format(str, Enum):
-    png_alpha = "png-alpha"
-    mask = "mask"
-    crop = "crop"
-    webp = "webp"
-    jpg = "jpg"
-
-
-class Keep(str, Enum):
-    all = "all"
-    largest = "largest"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
+# The choices come from config.py, and so do the defaults: one place says what a run does by default.
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
+Keep = Enum("Keep", {name: name for name in KEEP}, type=str)  # type: ignore[misc]
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+RUN, OUT, POST = RunOptions(), OutputOptions(), PostOptions()
 
 
 def remove_cli(
@@ -65,7 +63,7 @@ def remove_cli(
         typer.Option(
             "--format",
             "-f",
-            help="png-alpha: RGBA cut-out; mask: 8-bit alpha; crop: RGBA cropped to the object; webp: lossless RGBA; jpg: flattened onto --bg. Default: png-alpha, or what -o FILE's extension says (.png, .webp, .jpg).",
+            help=format_help(),
             show_default=False,
         ),
     ] = None,  # noqa: A002
@@ -74,7 +72,7 @@ def remove_cli(
         typer.Option(
             "--bg", help="Composite onto a colour (white, #00ff00, 0,255,0) or a photo (path); jpg defaults to white."
         ),
-    ] = None,
+    ] = OUT.bg,
     threshold: Annotated[
         float,
         typer.Option(
@@ -84,35 +82,37 @@ def remove_cli(
             max=1.0,
             help="Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.",
         ),
-    ] = 0.5,
+    ] = POST.threshold,
     binary: Annotated[
         bool, typer.Option("--binary", help="Hard 0/255 alpha at --threshold instead of soft edges.")
-    ] = False,
-    keep: Annotated[
-        Keep, typer.Option("--keep", help="Keep all objects, or only the largest connected one.")
-    ] = Keep.all,
-    fill_holes: Annotated[bool, typer.Option("--fill-holes", help="Make enclosed background holes opaque.")] = False,
-    erode: Annotated[int, typer.Option("--erode", min=0, help="Shrink the mask by this many pixels.")] = 0,
-    dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the mask by this many pixels.")] = 0,
+    ] = POST.binary,
+    keep: Annotated[Keep, typer.Option("--keep", help="Keep all objects, or only the largest connected one.")] = Keep(
+        POST.keep
+    ),
+    fill_holes: Annotated[
+        bool, typer.Option("--fill-holes", help="Make enclosed background holes opaque.")
+    ] = POST.fill_holes,
+    erode: Annotated[int, typer.Option("--erode", min=0, help="Shrink the mask by this many pixels.")] = POST.erode,
+    dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the mask by this many pixels.")] = POST.dilate,
     feather: Annotated[
         float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")
-    ] = 0.0,
+    ] = POST.feather,
     margin: Annotated[
         str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
-    ] = "0",
+    ] = OUT.margin,
     per_object: Annotated[
         bool,
         typer.Option(
             "--per-object",
             help="crop: one file per connected object, NAME_obj00.png, NAME_obj01.png, ... largest first.",
         ),
-    ] = False,
+    ] = OUT.per_object,
     min_area: Annotated[
         int, typer.Option("--min-area", min=0, help="--per-object: ignore objects smaller than this many pixels.")
-    ] = 64,
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
+    ] = OUT.min_area,
+    model: ModelOpt = RUN.model,
+    weights: WeightsOpt = RUN.weights,
+    device: DeviceOpt = RUN.device,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -122,28 +122,28 @@ def remove_cli(
             help="Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
             show_default=False,
         ),
-    ] = None,
-    workers: WorkersOpt = 2,
+    ] = RUN.batch_size,
+    workers: WorkersOpt = RUN.workers,
     precision: Annotated[
         Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
-    ] = Precision.auto,
-    size: SizeOpt = None,
+    ] = Precision(RUN.precision),
+    size: SizeOpt = RUN.size,
     max_pixels: Annotated[
         int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs).")
-    ] = 100_000_000,
+    ] = RUN.max_pixels,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite", help="Redo inputs whose output already exists (default: skip them, so reruns resume)."
         ),
-    ] = False,
+    ] = RUN.overwrite,
     manifest: Annotated[
         str | None,
         typer.Option(
             "--manifest",
             help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256). A URL manifest is written when the run ends.",
         ),
-    ] = None,
+    ] = RUN.manifest,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -157,14 +157,14 @@ def remove_cli(
             "--engine",
             help="local (this machine: decode processes, one model) or ray (Ray Data: decode and write tasks, model actors, one per GPU; pip install 'bgcut[ray]').",
         ),
-    ] = "local",
+    ] = RUN.engine,
     ray_address: Annotated[
         str | None,
         typer.Option(
             "--ray-address",
             help="--engine ray: a cluster to join (auto, or ray://HOST:10001); default: start Ray on this machine.",
         ),
-    ] = None,
+    ] = RUN.ray_address,
     ray_actors: Annotated[
         int,
         typer.Option(
@@ -172,14 +172,12 @@ def remove_cli(
             min=1,
             help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
         ),
-    ] = 1,
+    ] = RUN.ray_actors,
     null: Annotated[
         bool,
         typer.Option("--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0), not newlines."),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
-    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Cut the background out of images: bgcut INPUT... -o OUT [--format FORMAT].
 
@@ -210,18 +208,13 @@ def remove_cli(
 
       cat portrait.jpg | bgcut - -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
     """
-    from ..pipeline.reader import parse_shard
     from ..pipeline.run import remove_backgrounds
-
-    try:
-        shard_spec = parse_shard(shard) if shard is not None else None
-    except ValueError as e:
-        raise fail(str(e), 2) from None
 
     if output == "-" and sys.stdout.isatty():
         raise fail("refusing to write image bytes to a terminal: redirect stdout (> cut.png) or give -o FILE", 2)
     try:
         with reported_errors(), terminated_as_interrupt() as signalled, read_stdin("-" in inputs, null) as stdin:
+            shard_spec = parse_shard(shard) if shard is not None else None
             run = RunOptions(
                 model=model,
                 weights=weights,
@@ -238,7 +231,7 @@ def remove_cli(
                 ray_address=ray_address,
                 ray_actors=ray_actors,
             )
-            fmt = format.value if format is not None else format_for_file(output) or "png-alpha"
+            fmt = format.value if format is not None else format_for_file(output) or DEFAULT_FORMAT
             out = OutputOptions(format=fmt, bg=bg, margin=margin, per_object=per_object, min_area=min_area)
             post = PostOptions(
                 threshold=threshold,

@@ -20,7 +20,6 @@ from ._weights import load_into, read_state_dict, verify_sha256
 class LoadedModel:
     module: nn.Module
     cfg: PretrainedCfg
-    weights_path: Path
     sha256: str
 
 
@@ -69,7 +68,7 @@ def create_model(
     module = build_arch(cfg)
     load_into(module, read_state_dict(path), path)
     module.eval().to(device)
-    return LoadedModel(module, cfg, path, sha)
+    return LoadedModel(module, cfg, sha)
 
 
 def count_parameters(cfg: PretrainedCfg) -> int:

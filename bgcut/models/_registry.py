@@ -40,10 +40,6 @@ def register_model(cfg: PretrainedCfg) -> PretrainedCfg:
     return cfg
 
 
-def unregister_model(name: str) -> None:
-    _MODELS.pop(name, None)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..pipeline.postprocess import cover
 from .options import PasteOptions
 
 
@@ -94,14 +95,7 @@ def fit_background(image: np.ndarray, size: tuple[int, int] | None, rng: np.rand
     u, v = rng.random(2)
     if size is None:
         return image.copy()
-    w, h = size
-    ih, iw = image.shape[:2]
-    s = max(w / iw, h / ih)
-    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    scaled = cv2.resize(image, (nw, nh), interpolation=interp)
-    x, y = int(u * (nw - w + 1)), int(v * (nh - h + 1))
-    return np.ascontiguousarray(scaled[y : y + h, x : x + w])
+    return cover(image, size[0], size[1], at=(u, v))
 
 
 def _premultiplied(rgba: np.ndarray) -> np.ndarray:

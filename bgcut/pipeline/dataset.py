@@ -17,30 +17,11 @@ import warnings
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import ImageError
 from .decode import decoder_noise, open_image
-
-_FILTERS = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
-
-def resize_for_model(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> torch.Tensor:
-    """The model's input: a square ``size`` x ``size`` uint8 CHW tensor, aspect ratio ignored.
-
-    PIL's resampling (antialiased when shrinking) because that is what the reference
-    pipelines use: on IS-Net, OpenCV's bilinear, although never more than 1 level off per
-    pixel, moved the mask's IoU with the reference from 0.9998 to 0.967 on one DAVIS frame.
-    """
-    small = Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation])
-    return torch.from_numpy(np.array(small)).permute(2, 0, 1).contiguous()
+from .preprocess import resize_for_model
 
 
 @dataclass

@@ -39,10 +39,6 @@ class Decoded:
     alpha: np.ndarray | None  # H x W uint8, the input's own transparency, if any
     warning: str | None = None
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.rgb.shape[1], self.rgb.shape[0]
-
 
 def _to_uint8_from_16bit(im: Image.Image) -> np.ndarray:
     arr = np.asarray(im)

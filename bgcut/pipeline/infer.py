@@ -7,16 +7,17 @@ mask is upsampled to each photo's own size on the device before it comes back as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import RunOptions
+from ..cpu.heap import retained_heap
 from ..errors import UsageError
-from ..models import LoadedModel
-from ..models._fuse import fuse_conv_bn
-from .heap import retained_heap
-
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from ..models import LoadedModel, create_model, fuse_conv_bn
+from .preprocess import normalise, resize_for_model, to_masks
 
 
 def pick_device(spec: str = "auto") -> torch.device:
@@ -40,8 +41,7 @@ def pick_device(spec: str = "auto") -> torch.device:
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    """``RunOptions.precision`` (already checked to be one of ``PRECISIONS``) on ``device``."""
     if precision == "auto":
         # Half precision only where it is fast; CPU half-precision convolutions are slower than fp32.
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32
@@ -64,7 +64,12 @@ def default_batch_size(device: torch.device, size: int) -> int:
 
 
 class Predictor:
-    """Holds one loaded model on one device; ``__call__`` maps a uint8 batch to [0, 1] masks."""
+    """One loaded model on one device, and the one batch step every engine runs.
+
+    ``from_options`` is the one set-up (device, precision, weights, batch size) that the local
+    engine, the Ray actors and the Python API share; ``masks`` maps model inputs to full-size
+    masks; ``__call__`` is the forward pass alone.
+    """
 
     def __init__(
         self,
@@ -75,29 +80,45 @@ class Predictor:
         batch_size: int | None = None,
     ) -> None:
         self.cfg = loaded.cfg
+        self.model_name, self.sha256 = loaded.cfg.name, loaded.sha256
         self.device, self.dtype = device, dtype
         self.size = size or loaded.cfg.input_size
         # Every forward runs at this batch size, a short batch padded with blank images: the
         # convolution kernels chosen (and so the last bit of the result) depend on the batch
         # shape, and a mask must not change with the other files of its batch (errors, resume).
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(device, self.size)
         # Batch norm folded into the convolutions, channels_last memory: both measured faster on
         # CPU and GPU, and neither changes the result beyond float rounding.
         module = fuse_conv_bn(loaded.module.eval())
         self.model = module.to(device).to(memory_format=torch.channels_last)
-        self.mean = torch.tensor(self.cfg.mean, device=device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(self.cfg.std, device=device).view(1, 3, 1, 1) * 255
+
+    @classmethod
+    def from_options(cls, run: RunOptions) -> Predictor:
+        """The model, device, precision and batch size that ``run`` asks for.
+
+        Raises UsageError for a device or precision this machine lacks, and the model errors
+        of ``create_model``.
+        """
+        device = pick_device(run.device)
+        dtype = pick_dtype(run.precision, device)
+        loaded = create_model(run.model, run.weights, device="cpu")
+        return cls(loaded, device, dtype, run.size, run.batch_size)
+
+    def prepare(self, rgb: np.ndarray) -> torch.Tensor:
+        """A photo (H x W x 3 uint8) -> this model's input; decode workers call ``resize_for_model``
+        with ``size`` and ``cfg.interpolation`` themselves, which is the same."""
+        return resize_for_model(rgb, self.size, self.cfg.interpolation)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> (B, 1, S, S) float32 in [0, 1], on the device."""
         n = batch.shape[0]
-        if self.batch_size is not None and n < self.batch_size:
+        if n < self.batch_size:
             batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
         x = batch.to(self.device, non_blocking=True).float()
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        x = normalise(x, self.cfg).contiguous(memory_format=torch.channels_last)
         # On CPU the feature maps live in host memory: reuse freed ones instead of faulting in
-        # fresh pages for each (see heap.py). A no-op inside a run, which already holds it.
+        # fresh pages for each (see cpu/heap.py). A no-op inside a run, which already holds it.
         with (
             retained_heap(self.device.type),
             torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32),
@@ -105,18 +126,16 @@ class Predictor:
             out = self.model(x)
         if isinstance(out, (list, tuple)):
             out = out[0]
-        out = out[:n].float()
-        if self.cfg.output == "sigmoid":
-            return torch.sigmoid(out)
-        if self.cfg.output == "sigmoid-minmax":
-            # U2-Net's published post-processing: each mask is stretched to span [0, 1].
-            out = torch.sigmoid(out)
-            lo = out.amin(dim=(1, 2, 3), keepdim=True)
-            hi = out.amax(dim=(1, 2, 3), keepdim=True)
-            return (out - lo) / (hi - lo).clamp_min(1e-8)
-        if self.cfg.output == "identity":
-            return out.clamp(0, 1)
-        raise ValueError(f"model {self.cfg.name}: unknown output rule {self.cfg.output!r}")
+        return to_masks(out[:n].float(), self.cfg.output)
+
+    def masks(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+        """The batch step: model inputs (3 x S x S uint8, from ``prepare``) -> each photo's mask at
+        its own size (``sizes``: height, width), uint8, in forward passes of ``batch_size``."""
+        out: list[np.ndarray] = []
+        for i in range(0, len(inputs), self.batch_size):
+            soft = self(torch.stack(list(inputs[i : i + self.batch_size])))
+            out.extend(upsample_mask(m, h, w) for m, (h, w) in zip(soft, sizes[i : i + self.batch_size], strict=True))
+        return out
 
 
 @torch.inference_mode()

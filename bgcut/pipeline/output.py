@@ -15,10 +15,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file
-from ..errors import UsageError
+from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file, parse_colour
+from ..errors import ImageError, UsageError
 from .dataset import DecodeItem
-from .postprocess import Background, parse_background, parse_margin, render
+from .decode import open_image
+from .postprocess import Background, render
 from .reader import Source
 from .storage import Destination, is_url
 from .writer import atomic_write, encode
@@ -58,9 +59,16 @@ def is_file_target(output: str) -> bool:
     return not is_url(output) and format_for_file(output) is not None and not Path(output).is_dir()
 
 
-def _family(fmt: str) -> str:
-    """The format a file extension stands for: mask and crop are PNGs too."""
-    return "png-alpha" if fmt in ("mask", "crop") else fmt
+def load_background(spec: str) -> Background:
+    """``--bg`` made ready: a colour, or the photo it names decoded (a path or a URL, EXIF
+    orientation applied). ``OutputOptions`` has checked that it is one or the other."""
+    colour = parse_colour(spec)
+    if colour is not None:
+        return Background(color=colour)
+    try:
+        return Background(image=open_image(spec).rgb)
+    except ImageError as e:
+        raise UsageError(f"--bg {spec}: cannot read image ({e})") from None
 
 
 class OutputStage:
@@ -80,11 +88,11 @@ class OutputStage:
         single = self.to_stdout or self.to_file is not None
         self.dest = None if single else Destination(output)  # a folder or a URL
         self.stdout = stdout
-        self.bg: Background | None = parse_background(out.bg) if out.bg else None
-        self.margin = parse_margin(out.margin)
+        self.bg: Background | None = load_background(out.bg) if out.bg else None
         if single and out.per_object:
             raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")
-        if self.to_file is not None and FILE_EXTENSIONS[self.to_file.suffix.lower()] != _family(out.format):
+        # The file's extension must be the one the format writes (cut.png takes mask and crop too).
+        if self.to_file is not None and FILE_EXTENSIONS[self.to_file.suffix.lower()] != FILE_EXTENSIONS[out.extension]:
             raise UsageError(
                 f"-o {output}: --format {out.format} writes {out.extension} files; "
                 f"name the output {self.to_file.with_suffix(out.extension).name}, or leave --format out"
@@ -129,17 +137,8 @@ class OutputStage:
             source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning
         )
         try:
-            result = render(
-                rgb,
-                None if item.alpha is None else item.alpha.numpy(),
-                job.mask,
-                self.post,
-                self.out.format,
-                self.bg,
-                self.margin,
-                self.out.per_object,
-                self.out.min_area,
-            )
+            alpha = None if item.alpha is None else item.alpha.numpy()
+            result = render(rgb, alpha, job.mask, self.post, self.out, self.bg)
             row.bbox = list(result.bbox) if result.bbox else None
             row.fg_fraction = round(result.fg_fraction, 6)
             if not result.images:

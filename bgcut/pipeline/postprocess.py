@@ -1,4 +1,5 @@
-"""Post-processing: pure functions on uint8 masks and images (no I/O, no model).
+"""Post-processing: pure functions on uint8 masks and images (no I/O, no model): the mask is
+refined (``PostOptions``), then rendered into what the output format holds (``render``).
 
 Masks are H x W uint8 (255 = foreground). Every decision that needs a hard mask
 (components, holes, boxes) uses ``threshold``; the alpha itself stays soft unless
@@ -8,16 +9,11 @@ Masks are H x W uint8 (255 = foreground). Every decision that needs a hard mask
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import ImageColor
 
-from ..config import PostOptions
-from ..errors import ImageError, UsageError
-from .decode import open_image
-from .storage import is_url
+from ..config import OutputOptions, PostOptions, parse_margin
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
@@ -96,40 +92,27 @@ def cutout(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Background:
+    """What ``--bg`` names, ready to composite onto: a colour, or a photo (RGB) already decoded."""
+
     color: tuple[int, int, int] | None = None
     image: np.ndarray | None = None  # RGB
 
 
-def parse_background(spec: str) -> Background:
-    """A colour name, ``#rrggbb``, ``r,g,b``, or the path of a photo."""
-    if "," in spec:
-        try:
-            parts = tuple(int(p) for p in spec.split(","))
-        except ValueError:
-            parts = ()
-        if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
-            raise UsageError(f"--bg {spec!r}: expected three numbers 0-255 like 0,128,255")
-        return Background(color=parts)  # type: ignore[arg-type]
-    try:
-        return Background(color=ImageColor.getrgb(spec)[:3])
-    except ValueError:
-        pass
-    if not is_url(spec) and not Path(spec).is_file():
-        raise UsageError(f"--bg {spec!r} is neither a colour nor an image file")
-    try:
-        return Background(image=open_image(spec).rgb)  # a path or a URL, EXIF orientation applied
-    except ImageError as e:
-        raise UsageError(f"--bg {spec}: cannot read image ({e})") from None
+WHITE = Background(color=(255, 255, 255))
 
 
-def _cover(image: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Scale to cover w x h, then centre-crop (the photo is never stretched)."""
+def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale ``image`` to cover w x h (never stretched), then crop w x h out of it: centred, or at
+    ``at`` = (u, v) in [0, 1), the crop's offset as a share of the room left on each axis."""
     ih, iw = image.shape[:2]
     s = max(w / iw, h / ih)
     nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    x0, y0 = (nw - w) // 2, (nh - h) // 2
-    return resized[y0 : y0 + h, x0 : x0 + w]
+    if at is None:
+        x0, y0 = (nw - w) // 2, (nh - h) // 2
+    else:
+        x0, y0 = int(at[0] * (nw - w + 1)), int(at[1] * (nh - h + 1))
+    return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
 
 def composite(rgb: np.ndarray, alpha: np.ndarray, bg: Background) -> np.ndarray:
@@ -137,7 +120,7 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, bg: Background) -> np.ndarray:
     h, w = alpha.shape
     back = np.empty_like(rgb)
     if bg.image is not None:
-        back[:] = _cover(bg.image, w, h)
+        back[:] = cover(bg.image, w, h)
     else:
         back[:] = bg.color
     a = alpha.astype(np.float32)[:, :, None] / 255.0
@@ -149,19 +132,6 @@ def bounding_box(mask: np.ndarray, threshold: float) -> Box | None:
     if xs.size == 0:
         return None
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def parse_margin(spec: str) -> tuple[float, bool]:
-    """``"16"`` -> (16, False) pixels; ``"10%"`` -> (10, True) percent of the box's size."""
-    text = spec.strip()
-    pct = text.endswith("%")
-    try:
-        value = float(text[:-1] if pct else text)
-    except ValueError:
-        raise UsageError(f"--margin {spec!r}: expected pixels like 16 or a percentage like 10%") from None
-    if value < 0:
-        raise UsageError(f"--margin {spec!r} must not be negative")
-    return value, pct
 
 
 def expand_box(box: Box, margin: tuple[float, bool], width: int, height: int) -> Box:
@@ -207,42 +177,39 @@ class Rendered:
     fg_fraction: float
 
 
+def _pixels(kind: str, rgb: np.ndarray, alpha: np.ndarray, bg: Background | None) -> np.ndarray:
+    """One output image's pixels, as ``Format.pixels`` names them."""
+    if kind == "alpha":
+        return alpha
+    if kind == "flat":
+        return composite(rgb, alpha, bg or WHITE)
+    return composite(rgb, alpha, bg) if bg is not None else cutout(rgb, alpha)
+
+
 def render(
     rgb: np.ndarray,
     input_alpha: np.ndarray | None,
     raw_mask: np.ndarray,
     post: PostOptions,
-    fmt: str,
+    out: OutputOptions,
     bg: Background | None = None,
-    margin: tuple[float, bool] = (0.0, False),
-    per_object: bool = False,
-    min_area: int = 64,
 ) -> Rendered:
-    """Turn an image and its predicted mask into the output(s) of format ``fmt``."""
+    """Turn an image and its predicted mask into the output image(s) that ``out.format`` describes
+    (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``)."""
+    spec = out.spec
     mask = apply_input_alpha(refine(raw_mask, post), input_alpha)
     h, w = mask.shape
     box = bounding_box(mask, post.threshold)
     fraction = float(hard(mask, post.threshold).mean())
-
-    def colour(alpha: np.ndarray, pixels: np.ndarray = rgb) -> np.ndarray:
-        return composite(pixels, alpha, bg) if bg is not None else cutout(pixels, alpha)
-
-    if fmt == "mask":
-        images = [("", mask)]
-    elif fmt == "jpg":
-        images = [("", composite(rgb, mask, bg or Background(color=(255, 255, 255))))]
-    elif fmt in ("png-alpha", "webp"):
-        images = [("", colour(mask))]
-    elif fmt == "crop" and per_object:
-        images = []
-        for n, (obj_box, obj_mask) in enumerate(object_masks(mask, post.threshold, min_area)):
-            x0, y0, x1, y1 = expand_box(obj_box, margin, w, h)
-            images.append((f"_obj{n:02d}", colour(obj_mask[y0:y1, x0:x1], rgb[y0:y1, x0:x1])))
-    elif fmt == "crop":
-        images = []
-        if box is not None:
-            x0, y0, x1, y1 = expand_box(box, margin, w, h)
-            images = [("", colour(mask[y0:y1, x0:x1], rgb[y0:y1, x0:x1]))]
+    if not spec.crop:
+        return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction)
+    margin = parse_margin(out.margin)
+    if out.per_object:
+        parts = [(f"_obj{n:02d}", b, m) for n, (b, m) in enumerate(object_masks(mask, post.threshold, out.min_area))]
     else:
-        raise UsageError(f"unknown format {fmt!r}")
+        parts = [("", box, mask)] if box is not None else []
+    images = []
+    for suffix, part_box, part_mask in parts:
+        x0, y0, x1, y1 = expand_box(part_box, margin, w, h)
+        images.append((suffix, _pixels(spec.pixels, rgb[y0:y1, x0:x1], part_mask[y0:y1, x0:x1], bg)))
     return Rendered(images, box, fraction)

@@ -59,24 +59,15 @@ class _Model:
     """A Ray actor: one model, loaded once, run on batches of decoded rows."""
 
     def __init__(self, run: RunOptions) -> None:
-        from ..models import create_model
-        from .infer import Predictor, pick_device, pick_dtype
+        from .infer import Predictor
 
-        device = pick_device(run.device)
-        loaded = create_model(run.model, run.weights, device="cpu")
-        self.predictor = Predictor(loaded, device, pick_dtype(run.precision, device), run.size)
-        self.model_name, self.sha = loaded.cfg.name, loaded.sha256
+        self.predictor = Predictor.from_options(run)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .infer import upsample_mask
-
         items = [pickle.loads(b) for b in batch["item"]]
         good = [it for it in items if it.error is None]
-        masks: list[np.ndarray | None] = [None] * len(items)
-        if good:
-            preds = self.predictor(torch.stack([it.model_input for it in good]))
-            it_masks = iter(upsample_mask(m, *it.rgb.shape[:2]) for it, m in zip(good, preds, strict=True))
-            masks = [next(it_masks) if it.error is None else None for it in items]
+        found = iter(self.predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good]))
+        masks = [next(found) if it.error is None else None for it in items]
         for it in items:
             it.model_input = None  # not needed downstream: keep the object store lean
         n = len(items)
@@ -85,8 +76,8 @@ class _Model:
             "key": batch["key"],
             "display": batch["display"],
             "job": np.array([pickle.dumps((it, m)) for it, m in zip(items, masks, strict=True)], dtype=object),
-            "model": np.array([self.model_name] * n, dtype=object),
-            "sha": np.array([self.sha] * n, dtype=object),
+            "model": np.array([self.predictor.model_name] * n, dtype=object),
+            "sha": np.array([self.predictor.sha256] * n, dtype=object),
         }
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -212,14 +211,6 @@ def _assign_keys(found: list[tuple[str, str, str]]) -> list[Source]:
         clash = counts[_strip_ext(key).lower()] > 1
         sources.append(Source(path, key if clash else _strip_ext(key), display))
     return sorted(sources, key=lambda s: s.key)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 0 <= I < N."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
-        raise ValueError(f"--shard: expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
 
 
 def shard_of(key: str, count: int) -> int:

@@ -25,12 +25,12 @@ import torch
 from tqdm import tqdm
 
 from ..config import OutputOptions, PostOptions, RunOptions
+from ..cpu.cores import available_cores, threads_for_model
+from ..cpu.heap import retained_heap
 from ..errors import UsageError
 from ..models import DEFAULT_MODEL, create_model
-from .cores import available_cores, threads_for_model
 from .dataset import DecodeDataset
-from .heap import retained_heap
-from .infer import Predictor, default_batch_size, pick_device, pick_dtype, upsample_mask
+from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
 from .output import STDOUT, Job, OutputStage, Row, is_file_target
 from .reader import Source, list_sources, shard_of
@@ -278,8 +278,6 @@ def remove_backgrounds(
     run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
     output = str(output)
     started = time.time()
-    if run.engine not in ("local", "ray"):
-        raise UsageError(f"--engine {run.engine!r}: expected local or ray")
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")
     _check_output(output)
@@ -361,18 +359,14 @@ def _process(
     summary: RunSummary,
 ) -> None:
     run = engine.run
-    device = pick_device(run.device)
-    dtype = pick_dtype(run.precision, device)
-    loaded = create_model(run.model, run.weights, device="cpu")
-    engine.model_name, engine.sha = loaded.cfg.name, loaded.sha256
-    size = run.size or loaded.cfg.input_size
-    batch_size = max(1, run.batch_size or default_batch_size(device, size))
-    predictor = Predictor(loaded, device, dtype, run.size, batch_size)
+    predictor = Predictor.from_options(run)
+    engine.model_name, engine.sha = predictor.model_name, predictor.sha256
+    device, batch_size = predictor.device, predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
-    dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, loaded.cfg.interpolation)
+    dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
     order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
-    # On CPU, the model's threads and the pipeline share the cores (cores.py): a fixed split, so
+    # On CPU, the model's threads and the pipeline share the cores (cpu/cores.py): a fixed split, so
     # that the arithmetic, and with it every output byte, is the same in every run.
     threads_before = torch.get_num_threads()  # restored at the end: a library must not keep a changed global
     if device.type == "cpu":
@@ -392,7 +386,7 @@ def _process(
         engine.log(f"bgcut: warning: {message}")
 
     batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
-    # Held for the whole run so consecutive forwards reuse each other's memory (heap.py).
+    # Held for the whole run so consecutive forwards reuse each other's memory (cpu/heap.py).
     with retained_heap(device.type):
         try:
             for batch in batches:
@@ -401,12 +395,9 @@ def _process(
                     if it.error is not None:
                         record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
                         bar.update(1)
-                if good:
-                    masks = predictor(torch.stack([it.model_input for it in good]))
-                    for it, mask in zip(good, masks, strict=True):
-                        h, w = it.rgb.shape[:2]
-                        job = Job(pending[it.index], it, upsample_mask(mask, h, w))
-                        inflight.append(pool.submit(engine.write, job))
+                masks = predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good])
+                for it, mask in zip(good, masks, strict=True):
+                    inflight.append(pool.submit(engine.write, Job(pending[it.index], it, mask)))
                 drain(limit)
             drain(0)
         except KeyboardInterrupt:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..paste.compose import fit_background
+from ..pipeline.postprocess import cover
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def augment(
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         if paste:
             rng = np.random.default_rng(seed)
-            bg = fit_background(backgrounds[pick], (out_size, out_size), rng)
+            bg = cover(backgrounds[pick], out_size, out_size, at=tuple(rng.random(2)))
             if rng.random() < 0.5:
                 bg = np.ascontiguousarray(bg[:, ::-1])
             img, msk = paste_on(img, msk, bg, scale, where)

@@ -26,6 +26,7 @@ from pycocotools import mask as mask_utils
 
 from ..errors import UsageError
 from ..pipeline.decode import open_named
+from ..pipeline.preprocess import resize_rgb
 
 MODES = ("instances", "classes")
 
@@ -141,9 +142,10 @@ def load_sample(sample: CocoSample) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(rgb), mask.astype(np.uint8) * 255
 
 
-def decode_coco(sample: CocoSample, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training cache's decoder: RGB (S, S, 3) and mask (1, S, S), uint8, aspect ignored as the model sees it."""
+def decode_coco(sample: CocoSample, size: int, interpolation: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """The training cache's decoder: RGB (S, S, 3) and mask (1, S, S), uint8, aspect ignored as the
+    model sees it (the photo resized as inference resizes it, with the model's resampler)."""
     rgb, mask = load_sample(sample)
-    rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = resize_rgb(rgb, size, interpolation)
     mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
     return rgb, mask[None]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,9 +19,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError, UsageError
-from ..paste.sources import list_backgrounds, load_background
 from ..pipeline.decode import open_named
-from ..pipeline.reader import IMAGE_EXTENSIONS
+from ..pipeline.preprocess import resize_rgb
+from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
 
 Pair = tuple[Path, Path]
 T = TypeVar("T")
@@ -63,10 +64,15 @@ def _read_mask(path: Path, size: int) -> np.ndarray:
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
-def decode_pair(item: tuple[Path, Path, Path | None], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(image, mask, teacher's mask or None) -> RGB (S, S, 3) and masks (C, S, S), uint8."""
+def decode_pair(
+    item: tuple[Path, Path, Path | None], size: int, interpolation: str = "bilinear"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask, teacher's mask or None) -> RGB (S, S, 3) and masks (C, S, S), uint8.
+
+    The photo is resized as inference resizes it (``preprocess.resize_rgb``, the model's resampler).
+    """
     img_path, mask_path, soft_path = item
-    rgb = cv2.resize(open_named(img_path).rgb, (size, size), interpolation=cv2.INTER_AREA)
+    rgb = resize_rgb(open_named(img_path).rgb, size, interpolation)
     masks = [_read_mask(mask_path, size)]
     if soft_path is not None:
         masks.append(_read_mask(soft_path, size))
@@ -122,7 +128,12 @@ def cache_items(
 
 
 def cache_pairs(
-    pairs: list[Pair], size: int, workers: int, soft: list[Path] | None = None, log: Callable[[str], None] = print
+    pairs: list[Pair],
+    size: int,
+    workers: int,
+    soft: list[Path] | None = None,
+    log: Callable[[str], None] = print,
+    interpolation: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S).
 
@@ -130,7 +141,8 @@ def cache_pairs(
     so every augmentation moves it exactly with the ground truth.
     """
     items = [(img, mask, soft[i] if soft is not None else None) for i, (img, mask) in enumerate(pairs)]
-    images, masks, _ = cache_items(items, decode_pair, size, 1 if soft is None else 2, workers, log)
+    decode = partial(decode_pair, interpolation=interpolation)
+    images, masks, _ = cache_items(items, decode, size, 1 if soft is None else 2, workers, log)
     return images, masks
 
 
@@ -139,13 +151,13 @@ def load_backgrounds(folder: Path, size: int, log: Callable[[str], None] = print
 
     A file that cannot be read is reported in one line and left out; none at all is an error.
     """
-    paths, errors = list_backgrounds(str(folder))
-    for e in errors:
-        log(f"backgrounds: {e}")
+    listing = list_sources([str(folder)])
+    for where, why in listing.errors:
+        log(f"backgrounds: {where}: {why}")
     out = []
-    for path in paths:
+    for source in listing.sources:
         try:
-            rgb = load_background(path)
+            rgb = open_named(Path(source.path)).rgb
         except ImageError as e:
             log(f"backgrounds: skipped {e}")
             continue

@@ -12,7 +12,8 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ import torch
 from ..config import PretrainedCfg
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
-from ..models import build_arch, get_pretrained_cfg
-from ..models._weights import load_into, read_state_dict, save_tensors, sha256_file
+from ..models import build_arch, get_pretrained_cfg, load_into, read_state_dict, save_tensors, sha256_file
+from ..pipeline.infer import pick_device
+from ..pipeline.preprocess import normalise, to_masks
 from .augment import AugmentOptions, augment
 from .coco import coco_samples, decode_coco
 from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_by_stem, split_pairs
@@ -67,23 +69,11 @@ class TrainConfig:
     arch_args: dict = field(default_factory=dict)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _normalise(x: torch.Tensor, cfg: PretrainedCfg) -> torch.Tensor:
-    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 @torch.inference_mode()
@@ -95,21 +85,25 @@ def validate(
     device: torch.device,
     batch: int = 32,
 ) -> dict:
+    """Mask metrics of ``model`` on uint8 images at the model's input size, preprocessed and
+    post-processed as inference does it (``preprocess``: normalisation and ``cfg.output``)."""
     model.eval()
     metrics = MaskMetrics()
     for i in range(0, len(images), batch):
-        x = _normalise(images[i : i + batch].to(device).float() / 255.0, cfg)
+        x = normalise(images[i : i + batch].to(device).float(), cfg)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        pred = torch.sigmoid(model(x).float())
+        out = model(x)
+        pred = to_masks((out[0] if isinstance(out, (list, tuple)) else out).float(), cfg.output)
         pred_u8 = (pred * 255).round().byte().cpu().numpy()[:, 0]
         for p, g in zip(pred_u8, masks[i : i + batch].numpy()[:, 0], strict=True):
             metrics.update(p, g)
     return metrics.compute().to_dict()
 
 
-def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None]) -> tuple:
-    """Train and validation tensors (see ``cache_items``) and the held-out pictures' names."""
+def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpolation: str) -> tuple:
+    """Train and validation tensors (see ``cache_items``) and the held-out pictures' names; photos are
+    resized with the model's resampler, as inference does."""
     cache_size = int(round(cfg.size * 1.15))  # room for the random crops
     if cfg.coco is not None:
         if cfg.teacher:
@@ -122,8 +116,9 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None]) -> tuple
         train_s, val_s = split_by_stem(samples, lambda s: s.stem, cfg.val_fraction)
         if not val_s:  # tiny sets: still hold something out so "best" means something
             train_s, val_s = samples[1:], samples[:1]
-        tr_img, tr_msk, _ = cache_items(train_s, decode_coco, cache_size, 1, cfg.workers, log)
-        va_img, va_msk, _ = cache_items(val_s, decode_coco, cfg.size, 1, cfg.workers, log)
+        decode = partial(decode_coco, interpolation=interpolation)
+        tr_img, tr_msk, _ = cache_items(train_s, decode, cache_size, 1, cfg.workers, log)
+        va_img, va_msk, _ = cache_items(val_s, decode, cfg.size, 1, cfg.workers, log)
         return tr_img, tr_msk, va_img, va_msk, sorted({s.image.name for s in val_s})
     if cfg.masks is None:
         raise UsageError("training needs --masks (a folder of masks named like the images) or --coco")
@@ -136,8 +131,8 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None]) -> tuple
     if cfg.teacher:
         images = [p[0] for p in train_pairs]
         soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
-    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log)
-    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log)
+    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log, interpolation)
+    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log, interpolation=interpolation)
     return tr_img, tr_msk, va_img, va_msk, [p[0].name for p in val_pairs]
 
 
@@ -149,19 +144,21 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     base_cfg = get_pretrained_cfg(cfg.model)
     arch_args = {**base_cfg.arch_args, **cfg.arch_args}
-    model_cfg = PretrainedCfg(
+    # The base model's input contract (size, normalisation, resampler, output rule) is kept;
+    # where its weights came from is not.
+    model_cfg = replace(
+        base_cfg,
         name=cfg.name or cfg.model,
-        arch=base_cfg.arch,
         arch_args=arch_args,
-        input_size=base_cfg.input_size,
-        mean=base_cfg.mean,
-        std=base_cfg.std,
-        output=base_cfg.output,
-        license=base_cfg.license,
+        hf_repo_id=None,
+        hf_revision=None,
+        sha256=None,
+        embedded=None,
+        description="",
     )
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     t0 = time.time()
-    tr_img, tr_msk, va_img, va_msk, val_names = _load_data(cfg, out, log)
+    tr_img, tr_msk, va_img, va_msk, val_names = _load_data(cfg, out, log, model_cfg.interpolation)
     log(f"cached {len(tr_img)} train / {len(va_img)} val pairs in {time.time() - t0:.0f}s")
     (out / "split.json").write_text(json.dumps({"val": val_names}, indent=0))
     distil = tr_msk.shape[1] > 1  # channel 1 holds the teacher's masks
@@ -203,7 +200,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen, aug, backgrounds)
-            x = _normalise(x.to(device, non_blocking=True), model_cfg).contiguous(memory_format=torch.channels_last)
+            x = normalise(x.to(device, non_blocking=True), model_cfg, scale=1.0)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(step, total, cfg.lr, warmup)
