@@ -14,6 +14,7 @@ from typing import Any
 
 from .errors import UsageError
 
+DEFAULT_MODEL = "bgcut-lite"  # the embedded model: works offline, right after pip install
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # preprocess.resize_rgb's PIL filters

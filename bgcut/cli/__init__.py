@@ -1,7 +1,7 @@
 """The ``bgcut`` command line: a thin Typer layer over the library.
 
-``bgcut INPUT... -o OUT`` runs ``remove``; ``models``, ``train`` and ``eval`` are commands
-beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
+``bgcut INPUT... -o OUT`` runs ``remove``; ``models``, ``train``, ``eval`` and ``paste`` are
+commands beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..config import FORMATS
 from ._common import DefaultToRemove
 
 app = typer.Typer(
@@ -23,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help=(
         "Cut the background out of images in bulk.\n\n"
-        "Main job: bgcut INPUT... -o OUT [--format png-alpha|mask|crop|webp|jpg] (see `bgcut remove --help`). "
+        f"Main job: bgcut INPUT... -o OUT [--format {'|'.join(FORMATS)}] (see `bgcut remove --help`). "
         "A first argument naming a command runs it; write a folder with such a name as ./NAME."
     ),
 )

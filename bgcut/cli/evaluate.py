@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import DEFAULT_MODEL
 from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
 
 
@@ -57,6 +58,6 @@ def eval_cli(
             workers=workers,
         )
     if as_json:
-        typer.echo(json.dumps({"model": str(weights) if weights else model or "bgcut-lite", **result.to_dict()}))
+        typer.echo(json.dumps({"model": str(weights) if weights else model or DEFAULT_MODEL, **result.to_dict()}))
     else:
         typer.echo(result.line())

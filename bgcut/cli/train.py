@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import DEFAULT_MODEL
 from ..errors import UsageError
 from ._common import BatchOpt, DeviceOpt, ModelOpt, WorkersOpt, reported_errors
 
@@ -145,7 +146,7 @@ def train_cli(
         images=images,
         masks=masks,
         output=output,
-        model=model or "bgcut-lite",
+        model=model or DEFAULT_MODEL,
         name=name,
         size=size,
         epochs=epochs,

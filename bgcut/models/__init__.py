@@ -10,13 +10,13 @@ The embedded default's weight file ships inside the package (``bgcut/models/weig
 model card, config and training recipe live in the repository's top-level ``weights/`` folder.
 """
 
+from ..config import DEFAULT_MODEL
 from . import luma, u2net, unet_lite  # noqa: F401 - imported for their registrations
 from ._factory import LoadedModel, count_parameters, create_model
 from ._fuse import fuse_conv_bn
 from ._hub import imported_dir, local_weights, resolve_weights
 from ._import import import_checkpoint
 from ._registry import (
-    DEFAULT_MODEL,
     build_arch,
     get_arch,
     get_pretrained_cfg,

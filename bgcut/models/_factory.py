@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import PretrainedCfg
+from ..config import DEFAULT_MODEL, PretrainedCfg
 from ..errors import UsageError, WeightsUnavailableError
 from ._hub import resolve_weights
-from ._registry import DEFAULT_MODEL, build_arch, get_pretrained_cfg
+from ._registry import build_arch, get_pretrained_cfg
 from ._weights import load_into, read_state_dict, verify_sha256
 
 

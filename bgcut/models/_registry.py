@@ -18,8 +18,6 @@ from ..errors import UnknownModelError
 _ARCHS: dict[str, type[nn.Module]] = {}
 _MODELS: dict[str, PretrainedCfg] = {}
 
-DEFAULT_MODEL = "bgcut-lite"
-
 
 def register_arch(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:

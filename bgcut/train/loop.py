@@ -22,7 +22,15 @@ import torch
 from ..config import PretrainedCfg
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
-from ..models import build_arch, get_pretrained_cfg, load_into, read_state_dict, save_tensors, sha256_file
+from ..models import (
+    DEFAULT_MODEL,
+    build_arch,
+    get_pretrained_cfg,
+    load_into,
+    read_state_dict,
+    save_tensors,
+    sha256_file,
+)
 from ..pipeline.infer import pick_device
 from ..pipeline.preprocess import normalise, to_masks
 from .augment import AugmentOptions, augment
@@ -38,7 +46,7 @@ class TrainConfig:
     images: Path
     masks: Path | None
     output: Path
-    model: str = "bgcut-lite"  # registry entry whose architecture and input contract are trained
+    model: str = DEFAULT_MODEL  # registry entry whose architecture and input contract are trained
     name: str | None = None  # name written into config.json (defaults to ``model``)
     size: int = 256
     epochs: int = 10
