@@ -209,3 +209,57 @@ def test_coco_picture_of_another_size_is_refused_by_name(tmp_path: Path) -> None
     _, masks, kept = cache_items(samples, decode_coco, 16, 1, 0, lines.append)
     assert kept == [1] and masks.shape == (1, 1, 16, 16)
     assert lines == [f"skipped: {tmp_path / 'pics' / 'a.jpg'}: the picture is 70x50 but the COCO file says 80x60"]
+
+
+# ---------------------------------------------------------------- preprocessing shared with inference
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_training_resizes_photos_as_inference_does(tmp_path: Path, interpolation: str) -> None:
+    """The training cache holds exactly what a decode worker gives the model (no own resampler)."""
+    from bgcut.pipeline.dataset import DecodeDataset
+    from bgcut.train.data import decode_pair
+
+    arr = square_image((97, 61), (10, 10, 50, 40))
+    save(arr, tmp_path / "p.jpg")
+    save(arr[..., 0], tmp_path / "p.png")
+    rgb, masks = decode_pair((tmp_path / "p.jpg", tmp_path / "p.png", None), 32, interpolation)
+    served = DecodeDataset([str(tmp_path / "p.jpg")], 32, 10**8, interpolation)[0].model_input
+    assert np.array_equal(rgb, served.permute(1, 2, 0).numpy()) and masks.shape == (1, 32, 32)
+
+
+def test_trained_config_keeps_the_base_models_input_contract(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bgcut.models import create_model, get_pretrained_cfg, register_model
+    from bgcut.train import TrainConfig, train
+
+    base = get_pretrained_cfg("bgcut-lite")
+    register_model(replace(base, name="lite-bicubic-test", interpolation="bicubic", embedded=None, sha256=None))
+    for i in range(4):
+        arr = square_image((40, 40), (5 + i, 5, 30, 30))
+        save(arr, tmp_path / "images" / f"p{i}.jpg")
+        save(arr[..., 0], tmp_path / "masks" / f"p{i}.png")
+    cfg = TrainConfig(
+        tmp_path / "images", tmp_path / "masks", tmp_path / "run", model="lite-bicubic-test",
+        size=32, epochs=1, batch_size=2, workers=0, device="cpu", val_fraction=0.5,
+    )  # fmt: skip
+    train(cfg, log=lambda _m: None)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["interpolation"], config["output"], config["mean"]) == ("bicubic", "sigmoid", list(base.mean))
+    assert create_model(weights=tmp_path / "run").cfg.interpolation == "bicubic"
+
+
+def test_a_config_naming_an_unknown_resampler_is_one_usage_error(tmp_path: Path, luma_weights: Path) -> None:
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes((luma_weights / "model.safetensors").read_bytes())
+    config = json.loads((luma_weights / "config.json").read_text())
+    (weights / "config.json").write_text(json.dumps({**config, "interpolation": "nearest"}))
+    save(square_image(), tmp_path / "in.png")
+    res = CliRunner().invoke(app, [str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-w", str(weights)])
+    assert res.exit_code == 2
+    assert res.output == (
+        "bgcut: error: model luma-test: interpolation 'nearest', expected one of bilinear, bicubic, lanczos, box\n"
+    )
+    assert not (tmp_path / "out").exists()

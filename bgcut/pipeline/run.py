@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 import torch
 from tqdm import tqdm
 
-from ..config import OutputOptions, PostOptions, RunOptions
+from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
 from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
 from ..errors import UsageError
@@ -334,14 +334,20 @@ def remove_backgrounds(
                 record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
             else:
                 pending.append(source)
-        if pending and settings is not None and engine.dest is not None:
-            # An output folder that cannot be written is not an error here: each file's write says so, by name.
-            with contextlib.suppress(OSError):
-                engine.dest.write(SETTINGS_FILE, settings)
-        if pending and run.engine == "ray":
-            _process_ray(engine, pending, record, summary)
-        elif pending:
-            _process(engine, pending, record, progress, summary)
+        if pending:
+            # The model before anything is written: weights that cannot be used leave OUT as it was.
+            if run.engine == "ray":
+                model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
+            else:
+                model = Predictor.from_options(run)
+            if settings is not None and engine.dest is not None:
+                # An output folder that cannot be written is not an error here: each file's write says so, by name.
+                with contextlib.suppress(OSError):
+                    engine.dest.write(SETTINGS_FILE, settings)
+            if isinstance(model, Predictor):
+                _process(engine, model, pending, record, progress, summary)
+            else:
+                _process_ray(engine, model, pending, record, summary)
     except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
         summary.interrupted = True
     finally:
@@ -353,13 +359,13 @@ def remove_backgrounds(
 
 def _process(
     engine: OutputStage,
+    predictor: Predictor,
     pending: list[Source],
     record: Callable[[Row], None],
     progress: bool | None,
     summary: RunSummary,
 ) -> None:
     run = engine.run
-    predictor = Predictor.from_options(run)
     engine.model_name, engine.sha = predictor.model_name, predictor.sha256
     device, batch_size = predictor.device, predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
@@ -431,13 +437,17 @@ def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:
 
 
 def _process_ray(
-    engine: OutputStage, pending: list[Source], record: Callable[[Row], None], summary: RunSummary
+    engine: OutputStage,
+    cfg: PretrainedCfg,
+    pending: list[Source],
+    record: Callable[[Row], None],
+    summary: RunSummary,
 ) -> None:
-    """The same stages on Ray Data (see ``ray_engine``); rows come back as each input is written."""
+    """The same stages on Ray Data (see ``ray_engine``); rows come back as each input is written.
+    The model is loaded by each actor; ``cfg`` gives the decode tasks its input size and resampler."""
     from . import ray_engine
 
     ray_engine.connect(engine.run.ray_address)
-    cfg = create_model(engine.run.model, engine.run.weights, device="cpu").cfg  # also fails early on bad weights
     rows = ray_engine.cutout_dataset(
         ray_engine.sources_dataset(pending),
         engine.dest.where if engine.dest else "",
