@@ -60,7 +60,7 @@ class Remover:
 
     def _masks(self, decoded: list[Decoded]) -> list[np.ndarray]:
         inputs = [self.predictor.prepare(d.rgb) for d in decoded]
-        return self.predictor.masks(inputs, [d.rgb.shape[:2] for d in decoded])
+        return list(self.predictor.masks(inputs, [d.rgb.shape[:2] for d in decoded]))
 
     def masks(self, images: Sequence[ImageLike]) -> list[np.ndarray]:
         """Raw soft masks (H x W uint8, 255 = foreground), before any post-processing."""

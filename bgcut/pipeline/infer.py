@@ -7,7 +7,7 @@ mask is upsampled to each photo's own size on the device before it comes back as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -128,14 +128,17 @@ class Predictor:
             out = out[0]
         return to_masks(out[:n].float(), self.cfg.output)
 
-    def masks(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    def masks(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
         """The batch step: model inputs (3 x S x S uint8, from ``prepare``) -> each photo's mask at
-        its own size (``sizes``: height, width), uint8, in forward passes of ``batch_size``."""
-        out: list[np.ndarray] = []
+        its own size (``sizes``: height, width), uint8, in forward passes of ``batch_size``.
+
+        A generator: each mask is handed on as soon as it is upsampled, so the local engine's
+        writer threads start on the first photo while the rest of the batch is upsampled.
+        """
         for i in range(0, len(inputs), self.batch_size):
             soft = self(torch.stack(list(inputs[i : i + self.batch_size])))
-            out.extend(upsample_mask(m, h, w) for m, (h, w) in zip(soft, sizes[i : i + self.batch_size], strict=True))
-        return out
+            for m, (h, w) in zip(soft, sizes[i : i + self.batch_size], strict=True):
+                yield upsample_mask(m, h, w)
 
 
 @torch.inference_mode()
