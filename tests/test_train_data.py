@@ -228,14 +228,16 @@ def test_training_resizes_photos_as_inference_does(tmp_path: Path, interpolation
     assert np.array_equal(rgb, served.permute(1, 2, 0).numpy()) and masks.shape == (1, 32, 32)
 
 
-def test_trained_config_keeps_the_base_models_input_contract(tmp_path: Path) -> None:
+def test_trained_config_keeps_the_base_models_input_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from bgcut.models import create_model, get_pretrained_cfg, register_model
+    from bgcut.models import _registry, create_model, get_pretrained_cfg
     from bgcut.train import TrainConfig, train
 
     base = get_pretrained_cfg("bgcut-lite")
-    register_model(replace(base, name="lite-bicubic-test", interpolation="bicubic", embedded=None, sha256=None))
+    # Registered for this test only: other tests list the registry.
+    bicubic = replace(base, name="lite-bicubic-test", interpolation="bicubic", embedded=None, sha256=None)
+    monkeypatch.setitem(_registry._MODELS, bicubic.name, bicubic)
     for i in range(4):
         arr = square_image((40, 40), (5 + i, 5, 30, 30))
         save(arr, tmp_path / "images" / f"p{i}.jpg")

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_MODEL
-from ._common import BatchOpt, DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
+from ..config import DEFAULT_MODEL, RunOptions
+from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
+
+RUN = RunOptions()  # the defaults of `bgcut remove`: eval scores what users get
 
 
 def eval_cli(
@@ -23,12 +25,15 @@ def eval_cli(
             file_okay=False,
         ),
     ],
-    model: ModelOpt = None,
-    weights: WeightsOpt = None,
-    size: SizeOpt = None,
-    device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 8,
-    workers: WorkersOpt = 2,
+    model: ModelOpt = RUN.model,
+    weights: WeightsOpt = RUN.weights,
+    size: SizeOpt = RUN.size,
+    device: DeviceOpt = RUN.device,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (default: as `bgcut remove`)."),
+    ] = RUN.batch_size,
+    workers: WorkersOpt = RUN.workers,
     save_masks: Annotated[
         Path | None,
         typer.Option("--save-masks", help="Keep the predicted masks here (to cross-check with other scorers)."),

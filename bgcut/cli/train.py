@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_MODEL
+from ..config import DEFAULT_MODEL, TrainConfig
 from ..errors import UsageError
 from ._common import BatchOpt, DeviceOpt, ModelOpt, WorkersOpt, reported_errors
 
@@ -40,23 +40,23 @@ def train_cli(
             exists=True,
             dir_okay=False,
         ),
-    ] = None,
+    ] = TrainConfig.coco,
     coco_mode: Annotated[
         str,
         typer.Option(
             "--coco-mode", help="instances: a crop and mask per object; classes: per picture, the union of the classes."
         ),
-    ] = "instances",
+    ] = TrainConfig.coco_mode,
     coco_classes: Annotated[
         str | None, typer.Option("--coco-classes", help="Comma-separated category names or ids to keep (default: all).")
     ] = None,
     coco_min_area: Annotated[
         float, typer.Option("--coco-min-area", min=0.0, help="Skip objects smaller than this many pixels (instances).")
-    ] = 1024.0,
+    ] = TrainConfig.coco_min_area,
     coco_context: Annotated[
         float,
         typer.Option("--coco-context", min=0.0, help="Widen each object's box by this share of its size per side."),
-    ] = 0.15,
+    ] = TrainConfig.coco_context,
     backgrounds: Annotated[
         Path | None,
         typer.Option(
@@ -65,44 +65,50 @@ def train_cli(
             exists=True,
             file_okay=False,
         ),
-    ] = None,
+    ] = TrainConfig.backgrounds,
     paste: Annotated[
         float, typer.Option("--paste", min=0.0, max=1.0, help="Share of samples pasted onto a background.")
-    ] = 0.5,
-    blur: Annotated[float, typer.Option("--blur", min=0.0, max=1.0, help="Share of samples Gaussian-blurred.")] = 0.2,
+    ] = TrainConfig.paste,
+    blur: Annotated[
+        float, typer.Option("--blur", min=0.0, max=1.0, help="Share of samples Gaussian-blurred.")
+    ] = TrainConfig.blur,
     jpeg: Annotated[
         float, typer.Option("--jpeg", min=0.0, max=1.0, help="Share of samples re-encoded as JPEG (quality 30-90).")
-    ] = 0.2,
+    ] = TrainConfig.jpeg,
     model: ModelOpt = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
-    ] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
-    batch_size: BatchOpt = 16,
-    size: Annotated[int, typer.Option("--size", min=32, help="Training crop size in pixels.")] = 256,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then cosine).")] = 2e-3,
+    ] = TrainConfig.name,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
+    batch_size: BatchOpt = TrainConfig.batch_size,
+    size: Annotated[int, typer.Option("--size", min=32, help="Training crop size in pixels.")] = TrainConfig.size,
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
+    ] = TrainConfig.lr,
     val_fraction: Annotated[
         float,
         typer.Option(
             "--val-fraction", min=0.0, max=0.9, help="Share of pairs held out (chosen by a hash of the file name)."
         ),
-    ] = 0.1,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    workers: WorkersOpt = 2,
-    device: DeviceOpt = "auto",
+    ] = TrainConfig.val_fraction,
+    seed: Annotated[int, typer.Option("--seed")] = TrainConfig.seed,
+    workers: WorkersOpt = TrainConfig.workers,
+    device: DeviceOpt = TrainConfig.device,
     max_minutes: Annotated[
         float | None,
         typer.Option("--max-minutes", help="Stop after this much training time and export the best epoch so far."),
-    ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/last.pt.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N pairs (smoke tests).")] = None,
+    ] = TrainConfig.max_minutes,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT/last.pt.")] = TrainConfig.resume,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Use only the first N pairs (smoke tests).")
+    ] = TrainConfig.limit,
     init: Annotated[
         Path | None,
         typer.Option(
             "--init",
             help="Start from these weights (.safetensors/.pth) instead of random: fine-tuning or a warm restart.",
         ),
-    ] = None,
+    ] = TrainConfig.init,
     ema: Annotated[
         float,
         typer.Option(
@@ -111,23 +117,23 @@ def train_cli(
             max=0.99999,
             help="Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
         ),
-    ] = 0.0,
+    ] = TrainConfig.ema,
     teacher: Annotated[
         str | None,
         typer.Option(
             "--teacher",
             help="Distil from this model's soft masks (a registry name such as isnet-general, or a weights folder); computed once, cached in OUTPUT/teacher/.",
         ),
-    ] = None,
+    ] = TrainConfig.teacher,
     distill_weight: Annotated[
         float, typer.Option("--distill-weight", min=0.0, help="Weight of the teacher term beside the ground truth.")
-    ] = 1.0,
+    ] = TrainConfig.distill_weight,
     boundary_gain: Annotated[
         float,
         typer.Option(
             "--boundary-gain", min=0.0, help="Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE."
         ),
-    ] = 0.0,
+    ] = TrainConfig.boundary_gain,
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.
 
@@ -140,7 +146,7 @@ def train_cli(
 
     Example: bgcut train --images duts-tr/images --masks duts-tr/masks -o runs/lite --epochs 16
     """
-    from ..train import TrainConfig, train
+    from ..train import train
 
     cfg = TrainConfig(
         images=images,

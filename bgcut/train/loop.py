@@ -12,18 +12,17 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import PretrainedCfg
+from ..config import PretrainedCfg, TrainConfig
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
 from ..models import (
-    DEFAULT_MODEL,
     build_arch,
     get_pretrained_cfg,
     load_into,
@@ -39,42 +38,6 @@ from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_
 from .ema import Ema
 from .losses import deep_supervision_loss, distillation_loss
 from .teacher import teacher_masks
-
-
-@dataclass
-class TrainConfig:
-    images: Path
-    masks: Path | None
-    output: Path
-    model: str = DEFAULT_MODEL  # registry entry whose architecture and input contract are trained
-    name: str | None = None  # name written into config.json (defaults to ``model``)
-    size: int = 256
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.1
-    seed: int = 0
-    workers: int = 2
-    device: str = "auto"
-    max_minutes: float | None = None
-    resume: bool = False
-    limit: int | None = None  # use only the first N pairs (smoke tests)
-    init: Path | None = None  # start from these weights (fine-tuning, warm restarts) instead of random
-    ema: float = 0.0  # decay of the weights' moving average that is validated and exported; 0 = off
-    boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
-    teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)
-    distill_weight: float = 1.0  # weight of the teacher term beside the ground-truth loss
-    blur: float = 0.2  # probability of a Gaussian blur per sample
-    jpeg: float = 0.2  # probability of a JPEG round trip per sample
-    backgrounds: Path | None = None  # photos to paste objects onto (cut-and-paste augmentation)
-    paste: float = 0.5  # probability of pasting, when there are backgrounds
-    coco: Path | None = None  # a COCO instances file: pairs from its annotations instead of --masks
-    coco_mode: str = "instances"  # "instances" (a crop per object) or "classes" (a mask per picture)
-    coco_classes: list[str] | None = None  # category names or ids to keep; None = all
-    coco_min_area: float = 1024.0  # objects smaller than this many pixels are skipped (instances)
-    coco_context: float = 0.15  # an object's crop: its box widened by this share of its size per side
-    arch_args: dict = field(default_factory=dict)
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
