@@ -16,6 +16,7 @@ from PIL import Image
 from .config import OutputOptions, PostOptions, RunOptions
 from .pipeline.decode import Decoded, load_image
 from .pipeline.infer import Predictor
+from .pipeline.matting import require_pymatting
 from .pipeline.output import load_background
 from .pipeline.postprocess import render
 
@@ -81,11 +82,13 @@ class Remover:
         """
         post = post or PostOptions()
         out = OutputOptions(format=format, bg=bg, margin=margin)  # checked here, before any work
+        if post.refine == "matting":
+            require_pymatting()
         background = load_background(bg) if bg else None
         decoded = self._decode(images)
         results = []
         for d, m in zip(decoded, self._masks(decoded), strict=True):
-            r = render(d.rgb, d.alpha, m, post, out, background)
+            r = render(d.rgb, d.alpha, m, post, out, background, self.predictor.size)
             if not r.images:  # a crop with no foreground: an empty, fully transparent image
                 results.append(Image.new("RGBA", (0, 0)))
             else:

@@ -113,6 +113,7 @@ DEFAULT_FORMAT = "png-alpha"
 # does: the first format of the table that writes that extension (.png: png-alpha), and .jpeg.
 FILE_EXTENSIONS = {**{f.extension: n for n, f in reversed(FORMATS.items())}, ".jpeg": "jpg"}
 KEEP = ("all", "largest")
+REFINE = ("none", "guided", "matting")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
 MIN_SIZE = 32  # --size: the smallest inference resolution (the networks downsample 5 times)
@@ -183,11 +184,23 @@ class PostOptions:
     erode: int = 0
     dilate: int = 0
     feather: float = 0.0
+    # The mask's edge at full resolution (pipeline/edges.py), before the options above: "none"
+    # keeps the upsampled mask, "guided" moves its soft edge onto the photo's own edge, "matting"
+    # solves closed-form alpha matting in a band around the edge (slow; pip install 'bgcut[matting]').
+    refine: str = "none"
+    refine_eps: float = 1e-3  # "guided": smaller follows the photo's edges more closely
+    # Colour outputs: estimate the object's own colour where alpha is partial, so the old
+    # background does not come along as a halo (pipeline/edges.estimate_foreground).
+    decontaminate: bool = False
 
     def __post_init__(self) -> None:
         # Checked once, here: a bad value is one usage error before any work, not one failure per image.
         if not 0.0 <= self.threshold <= 1.0:  # also refuses nan
             raise UsageError(f"--threshold {self.threshold}: must be a number from 0 to 1")
+        if self.refine not in REFINE:
+            raise UsageError(f"--refine {self.refine!r}: expected one of {', '.join(REFINE)}")
+        if not 0.0 < self.refine_eps <= 1.0:  # also refuses nan
+            raise UsageError(f"--refine-eps {self.refine_eps}: must be a number above 0 and at most 1")
         if self.keep not in KEEP:
             raise UsageError(f"--keep {self.keep!r}: expected one of {', '.join(KEEP)}")
         for flag, value in (("--erode", self.erode), ("--dilate", self.dilate), ("--feather", self.feather)):

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_MODEL, RunOptions
+from ..config import DEFAULT_MODEL, PostOptions, RunOptions
 from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
 
-RUN = RunOptions()  # the defaults of `bgcut remove`: eval scores what users get
+RUN, POST = RunOptions(), PostOptions()  # the defaults of `bgcut remove`: eval scores what users get
 
 
 def eval_cli(
@@ -38,6 +38,21 @@ def eval_cli(
         Path | None,
         typer.Option("--save-masks", help="Keep the predicted masks here (to cross-check with other scorers)."),
     ] = None,
+    refine: Annotated[
+        str, typer.Option("--refine", help="Edge refinement, as `bgcut remove --refine` (default: the same).")
+    ] = POST.refine,
+    refine_eps: Annotated[
+        float, typer.Option("--refine-eps", help="As `bgcut remove --refine-eps`.")
+    ] = POST.refine_eps,
+    colour: Annotated[
+        Path | None,
+        typer.Option(
+            "--colour",
+            help="Also score foreground colour estimation: composites of the labelled pictures on these background photos (see bgcut.evaluate.evaluate_colour).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a line.")] = False,
 ) -> None:
     """Score a model on a labelled folder: MAE, maxF (beta^2 = 0.3), mean IoU at 0.5, S-measure.
@@ -48,9 +63,11 @@ def eval_cli(
 
     Example: bgcut eval --images data/davis16/images --masks data/davis16/masks --json
     """
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, evaluate_colour
 
     with reported_errors():
+        post = PostOptions(refine=refine, refine_eps=refine_eps)
+        colour_result = evaluate_colour(images, masks, colour) if colour is not None else None
         result = evaluate(
             images,
             masks,
@@ -61,8 +78,14 @@ def eval_cli(
             device=device,
             batch_size=batch_size,
             workers=workers,
+            post=post,
         )
     if as_json:
-        typer.echo(json.dumps({"model": str(weights) if weights else model or DEFAULT_MODEL, **result.to_dict()}))
+        data = {"model": str(weights) if weights else model or DEFAULT_MODEL, "refine": refine, **result.to_dict()}
+        if colour_result is not None:
+            data["colour"] = colour_result.to_dict()
+        typer.echo(json.dumps(data))
     else:
         typer.echo(result.line())
+        if colour_result is not None:
+            typer.echo(colour_result.line())

@@ -13,6 +13,7 @@ from ..config import (
     FORMATS,
     KEEP,
     PRECISIONS,
+    REFINE,
     OutputOptions,
     PostOptions,
     RunOptions,
@@ -37,6 +38,7 @@ from ._common import (
 # The choices come from config.py, and so do the defaults: one place says what a run does by default.
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 Keep = Enum("Keep", {name: name for name in KEEP}, type=str)  # type: ignore[misc]
+Refine = Enum("Refine", {name: name for name in REFINE}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
 RUN, OUT, POST = RunOptions(), OutputOptions(), PostOptions()
 
@@ -97,6 +99,26 @@ def remove_cli(
     feather: Annotated[
         float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")
     ] = POST.feather,
+    refine: Annotated[
+        Refine,
+        typer.Option(
+            "--refine",
+            help="The mask's edge at full resolution: none (the model's mask, upsampled), guided (moved onto the photo's own edges by a guided filter), matting (closed-form alpha matting around the edge: slow, pip install 'bgcut[matting]').",
+        ),
+    ] = Refine(POST.refine),
+    refine_eps: Annotated[
+        float,
+        typer.Option(
+            "--refine-eps", min=0.0, max=1.0, help="--refine guided: smaller follows the photo's edges more closely."
+        ),
+    ] = POST.refine_eps,
+    decontaminate: Annotated[
+        bool,
+        typer.Option(
+            "--decontaminate/--no-decontaminate",
+            help="Colour outputs: estimate the object's own colour where the alpha is partial (hair, blur), so the old background does not show as a halo.",
+        ),
+    ] = POST.decontaminate,
     margin: Annotated[
         str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
     ] = OUT.margin,
@@ -241,6 +263,9 @@ def remove_cli(
                 erode=erode,
                 dilate=dilate,
                 feather=feather,
+                refine=refine.value,
+                refine_eps=refine_eps,
+                decontaminate=decontaminate,
             )
             summary = remove_backgrounds(
                 inputs,

@@ -19,6 +19,7 @@ from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, fo
 from ..errors import ImageError, UsageError
 from .dataset import DecodeItem
 from .decode import open_image
+from .matting import require_pymatting
 from .postprocess import Background, render
 from .reader import Source
 from .storage import Destination, is_url
@@ -88,6 +89,8 @@ class OutputStage:
         single = self.to_stdout or self.to_file is not None
         self.dest = None if single else Destination(output)  # a folder or a URL
         self.stdout = stdout
+        if post.refine == "matting":
+            require_pymatting()
         self.bg: Background | None = load_background(out.bg) if out.bg else None
         if single and out.per_object:
             raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")
@@ -97,8 +100,10 @@ class OutputStage:
                 f"-o {output}: --format {out.format} writes {out.extension} files; "
                 f"name the output {self.to_file.with_suffix(out.extension).name}, or leave --format out"
             )
+        # Set by the engine once the model is loaded: the manifest's facts, and the mask's scale.
         self.model_name: str | None = None
         self.sha: str | None = None
+        self.model_size: int | None = None
 
     def output_name(self, source: Source, suffix: str = "") -> str:
         """The output's "/"-separated name inside the output folder."""
@@ -138,7 +143,9 @@ class OutputStage:
         )
         try:
             alpha = None if item.alpha is None else item.alpha.numpy()
-            result = render(rgb, alpha, job.mask, self.post, self.out, self.bg)
+            result = render(rgb, alpha, job.mask, self.post, self.out, self.bg, self.model_size)
+            if result.warning:
+                row.warning = f"{row.warning}; {result.warning}" if row.warning else result.warning
             row.bbox = list(result.bbox) if result.bbox else None
             row.fg_fraction = round(result.fg_fraction, 6)
             if not result.images:

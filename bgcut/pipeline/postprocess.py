@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 
 from ..config import OutputOptions, PostOptions, parse_margin
+from .edges import estimate_foreground, refine_edges
+from .matting import matting_cost
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
 
@@ -175,6 +177,7 @@ class Rendered:
     images: list[tuple[str, np.ndarray]]
     bbox: Box | None
     fg_fraction: float
+    warning: str | None = None
 
 
 def _pixels(kind: str, rgb: np.ndarray, alpha: np.ndarray, bg: Background | None) -> np.ndarray:
@@ -193,16 +196,22 @@ def render(
     post: PostOptions,
     out: OutputOptions,
     bg: Background | None = None,
+    model_size: int | None = None,
 ) -> Rendered:
     """Turn an image and its predicted mask into the output image(s) that ``out.format`` describes
-    (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``)."""
+    (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``);
+    ``model_size`` is the input size of the model that made the mask (the edge refinement's scale)."""
     spec = out.spec
+    warning = matting_cost(*rgb.shape[:2]) if post.refine == "matting" else None
+    raw_mask = refine_edges(rgb, raw_mask, model_size, post.refine, post.refine_eps)
     mask = apply_input_alpha(refine(raw_mask, post), input_alpha)
+    if post.decontaminate and spec.pixels != "alpha":
+        rgb = estimate_foreground(rgb, mask)
     h, w = mask.shape
     box = bounding_box(mask, post.threshold)
     fraction = float(hard(mask, post.threshold).mean())
     if not spec.crop:
-        return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction)
+        return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction, warning)
     margin = parse_margin(out.margin)
     if out.per_object:
         parts = [(f"_obj{n:02d}", b, m) for n, (b, m) in enumerate(object_masks(mask, post.threshold, out.min_area))]
@@ -212,4 +221,4 @@ def render(
     for suffix, part_box, part_mask in parts:
         x0, y0, x1, y1 = expand_box(part_box, margin, w, h)
         images.append((suffix, _pixels(spec.pixels, rgb[y0:y1, x0:x1], part_mask[y0:y1, x0:x1], bg)))
-    return Rendered(images, box, fraction)
+    return Rendered(images, box, fraction, warning)

@@ -78,19 +78,22 @@ class _Model:
             "job": np.array([pickle.dumps((it, m)) for it, m in zip(items, masks, strict=True)], dtype=object),
             "model": np.array([self.predictor.model_name] * n, dtype=object),
             "sha": np.array([self.predictor.sha256] * n, dtype=object),
+            "size": np.array([self.predictor.size] * n, dtype=np.int64),
         }
 
 
 @lru_cache(maxsize=4)
-def _writer(run: RunOptions, out: OutputOptions, post: PostOptions, output: str, model: str, sha: str) -> Any:
+def _writer(
+    run: RunOptions, out: OutputOptions, post: PostOptions, output: str, model: str, sha: str, size: int
+) -> Any:
     """One writer per worker process and settings: ``--bg PHOTO`` is read once, not once per row."""
     engine = OutputStage(run, out, post, output, log=lambda _m: None, stdout=None)
-    engine.model_name, engine.sha = model, sha
+    engine.model_name, engine.sha, engine.model_size = model, sha, size
     return engine
 
 
 def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
-    engine = _writer(run, out, post, output, row["model"], row["sha"])
+    engine = _writer(run, out, post, output, row["model"], row["sha"], int(row["size"]))
     item, mask = pickle.loads(row["job"])
     if item.error is not None:
         result = Row(row["display"], status="failed", error=item.error)

@@ -208,6 +208,8 @@ def _same_key(path: str, folders: dict[str, str]) -> str:
 
 
 SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
+# Options added after the settings file was: the value that reproduces what came before them.
+SETTINGS_BEFORE_OPTION: dict[str, object] = {"--refine": "none", "--refine-eps": 1e-3, "--decontaminate": False}
 
 
 def _settings(run: RunOptions, out: OutputOptions, post: PostOptions) -> dict[str, object]:
@@ -242,6 +244,9 @@ def _check_settings(engine: OutputStage, output: str) -> bytes | None:
         before = json.loads(found) if found else None
     except (OSError, ValueError):
         before = None  # unreadable or damaged: taken as absent, and written afresh when work starts
+    if isinstance(before, dict):
+        # A folder written before an option existed was made with what is now that option's "off" value.
+        before = {**SETTINGS_BEFORE_OPTION, **before}
     if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
         changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
         raise UsageError(
@@ -366,7 +371,7 @@ def _process(
     summary: RunSummary,
 ) -> None:
     run = engine.run
-    engine.model_name, engine.sha = predictor.model_name, predictor.sha256
+    engine.model_name, engine.sha, engine.model_size = predictor.model_name, predictor.sha256, predictor.size
     device, batch_size = predictor.device, predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
