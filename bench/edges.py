@@ -38,9 +38,13 @@ RAW = HERE / "data" / "edges"
 MODEL_SIZE = {"bgcut-lite": 256, "isnet-general": 1024}
 
 
-def _pairs(dataset: str) -> list[tuple[Path, Path]]:
+def _pairs(dataset: str, model: str | None = None) -> list[tuple[Path, Path]]:
+    """(photo, ground truth) pairs by name; with ``model``, only those whose raw mask was made."""
     images = {p.stem: p for p in (EVAL / dataset / "images").iterdir()}
-    return [(images[g.stem], g) for g in sorted((EVAL / dataset / "masks").glob("*.png")) if g.stem in images]
+    pairs = [(images[g.stem], g) for g in sorted((EVAL / dataset / "masks").glob("*.png")) if g.stem in images]
+    if model is not None:
+        pairs = [(img, gt) for img, gt in pairs if (RAW / model / dataset / f"{img.stem}.png").is_file()]
+    return pairs
 
 
 def make_masks(models: list[str], sets: list[str]) -> None:
@@ -67,7 +71,7 @@ def refine(models: list[str], sets: list[str]) -> None:
     variants["guided k=2 eps=1e-3 samples=4"] = _guided(2.0, 4.0, 1e-3)
     for model in models:
         for dataset in sets:
-            pairs = _pairs(dataset)
+            pairs = _pairs(dataset, model)
             loaded = [
                 (open_named(img).rgb, load_mask(RAW / model / dataset / f"{img.stem}.png"), load_mask(gt))
                 for img, gt in pairs
@@ -131,7 +135,7 @@ def on_grey(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def sheet(target: Path, model: str, dataset: str, method: str, names: list[str] | None, eps: float) -> None:
     """Rows of [photo crop | cut-out on grey, unrefined | refined | refined + colour], 3x zoom."""
-    pairs = _pairs(dataset)
+    pairs = _pairs(dataset, model)
     if names:
         pairs = [p for p in pairs if p[0].stem in names]
     rows = []
@@ -139,7 +143,7 @@ def sheet(target: Path, model: str, dataset: str, method: str, names: list[str] 
         photo = open_named(img).rgb
         raw = load_mask(RAW / model / dataset / f"{img.stem}.png")
         refined = edges.refine_edges(photo, raw, MODEL_SIZE[model], method, eps)
-        decont = edges.estimate_foreground(photo, refined)
+        decont = edges.estimate_foreground(photo, refined, near=edges.outline_band(refined, MODEL_SIZE[model]))
         # The window: the part of the edge band with the most partial alpha.
         partial = ((refined > 10) & (refined < 245)).astype(np.float32)
         score = cv2.blur(partial, (61, 61))

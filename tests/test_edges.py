@@ -114,8 +114,9 @@ def test_foreground_colour_is_recovered_where_alpha_is_partial() -> None:
 def test_decontaminate_changes_colour_outputs_only_and_never_the_alpha() -> None:
     alpha = ramp()
     photo = composite(alpha, (200, 120, 40), (0, 0, 255))
-    plain = render(photo, None, alpha, PostOptions(), OutputOptions()).images[0][1]
-    clean = render(photo, None, alpha, PostOptions(decontaminate=True), OutputOptions()).images[0][1]
+    # A 25 px model's mask stretched 4x: colours are estimated up to 16 px from the outline.
+    plain = render(photo, None, alpha, PostOptions(), OutputOptions(), model_size=25).images[0][1]
+    clean = render(photo, None, alpha, PostOptions(decontaminate=True), OutputOptions(), model_size=25).images[0][1]
     assert np.array_equal(plain[:, :, 3], clean[:, :, 3])
     partial = (alpha > 25) & (alpha < 230)
     assert np.abs(clean[partial][:, :3].astype(int) - (200, 120, 40)).mean() < 10
@@ -124,12 +125,25 @@ def test_decontaminate_changes_colour_outputs_only_and_never_the_alpha() -> None
     assert np.array_equal(mask, alpha)
     # On a new background the halo is gone: pasted on green, the partial pixels hold no blue.
     green, on = load_background("0,255,0"), OutputOptions(format="jpg", bg="0,255,0")
-    on_green = render(photo, None, alpha, PostOptions(decontaminate=True), on, green).images[0][1]
-    plain_green = render(photo, None, alpha, PostOptions(), on, green).images[0][1]
+    on_green = render(photo, None, alpha, PostOptions(decontaminate=True), on, green, 25).images[0][1]
+    plain_green = render(photo, None, alpha, PostOptions(), on, green, 25).images[0][1]
     # What should be there: the true foreground (200, 120, 40) over green.
     a = alpha[partial].astype(np.float32)[:, None] / 255
     want = a * np.array((200, 120, 40)) + (1 - a) * np.array((0, 255, 0))
     assert np.abs(on_green[partial] - want).mean() < 3 < 20 < np.abs(plain_green[partial] - want).mean()
+
+
+def test_decontaminate_keeps_the_colours_of_regions_the_model_is_unsure_of() -> None:
+    """Partial alpha far from the outline (a whole shirt at alpha 0.6) is the model's doubt, not a
+    halo: its colours stay; only the band along the outline is recoloured."""
+    photo = np.zeros((40, 200, 3), np.uint8)
+    photo[:, :40], photo[:, 40:] = RED, BLUE
+    alpha = np.zeros((40, 200), np.uint8)
+    alpha[:, :100] = 100  # unsure over a wide region, outside the outline
+    alpha[:, :40] = 255
+    est = edges.estimate_foreground(photo, alpha, near=4)
+    assert np.array_equal(est[:, 45:95], photo[:, 45:95])  # more than 4 px from the outline at x = 40
+    assert not np.array_equal(est[:, 40:44], photo[:, 40:44])
 
 
 def test_matting_solves_the_band_on_a_known_edge() -> None:
@@ -153,7 +167,10 @@ def test_matting_warns_on_large_photos() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--refine", "blur"], "Invalid value for '--refine': Value error, 'blur' is not one of 'none', 'guided', 'matting'."),  # noqa: E501
+        (
+            ["--refine", "blur"],
+            "Invalid value for '--refine': Value error, 'blur' is not one of 'none', 'guided', 'matting'.",
+        ),  # noqa: E501
         (["--refine-eps", "0"], "--refine-eps 0.0: must be a number above 0 and at most 1"),
     ],
 )

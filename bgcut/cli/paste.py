@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
+from ..config import PasteOptions
 from ._common import QuietOpt, echo_err, fail, reported_errors
+
+
+def _span(pair: tuple[float, float]) -> str:
+    """A (MIN, MAX) default as the command line writes it: 1-5."""
+    return f"{pair[0]}-{pair[1]}"
 
 
 def paste_cli(
@@ -29,24 +35,28 @@ def paste_cli(
         ),
     ],
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of pictures to compose.")],
-    per_image: Annotated[str, typer.Option("--per-image", help="Objects per picture, MIN-MAX.")] = "1-5",
+    per_image: Annotated[str, typer.Option("--per-image", help="Objects per picture, MIN-MAX.")] = _span(
+        PasteOptions.per_image
+    ),
     scale: Annotated[
         str, typer.Option("--scale", help="Object size, MIN-MAX: its longer side over the picture's shorter side.")
-    ] = "0.2-0.6",
+    ] = _span(PasteOptions.scale),
     rotation: Annotated[
         float, typer.Option("--rotation", help="Largest rotation in degrees (uniform in +-ROTATION).")
-    ] = 20.0,
-    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Mirror objects left-right half of the time.")] = True,
+    ] = PasteOptions.rotation,
+    flip: Annotated[
+        bool, typer.Option("--flip/--no-flip", help="Mirror objects left-right half of the time.")
+    ] = PasteOptions.flip,
     jitter: Annotated[
         float,
         typer.Option(
             "--jitter",
             help="Colour jitter: brightness, contrast, saturation +-JITTER, hue +-JITTER/4 of a turn; 0 = off.",
         ),
-    ] = 0.2,
+    ] = PasteOptions.jitter,
     max_occlusion: Annotated[
         float, typer.Option("--max-occlusion", help="Largest share (0-1) of an object that later objects may cover.")
-    ] = 0.5,
+    ] = PasteOptions.max_occlusion,
     blend: Annotated[
         str,
         typer.Option(
@@ -61,15 +71,15 @@ def paste_cli(
             help="Picture size WIDTHxHEIGHT (backgrounds are scaled to cover it and cropped); default: each background's own size.",
         ),
     ] = None,
-    image_format: Annotated[str, typer.Option("--image-format", help="jpg or png.")] = "jpg",
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = 95,
+    image_format: Annotated[str, typer.Option("--image-format", help="jpg or png.")] = PasteOptions.image_format,
+    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = PasteOptions.quality,
     min_area: Annotated[
         int,
         typer.Option("--min-area", min=1, help="Objects smaller than this many pixels after scaling are not pasted."),
-    ] = 64,
+    ] = PasteOptions.min_area,
     yolo: Annotated[
         bool, typer.Option("--yolo", help="Also write YOLO segmentation labels (labels/*.txt) and data.yaml.")
-    ] = False,
+    ] = PasteOptions.yolo,
     classes: Annotated[
         Path | None,
         typer.Option(
@@ -79,13 +89,22 @@ def paste_cli(
             dir_okay=False,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, inputs and options: byte-identical output.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Same seed, inputs and options: byte-identical output.")
+    ] = PasteOptions.seed,
     workers: Annotated[
         int, typer.Option("--workers", "-j", min=0, help="Worker processes (0 = compose in this process).")
     ] = 2,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again: remove earlier pictures in OUTPUT instead of resuming.")
     ] = False,
+    decontaminate: Annotated[
+        bool,
+        typer.Option(
+            "--decontaminate/--no-decontaminate",
+            help="Estimate each cut-out's own colour where its alpha is partial, so the background it was cut from does not show as a halo.",
+        ),
+    ] = PasteOptions.decontaminate,
     quiet: QuietOpt = False,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", hidden=True, help="Deprecated: see --quiet.")
@@ -100,7 +119,7 @@ def paste_cli(
 
     Example: bgcut paste crops/ --backgrounds bg/ -o synth -n 1000 --size 1024x768 --yolo
     """
-    from ..paste import PasteOptions, paste_dataset
+    from ..paste import paste_dataset
     from ..paste.options import parse_blends, parse_range, parse_size
     from ..paste.sources import load_classes
 
@@ -120,6 +139,7 @@ def paste_cli(
             min_area=min_area,
             yolo=yolo,
             classes=load_classes(classes) if classes else {},
+            decontaminate=decontaminate,
         )
         summary = paste_dataset(
             cutouts,

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import BgcutError, UsageError
+from ..pipeline.edges import estimate_foreground
 from ..pipeline.writer import TMP_SUFFIX, atomic_write, encode
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
@@ -40,6 +41,7 @@ from .options import PasteOptions
 from .sources import Cutout, list_backgrounds, list_cutouts, load_background, load_cutout
 
 SETTINGS = "paste.json"
+OPTIONS_BEFORE_THEY_EXISTED = {"decontaminate": False}
 
 
 @dataclass
@@ -103,7 +105,10 @@ def _init(plan: _Plan, worker: bool) -> None:
 @lru_cache(maxsize=256)
 def _cutout(i: int) -> np.ndarray:
     assert _plan is not None
-    return load_cutout(_plan.cutouts[i].path)
+    rgba = load_cutout(_plan.cutouts[i].path)
+    if _plan.options.decontaminate:
+        rgba = np.dstack([estimate_foreground(np.ascontiguousarray(rgba[:, :, :3]), rgba[:, :, 3]), rgba[:, :, 3]])
+    return rgba
 
 
 @lru_cache(maxsize=16)
@@ -173,6 +178,9 @@ def _check_settings(out: Path, settings: dict, overwrite: bool) -> None:
             shutil.rmtree(out / sub, ignore_errors=True)
         (out / "annotations.json").unlink(missing_ok=True)
         return
+    if isinstance(old, dict) and isinstance(old.get("options"), dict):
+        # A folder made before an option existed was made with that option's "off" value.
+        old["options"] = {**OPTIONS_BEFORE_THEY_EXISTED, **old["options"]}
     if old is None or {k: old.get(k) for k in settings} != settings:
         differs = sorted(k for k in settings if old is None or old.get(k) != settings[k])
         raise UsageError(

@@ -91,14 +91,28 @@ def guided_filter(photo: np.ndarray, mask: np.ndarray, radius: int, eps: float, 
     return np.clip(q * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def estimate_foreground(photo: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] = FOREGROUND_RADII) -> np.ndarray:
+def estimate_foreground(
+    photo: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] = FOREGROUND_RADII, near: int | None = None
+) -> np.ndarray:
     """The object's own colour where ``alpha`` (H x W uint8) is partial; elsewhere ``photo`` as it is.
+
+    ``near``: only partial pixels within that many px of the object's outline (alpha 0.5) are
+    recoloured, fully up to half that distance and fading out beyond, so no seam shows. That is
+    where halos are; a partial alpha far inside or outside the outline is the model being unsure
+    of a whole region (a shirt, a reflection), whose colours must stay.
 
     Returns H x W x 3 uint8. Only the box around the partial pixels (widened by the passes'
     reach) is filtered. Dense arithmetic on whole planes: a network's soft mask is partial on
     most pixels (80% of a davis16 frame for bgcut-lite), where picking pixels out costs more.
     """
     partial = (alpha > 0) & (alpha < 255)
+    weight = None
+    if near is not None:
+        inside = (alpha >= 128).astype(np.uint8)
+        outline = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+        distance = cv2.distanceTransform(1 - outline, cv2.DIST_L2, 3)
+        weight = np.clip((near - distance) / (near / 2), 0, 1)  # 1 near the outline, 0 from `near` px on
+        partial &= weight > 0
     rows, cols = np.flatnonzero(partial.any(axis=1)), np.flatnonzero(partial.any(axis=0))
     if rows.size == 0:
         return photo
@@ -118,6 +132,9 @@ def estimate_foreground(photo: np.ndarray, alpha: np.ndarray, radii: tuple[int, 
         # Blur fusion: the local means, corrected so that alpha F + (1 - alpha) B gives the photo.
         fg = np.clip(mean_f + a * (image - a * mean_f - na * mean_b), 0, 1)
         fa, b_na = fg * a, mean_b * na
+    if weight is not None:
+        w3 = weight[y0:y1, x0:x1, None]
+        fg = w3 * fg + (1 - w3) * image
     estimated = np.clip(fg * 255 + 0.5, 0, 255).astype(np.uint8)
     out = photo.copy()
     box = out[y0:y1, x0:x1]
@@ -147,6 +164,12 @@ def _edge_box(mask: np.ndarray, reach: int) -> tuple[tuple[int, int], tuple[int,
         (max(0, int(rows[0]) - reach), min(h, int(rows[-1]) + 1 + reach)),
         (max(0, int(cols[0]) - reach), min(w, int(cols[-1]) + 1 + reach)),
     )
+
+
+def outline_band(mask: np.ndarray, model_size: int | None) -> int:
+    """How far from the outline ``--decontaminate`` recolours: the guided filter's reach, in photo px."""
+    stretch = max(1.0, max(mask.shape) / model_size) if model_size else 1.0
+    return max(3, round(2 * GUIDED_RADIUS * stretch))
 
 
 def refine_edges(
