@@ -108,7 +108,7 @@ def timing() -> None:
     big_mask = cv2.resize(frames[0][1], (4000, 2250), interpolation=cv2.INTER_LINEAR)
     steps = {
         "guided": lambda p, m: edges.refine_edges(p, m, 256, "guided", 1e-3),
-        "decontaminate": lambda p, m: edges.estimate_foreground(p, m, near=edges.outline_band(m, 256)),
+        "decontaminate": lambda p, m: edges.decontaminate(p, m, 256),
         "decontaminate (every partial pixel)": lambda p, m: edges.estimate_foreground(p, m),
     }
     for name, step in steps.items():
@@ -183,7 +183,7 @@ def sheet(target: Path, model: str, dataset: str, method: str, names: list[str] 
         photo = open_named(img).rgb
         raw = load_mask(RAW / model / dataset / f"{img.stem}.png")
         refined = edges.refine_edges(photo, raw, MODEL_SIZE[model], method, eps)
-        decont = edges.estimate_foreground(photo, refined, near=edges.outline_band(refined, MODEL_SIZE[model]))
+        decont = edges.decontaminate(photo, refined, MODEL_SIZE[model])
         # The window: the part of the edge band with the most partial alpha.
         partial = ((refined > 10) & (refined < 245)).astype(np.float32)
         score = cv2.blur(partial, (61, 61))

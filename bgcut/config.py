@@ -188,7 +188,7 @@ class PostOptions:
     # keeps the upsampled mask, "guided" moves its soft edge onto the photo's own edge, "matting"
     # solves closed-form alpha matting in a band around the edge (slow; pip install 'bgcut[matting]').
     refine: str = "none"
-    refine_eps: float = 1e-3  # "guided": smaller follows the photo's edges more closely
+    refine_eps: float = 1e-4  # "guided": smaller follows the photo's edges more closely (bench/edges.py)
     # Colour outputs: estimate the object's own colour where alpha is partial, so the old
     # background does not come along as a halo (pipeline/edges.estimate_foreground).
     decontaminate: bool = False

@@ -98,7 +98,7 @@ def test_foreground_colour_is_recovered_where_alpha_is_partial() -> None:
     alpha = ramp()
     fg, bg = (200, 120, 40), (0, 0, 255)
     photo = composite(alpha, fg, bg)
-    est = edges.estimate_foreground(photo, alpha)
+    est = edges.estimate_foreground(photo, alpha, radii=(90, 6))  # the published radii, wider than the ramp
     partial = (alpha > 25) & (alpha < 230)
     kept_error = np.abs(photo[partial].astype(int) - fg).mean()
     est_error = np.abs(est[partial].astype(int) - fg).mean()
@@ -109,6 +109,8 @@ def test_foreground_colour_is_recovered_where_alpha_is_partial() -> None:
     # A hard mask: nothing to estimate, and nothing is computed.
     hard = np.where(alpha > 127, 255, 0).astype(np.uint8)
     assert edges.estimate_foreground(photo, hard) is photo
+    # Too narrow a first pass sees no pure colour inside the ramp: decontaminate() widens it with the stretch.
+    assert np.abs(edges.estimate_foreground(photo, alpha, radii=(5, 3))[partial].astype(int) - fg).mean() > 20
 
 
 def test_decontaminate_changes_colour_outputs_only_and_never_the_alpha() -> None:
@@ -119,8 +121,8 @@ def test_decontaminate_changes_colour_outputs_only_and_never_the_alpha() -> None
     clean = render(photo, None, alpha, PostOptions(decontaminate=True), OutputOptions(), model_size=25).images[0][1]
     assert np.array_equal(plain[:, :, 3], clean[:, :, 3])
     partial = (alpha > 25) & (alpha < 230)
-    assert np.abs(clean[partial][:, :3].astype(int) - (200, 120, 40)).mean() < 10
-    assert not np.array_equal(plain[partial], clean[partial])
+    kept = np.abs(plain[partial][:, :3].astype(int) - (200, 120, 40)).mean()
+    assert np.abs(clean[partial][:, :3].astype(int) - (200, 120, 40)).mean() < 0.25 * kept
     mask = render(photo, None, alpha, PostOptions(decontaminate=True), OutputOptions(format="mask")).images[0][1]
     assert np.array_equal(mask, alpha)
     # On a new background the halo is gone: pasted on green, the partial pixels hold no blue.
@@ -130,7 +132,7 @@ def test_decontaminate_changes_colour_outputs_only_and_never_the_alpha() -> None
     # What should be there: the true foreground (200, 120, 40) over green.
     a = alpha[partial].astype(np.float32)[:, None] / 255
     want = a * np.array((200, 120, 40)) + (1 - a) * np.array((0, 255, 0))
-    assert np.abs(on_green[partial] - want).mean() < 3 < 20 < np.abs(plain_green[partial] - want).mean()
+    assert np.abs(on_green[partial] - want).mean() < 0.25 * np.abs(plain_green[partial] - want).mean()
 
 
 def test_decontaminate_keeps_the_colours_of_regions_the_model_is_unsure_of() -> None:
@@ -153,6 +155,8 @@ def test_matting_solves_the_band_on_a_known_edge() -> None:
     solved = closed_form_alpha(two_halves(), mask, band=3)
     assert (solved[:, :EDGE] >= 250).all() and (solved[:, EDGE:] <= 5).all()
     assert edge_error(solved) < 0.1 * edge_error(mask)
+    unsure = np.full((40, 100), 128, np.uint8)  # no sure foreground to solve from: left as it is
+    assert closed_form_alpha(two_halves(), unsure, band=3) is unsure
 
 
 def test_matting_warns_on_large_photos() -> None:

@@ -45,7 +45,9 @@ def closed_form_alpha(photo: np.ndarray, mask: np.ndarray, band: int) -> np.ndar
         raise UsageError(INSTALL_HINT) from None
     tri = trimap(mask, band)
     unknown = tri == 0.5
-    if not unknown.any() or unknown.all():  # nothing to solve, or nothing known to solve from
+    # Nothing to solve, or no sure foreground or background to solve from (a mask the model was
+    # unsure of everywhere): the mask stays as it is.
+    if not unknown.any() or not (tri == 1).any() or not (tri == 0).any():
         return mask
     alpha = estimate_alpha_cf(photo.astype(np.float64) / 255.0, tri)
     out = mask.copy()

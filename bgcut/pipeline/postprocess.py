@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..config import OutputOptions, PostOptions, parse_margin
-from .edges import estimate_foreground, outline_band, refine_edges
+from .edges import decontaminate, refine_edges
 from .matting import matting_cost
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (x1, y1 exclusive)
@@ -206,7 +206,7 @@ def render(
     raw_mask = refine_edges(rgb, raw_mask, model_size, post.refine, post.refine_eps)
     mask = apply_input_alpha(refine(raw_mask, post), input_alpha)
     if post.decontaminate and spec.pixels != "alpha":
-        rgb = estimate_foreground(rgb, mask, near=outline_band(mask, model_size))
+        rgb = decontaminate(rgb, mask, model_size)
     h, w = mask.shape
     box = bounding_box(mask, post.threshold)
     fraction = float(hard(mask, post.threshold).mean())

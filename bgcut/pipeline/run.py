@@ -209,7 +209,11 @@ def _same_key(path: str, folders: dict[str, str]) -> str:
 
 SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
 # Options added after the settings file was: the value that reproduces what came before them.
-SETTINGS_BEFORE_OPTION: dict[str, object] = {"--refine": "none", "--refine-eps": 1e-3, "--decontaminate": False}
+SETTINGS_BEFORE_OPTION: dict[str, object] = {
+    "--refine": "none",
+    "--refine-eps": PostOptions.refine_eps,  # no refinement: any value made the same outputs
+    "--decontaminate": False,
+}
 
 
 def _settings(run: RunOptions, out: OutputOptions, post: PostOptions) -> dict[str, object]:
