@@ -383,3 +383,32 @@ class PasteOptions:
         """What decides the pictures: a rerun into the same folder must agree on all of it."""
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``bgcut serve``: where it listens, and the limits that keep it alive under any load."""
+
+    host: str = "127.0.0.1"  # only this machine, unless told otherwise
+    port: int = 8000
+    max_batch: int | None = None  # requests run together; None: the engine's batch size (8 on a GPU)
+    max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
+    max_queue: int = 64  # requests waiting for the model; more are answered 503 with Retry-After
+    max_upload_mb: float = 32.0
+    max_pixels: int = 50_000_000
+    token: str | None = None  # if set, API calls need "Authorization: Bearer TOKEN"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise UsageError(f"--port {self.port}: expected 1 to 65535")
+        for flag, value in (
+            ("--max-batch", self.max_batch),
+            ("--max-queue", self.max_queue),
+            ("--max-pixels", self.max_pixels),
+        ):
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} {value}: must be at least 1")
+        if not 0 <= self.max_wait_ms <= 1000:
+            raise UsageError(f"--max-wait-ms {self.max_wait_ms}: expected 0 to 1000")
+        if not 0 < self.max_upload_mb <= 1024:
+            raise UsageError(f"--max-upload-mb {self.max_upload_mb}: expected more than 0, at most 1024")

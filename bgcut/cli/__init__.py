@@ -1,7 +1,7 @@
 """The ``bgcut`` command line: a thin Typer layer over the library.
 
-``bgcut INPUT... -o OUT`` runs ``remove``; ``models``, ``train``, ``eval`` and ``paste`` are
-commands beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
+``bgcut INPUT... -o OUT`` runs ``remove``; ``models``, ``train``, ``eval``, ``paste`` and
+``serve`` are commands beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ def root(
 
 
 def _register() -> None:
-    from . import evaluate, models, paste, remove, train
+    from . import evaluate, models, paste, remove, serve, train
 
     app.command("remove")(remove.remove_cli)
     app.add_typer(models.app, name="models")
     app.command("train")(train.train_cli)
     app.command("eval")(evaluate.eval_cli)
     app.command("paste")(paste.paste_cli)
+    app.command("serve")(serve.serve_cli)
 
 
 _register()

@@ -71,9 +71,13 @@ def _normalise(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.array(im), None
 
 
-def _open_file(source: str | os.PathLike[str]) -> Image.Image:
-    """Open (not yet decode) a local file or a URL; ``ImageError`` with the reason."""
+def _open_file(source: str | os.PathLike[str] | bytes) -> Image.Image:
+    """Open (not yet decode) a local file, a URL or bytes in memory; ``ImageError`` with the reason."""
     try:
+        if isinstance(source, bytes):  # an upload (bgcut serve)
+            if not source:
+                raise ImageError("empty file (0 bytes)")
+            return Image.open(io.BytesIO(source))
         if is_url(source):
             data = read_bytes(str(source))  # one request; PIL's many small seeks would each be one
             if not data:
@@ -124,8 +128,9 @@ def _reason(e: BaseException) -> str:
     return f"corrupt or unsupported file ({type(e).__name__}: {text})"
 
 
-def open_image(source: str | os.PathLike[str] | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode one image (a path, an fsspec URL or a PIL image); raises ``ImageError`` whose message is the reason.
+def open_image(source: str | os.PathLike[str] | bytes | Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode one image (a path, an fsspec URL, bytes or a PIL image); raises ``ImageError`` whose
+    message is the reason.
 
     Every failure is an ``ImageError``: a crafted file makes PIL raise nearly anything (``TypeError``
     from a TIFF without dimensions, ``IndexError`` from a truncated GIF's frame count), and one

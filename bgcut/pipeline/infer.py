@@ -78,6 +78,7 @@ class Predictor:
         dtype: torch.dtype,
         size: int | None = None,
         batch_size: int | None = None,
+        pad: bool = True,
     ) -> None:
         self.cfg = loaded.cfg
         self.model_name, self.sha256 = loaded.cfg.name, loaded.sha256
@@ -87,13 +88,16 @@ class Predictor:
         # convolution kernels chosen (and so the last bit of the result) depend on the batch
         # shape, and a mask must not change with the other files of its batch (errors, resume).
         self.batch_size = batch_size or default_batch_size(device, self.size)
+        # A server (bgcut serve) turns padding off: a lone request must not pay for a full batch,
+        # and its masks may then differ in the last bit with the requests they shared a batch with.
+        self.pad = pad
         # Batch norm folded into the convolutions, channels_last memory: both measured faster on
         # CPU and GPU, and neither changes the result beyond float rounding.
         module = fuse_conv_bn(loaded.module.eval())
         self.model = module.to(device).to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_options(cls, run: RunOptions) -> Predictor:
+    def from_options(cls, run: RunOptions, pad: bool = True) -> Predictor:
         """The model, device, precision and batch size that ``run`` asks for.
 
         Raises UsageError for a device or precision this machine lacks, and the model errors
@@ -102,7 +106,7 @@ class Predictor:
         device = pick_device(run.device)
         dtype = pick_dtype(run.precision, device)
         loaded = create_model(run.model, run.weights, device="cpu")
-        return cls(loaded, device, dtype, run.size, run.batch_size)
+        return cls(loaded, device, dtype, run.size, run.batch_size, pad)
 
     def prepare(self, rgb: np.ndarray) -> torch.Tensor:
         """A photo (H x W x 3 uint8) -> this model's input; decode workers call ``resize_for_model``
@@ -113,7 +117,7 @@ class Predictor:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> (B, 1, S, S) float32 in [0, 1], on the device."""
         n = batch.shape[0]
-        if n < self.batch_size:
+        if self.pad and n < self.batch_size:
             batch = torch.cat([batch, batch.new_zeros((self.batch_size - n, *batch.shape[1:]))])
         x = batch.to(self.device, non_blocking=True).float()
         x = normalise(x, self.cfg).contiguous(memory_format=torch.channels_last)

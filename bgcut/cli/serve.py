@@ -1,0 +1,71 @@
+"""``bgcut serve``: the HTTP API and web page (``pip install 'bgcut[serve]'``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..config import RunOptions, ServeOptions
+from ._common import DeviceOpt, ModelOpt, WeightsOpt, reported_errors
+
+SERVE, RUN = ServeOptions(), RunOptions()
+INSTALL_HINT = "bgcut serve needs its extra: pip install 'bgcut[serve]'"
+
+
+def serve_cli(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface; mind --token).")
+    ] = SERVE.host,
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = SERVE.port,
+    model: ModelOpt = RUN.model,
+    weights: WeightsOpt = RUN.weights,
+    device: DeviceOpt = RUN.device,
+    max_batch: Annotated[
+        int | None,
+        typer.Option("--max-batch", help="Requests run together in one forward pass (default: as bgcut remove)."),
+    ] = SERVE.max_batch,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", help="How long a request waits for others to batch with.")
+    ] = SERVE.max_wait_ms,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", help="Requests waiting for the model; more get 503 with Retry-After.")
+    ] = SERVE.max_queue,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload.")] = SERVE.max_upload_mb,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest image, in pixels.")] = SERVE.max_pixels,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="BGCUT_TOKEN", help="Require 'Authorization: Bearer TOKEN' on API calls."),
+    ] = SERVE.token,
+) -> None:
+    """Serve the HTTP API and a web page: POST /remove, GET /models, GET /health, docs at /docs.
+
+    Example: bgcut serve --port 8000, then open http://127.0.0.1:8000/ or
+    curl -F image=@photo.jpg 'http://127.0.0.1:8000/remove?format=png-alpha' > cut.png
+    """
+    with reported_errors():
+        opts = ServeOptions(
+            host=host,
+            port=port,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            max_upload_mb=max_upload_mb,
+            max_pixels=max_pixels,
+            token=token,
+        )
+        try:
+            import uvicorn
+
+            from ..serve.app import create_app
+        except ImportError:
+            from ..errors import UsageError
+
+            raise UsageError(INSTALL_HINT) from None
+        from ..pipeline.infer import Predictor
+
+        run = RunOptions(model=model, weights=weights, device=device, batch_size=opts.max_batch)
+        predictor = Predictor.from_options(run, pad=False)
+        app = create_app(opts, predictor)
+    typer.echo(f"bgcut serve: {predictor.model_name} on {predictor.device}, http://{opts.host}:{opts.port}/", err=True)
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")

@@ -1,0 +1,245 @@
+"""The HTTP API and the web page of ``bgcut serve`` (FastAPI on uvicorn: ``pip install 'bgcut[serve]'``).
+
+Per request: the upload is read with a size limit, decoded and resized for the model in a
+worker thread (never on the event loop), batched with other requests on the one model
+(``batcher.py``), then rendered and encoded in a worker thread with the same functions as
+the command line (``postprocess.render``, ``writer.encode``). Every failure is a 4xx or 5xx
+with a one-line JSON body ``{"error": "..."}``. No request names a path: ``bg`` is a colour
+only, and nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour
+from ..errors import ImageError, UsageError
+from ..models import list_models
+from ..pipeline.decode import Decoded, open_image
+from ..pipeline.infer import Predictor
+from ..pipeline.postprocess import Background, render
+from ..pipeline.writer import encode
+from .batcher import Batcher, Busy
+
+MEDIA_TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg"}
+RETRY_AFTER_S = 1
+
+
+class Refused(Exception):
+    """One request's failure: an HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
+
+
+@dataclass
+class Settings:
+    """One request's cut-out options, checked by the same options objects as the command line's."""
+
+    out: OutputOptions
+    post: PostOptions
+    bg: Background | None
+
+
+def _settings(params: dict[str, str]) -> Settings:
+    known = {"format", "bg", "margin", "threshold", "binary", "keep", "fill_holes", "erode", "dilate", "feather"}
+    known |= {"refine", "refine_eps", "decontaminate"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    bg = params.get("bg")
+    colour = parse_colour(bg) if bg else None
+    if bg and colour is None:  # never a path: a request must not make the server read a file
+        raise Refused(400, f"bg {bg!r}: expected a colour (white, #00ff00, 0,255,0)")
+    if params.get("refine") == "matting":
+        raise Refused(400, "refine 'matting' takes seconds per image: not offered by the server")
+
+    def number(name: str, kind: type, default: object) -> object:
+        try:
+            return kind(params[name]) if name in params else default
+        except ValueError:
+            raise Refused(400, f"{name} {params[name]!r}: expected a number") from None
+
+    def flag(name: str) -> bool:
+        return params.get(name, "false").lower() in ("1", "true", "yes", "on")
+
+    post_defaults = PostOptions()
+    try:
+        out = OutputOptions(format=params.get("format", "png-alpha"), margin=params.get("margin", "0"))
+        post = PostOptions(
+            threshold=number("threshold", float, post_defaults.threshold),  # type: ignore[arg-type]
+            binary=flag("binary"),
+            keep=params.get("keep", post_defaults.keep),
+            fill_holes=flag("fill_holes"),
+            erode=number("erode", int, post_defaults.erode),  # type: ignore[arg-type]
+            dilate=number("dilate", int, post_defaults.dilate),  # type: ignore[arg-type]
+            feather=number("feather", float, post_defaults.feather),  # type: ignore[arg-type]
+            refine=params.get("refine", post_defaults.refine),
+            refine_eps=number("refine_eps", float, post_defaults.refine_eps),  # type: ignore[arg-type]
+            decontaminate=flag("decontaminate"),
+        )
+    except UsageError as e:
+        raise Refused(400, str(e).removeprefix("--")) from None  # "threshold 2.0: must be ..."
+    return Settings(out, post, Background(color=colour) if colour else None)
+
+
+def _decode(data: bytes, max_pixels: int) -> Decoded:
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # the header alone: refuse a bomb before decoding it
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise Refused(400, "not an image, or a format PIL cannot identify") from None
+    if w * h > max_pixels:
+        raise Refused(413, f"{w}x{h} = {w * h} pixels is over the server's limit of {max_pixels}")
+    try:
+        return open_image(data, max_pixels)
+    except ImageError as e:
+        raise Refused(400, str(e)) from None
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The image: the ``image`` field of a multipart form, or the raw body; at most ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
+        raise Refused(413, f"upload of {int(declared)} bytes is over the limit of {limit}")
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=16)
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            raise Refused(400, "multipart upload without an 'image' file field")
+        data = await upload.read(limit + 1)
+    else:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, f"upload is over the limit of {limit} bytes")
+            chunks.append(chunk)
+        data = b"".join(chunks)
+    if len(data) > limit:
+        raise Refused(413, f"upload is over the limit of {limit} bytes")
+    if not data:
+        raise Refused(400, "empty upload: send the image as the body, or as the 'image' field of a form")
+    return data
+
+
+def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
+    """The application around one loaded model. ``bgcut serve`` runs it with uvicorn."""
+    limit = int(opts.max_upload_mb * 1024 * 1024)
+    max_batch = opts.max_batch or predictor.batch_size
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.batcher = Batcher(predictor, max_batch, opts.max_wait_ms / 1000, opts.max_queue)
+        try:
+            yield
+        finally:
+            app.state.batcher.close()
+
+    app = FastAPI(
+        title="bgcut",
+        summary="Cut the background out of images: one model, requests batched together.",
+        lifespan=lifespan,
+    )
+
+    def check_token(request: Request) -> None:
+        if opts.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {opts.token}".encode()):
+            raise Refused(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
+
+    @app.exception_handler(Refused)
+    async def refused(_request: Request, e: Refused) -> JSONResponse:
+        return JSONResponse({"error": e.message}, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {"msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first['msg']}" if where else first["msg"]}, status_code=422)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, object]:
+        """Liveness, the model, and the queue and batching so far."""
+        batcher: Batcher = request.app.state.batcher
+        stats = batcher.stats
+        return {
+            "status": "ok",
+            "model": predictor.model_name,
+            "device": str(predictor.device),
+            "waiting": batcher.waiting,
+            "max_queue": opts.max_queue,
+            "max_batch": max_batch,
+            "batches": stats.batches,
+            "requests": stats.requests,
+            "mean_batch": round(stats.mean_batch, 3),
+        }
+
+    @app.get("/models")
+    async def models(request: Request) -> dict[str, object]:
+        """The registered models, and the one this server runs."""
+        check_token(request)
+        return {"serving": predictor.model_name, "models": list_models(), "formats": list(FORMATS)}
+
+    @app.post(
+        "/remove",
+        responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}, "description": "The cut-out."}},
+        response_class=Response,
+    )
+    async def remove(request: Request) -> Response:
+        """Cut out one uploaded image (raw body, or the ``image`` field of a multipart form).
+
+        Query parameters are the command line's options: ``format`` (png-alpha, mask, crop, webp,
+        jpg), ``bg`` (a colour), ``threshold``, ``binary``, ``keep``, ``fill_holes``, ``erode``,
+        ``dilate``, ``feather``, ``margin``, ``refine`` (none, guided), ``refine_eps``,
+        ``decontaminate``.
+        """
+        check_token(request)
+        settings = _settings(dict(request.query_params))
+        data = await _body(request, limit)
+        decoded = await run_in_threadpool(_decode, data, opts.max_pixels)
+        model_input = await run_in_threadpool(predictor.prepare, decoded.rgb)
+        batcher: Batcher = request.app.state.batcher
+        try:
+            future = batcher.submit(model_input, decoded.rgb.shape[:2])
+        except Busy:
+            raise Refused(
+                503, "busy: the queue is full, try again shortly", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
+        mask = await asyncio.wrap_future(future)
+        body, media_type = await run_in_threadpool(_render, decoded, mask, settings, predictor.size)
+        return Response(body, media_type=media_type)
+
+    return app
+
+
+def _render(decoded: Decoded, mask: np.ndarray, settings: Settings, model_size: int) -> tuple[bytes, str]:
+    result = render(decoded.rgb, decoded.alpha, mask, settings.post, settings.out, settings.bg, model_size)
+    if not result.images:
+        raise Refused(422, "no foreground found: nothing to crop")
+    ext = settings.out.extension
+    return encode(result.images[0][1], ext, settings.out.png_compression), MEDIA_TYPES[ext]

@@ -1,0 +1,172 @@
+"""``bgcut serve``: the real app on uvicorn on 127.0.0.1, driven by a real HTTP client."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+from typer.testing import CliRunner
+
+from bgcut.cli import app as cli_app
+from bgcut.config import RunOptions, ServeOptions
+from bgcut.pipeline.infer import Predictor
+from bgcut.serve.app import create_app
+
+from .conftest import square_image
+
+
+@contextmanager
+def running(opts: ServeOptions, predictor: Predictor) -> Iterator[httpx.Client]:
+    server = uvicorn.Server(uvicorn.Config(create_app(opts, predictor), host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def predictor(luma_weights: Path) -> Predictor:
+    return Predictor.from_options(RunOptions(weights=str(luma_weights), device="cpu"), pad=False)
+
+
+@pytest.fixture(scope="module")
+def client(predictor: Predictor) -> Iterator[httpx.Client]:
+    with running(ServeOptions(max_wait_ms=2), predictor) as c:
+        yield c
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_models_docs_and_page(client: httpx.Client) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["model"] == "luma-test" and health["device"] == "cpu"
+    assert client.get("/models").json()["serving"] == "luma-test"
+    assert "/remove" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="files"' in page.text and "/remove?" in page.text
+
+
+def test_remove_matches_the_command_line_byte_for_byte(
+    client: httpx.Client, tmp_path: Path, luma_weights: Path
+) -> None:
+    arr = square_image()
+    data = png_bytes(arr)
+    raw = client.post("/remove", content=data)
+    assert raw.status_code == 200 and raw.headers["content-type"] == "image/png"
+    form = client.post("/remove", files={"image": ("x.png", data, "image/png")})
+    assert form.content == raw.content
+    cut = np.asarray(Image.open(io.BytesIO(raw.content)))
+    assert cut.shape == (60, 80, 4) and cut[30, 40, 3] == 255 and cut[0, 0, 3] == 0
+    (tmp_path / "x.png").write_bytes(data)
+    res = CliRunner().invoke(
+        cli_app, [str(tmp_path / "x.png"), "-o", str(tmp_path / "cli.png"), "-w", str(luma_weights)]
+    )
+    assert res.exit_code == 0 and (tmp_path / "cli.png").read_bytes() == raw.content
+
+
+def test_options_are_the_command_lines(client: httpx.Client) -> None:
+    data = png_bytes(square_image())
+    jpg = client.post("/remove", params={"format": "jpg", "bg": "#00ff00"}, content=data)
+    assert jpg.headers["content-type"] == "image/jpeg"
+    corner = np.asarray(Image.open(io.BytesIO(jpg.content)))[2, 2]
+    assert abs(int(corner[1]) - 255) < 8 and corner[0] < 8 and corner[2] < 8
+    mask = client.post("/remove", params={"format": "mask", "binary": "true"}, content=data)
+    values = set(np.unique(np.asarray(Image.open(io.BytesIO(mask.content)))).tolist())
+    assert values == {0, 255}
+    crop = client.post("/remove", params={"format": "crop", "margin": "2"}, content=data)
+    assert Image.open(io.BytesIO(crop.content)).size == (44, 34)  # the 40 x 30 square and 2 px around
+
+
+@pytest.mark.parametrize(
+    ("params", "body", "status", "error"),
+    [
+        ({}, b"", 400, "empty upload: send the image as the body, or as the 'image' field of a form"),
+        ({}, b"not an image", 400, "not an image, or a format PIL cannot identify"),
+        ({"bg": "/etc/passwd"}, None, 400, "bg '/etc/passwd': expected a colour (white, #00ff00, 0,255,0)"),
+        ({"format": "gif"}, None, 400, "format 'gif': expected one of png-alpha, mask, crop, webp, jpg"),
+        ({"threshold": "2"}, None, 400, "threshold 2.0: must be a number from 0 to 1"),
+        ({"threshold": "x"}, None, 400, "threshold 'x': expected a number"),
+        ({"path": "/tmp/x"}, None, 400, "unknown parameter 'path'"),
+        ({"refine": "matting"}, None, 400, "refine 'matting' takes seconds per image: not offered by the server"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_one_line(
+    client: httpx.Client, params: dict[str, str], body: bytes | None, status: int, error: str
+) -> None:
+    reply = client.post("/remove", params=params, content=png_bytes(square_image()) if body is None else body)
+    assert reply.status_code == status
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json()["error"].startswith(error) and "\n" not in reply.json()["error"]
+
+
+def test_limits_and_token(predictor: Predictor) -> None:
+    opts = ServeOptions(max_upload_mb=0.01, max_pixels=5000, token="s3cret")
+    with running(opts, predictor) as c:
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.post("/remove", content=png_bytes(square_image())).status_code == 401
+        assert c.get("/models").status_code == 401 and c.get("/health").status_code == 200
+        ok = c.post("/remove", content=png_bytes(square_image()), headers=auth)
+        assert ok.status_code == 200
+        big = c.post("/remove", content=b"\0" * 20_000, headers=auth)
+        assert big.status_code == 413 and "over the limit of 10485 bytes" in big.json()["error"]
+        bomb = c.post("/remove", content=png_bytes(np.zeros((100, 100, 3), np.uint8)), headers=auth)
+        assert bomb.status_code == 413
+        assert bomb.json()["error"] == "100x100 = 10000 pixels is over the server's limit of 5000"
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_result(predictor: Predictor) -> None:
+    sizes = [(60 + 4 * i, 40 + 2 * i) for i in range(8)]
+    with running(ServeOptions(max_wait_ms=300, max_batch=8), predictor) as c:
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda s: c.post("/remove", content=png_bytes(square_image(s))), sizes))
+        for size, reply in zip(sizes, replies, strict=True):
+            assert reply.status_code == 200 and Image.open(io.BytesIO(reply.content)).size == size
+        health = c.get("/health").json()
+    assert health["requests"] == 8 and health["batches"] < 8  # some ran together
+
+
+def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = Predictor.from_options(RunOptions(weights=None, device="cpu"), pad=False)
+    real = slow.masks
+
+    def masks(inputs, sizes):  # noqa: ANN001, ANN202 - the model, made slow
+        time.sleep(0.5)
+        return real(inputs, sizes)
+
+    monkeypatch.setattr(slow, "masks", masks)
+    with running(ServeOptions(max_wait_ms=0, max_batch=1, max_queue=1), slow) as c, ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: c.post("/remove", content=png_bytes(square_image())), range(6)))
+    codes = sorted(r.status_code for r in replies)
+    assert codes[0] == 200 and codes[-1] == 503, codes
+    busy = next(r for r in replies if r.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and json.loads(busy.content)["error"].startswith("busy")
+
+
+def test_serve_bad_options_are_one_line() -> None:
+    res = CliRunner().invoke(cli_app, ["serve", "--port", "0"])
+    assert res.exit_code == 2 and res.output == "bgcut: error: --port 0: expected 1 to 65535\n"
