@@ -166,10 +166,15 @@ def _edge_box(mask: np.ndarray, reach: int) -> tuple[tuple[int, int], tuple[int,
     )
 
 
+def _stretch(mask: np.ndarray, model_size: int | None) -> float:
+    """Photo pixels per model pixel: how far a ``model_size`` px model's mask was stretched (at
+    least 1; ``model_size`` None: the mask is the photo's own size)."""
+    return max(1.0, max(mask.shape) / model_size) if model_size else 1.0
+
+
 def outline_band(mask: np.ndarray, model_size: int | None) -> int:
     """How far from the outline ``--decontaminate`` recolours: the guided filter's reach, in photo px."""
-    stretch = max(1.0, max(mask.shape) / model_size) if model_size else 1.0
-    return max(3, round(2 * GUIDED_RADIUS * stretch))
+    return max(3, round(2 * GUIDED_RADIUS * _stretch(mask, model_size)))
 
 
 def decontaminate(photo: np.ndarray, alpha: np.ndarray, model_size: int | None) -> np.ndarray:
@@ -194,7 +199,7 @@ def refine_edges(
     ``radius_px`` and ``samples`` are the guided filter's geometry in model pixels (see above)."""
     if method == "none":
         return mask
-    stretch = max(1.0, max(mask.shape) / model_size) if model_size else 1.0  # photo px per model px
+    stretch = _stretch(mask, model_size)
     if method == "guided":
         radius = max(1, round(radius_px * stretch))
         factor = max(1, round(stretch / samples))
