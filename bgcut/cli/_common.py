@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from ..config import REFINE
 from ..errors import BgcutError, UsageError
 
 
@@ -145,4 +147,18 @@ SizeOpt = Annotated[
 ]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
+]
+Refine = Enum("Refine", {name: name for name in REFINE}, type=str)  # type: ignore[misc]
+RefineOpt = Annotated[
+    Refine,
+    typer.Option(
+        "--refine",
+        help="The mask's edge at full resolution: none (the model's mask, upsampled), guided (moved onto the photo's own edges by a guided filter), matting (closed-form alpha matting around the edge: slow, pip install 'bgcut[matting]').",
+    ),
+]
+RefineEpsOpt = Annotated[
+    float,
+    typer.Option(
+        "--refine-eps", min=0.0, max=1.0, help="--refine guided: smaller follows the photo's edges more closely."
+    ),
 ]

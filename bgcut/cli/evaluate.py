@@ -9,7 +9,17 @@ from typing import Annotated
 import typer
 
 from ..config import DEFAULT_MODEL, PostOptions, RunOptions
-from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, WorkersOpt, reported_errors
+from ._common import (
+    DeviceOpt,
+    ModelOpt,
+    Refine,
+    RefineEpsOpt,
+    RefineOpt,
+    SizeOpt,
+    WeightsOpt,
+    WorkersOpt,
+    reported_errors,
+)
 
 RUN, POST = RunOptions(), PostOptions()  # the defaults of `bgcut remove`: eval scores what users get
 
@@ -38,12 +48,8 @@ def eval_cli(
         Path | None,
         typer.Option("--save-masks", help="Keep the predicted masks here (to cross-check with other scorers)."),
     ] = None,
-    refine: Annotated[
-        str, typer.Option("--refine", help="Edge refinement, as `bgcut remove --refine` (default: the same).")
-    ] = POST.refine,
-    refine_eps: Annotated[
-        float, typer.Option("--refine-eps", help="As `bgcut remove --refine-eps`.")
-    ] = POST.refine_eps,
+    refine: RefineOpt = Refine(POST.refine),
+    refine_eps: RefineEpsOpt = POST.refine_eps,
     colour: Annotated[
         Path | None,
         typer.Option(
@@ -66,7 +72,7 @@ def eval_cli(
     from ..evaluate import evaluate, evaluate_colour
 
     with reported_errors():
-        post = PostOptions(refine=refine, refine_eps=refine_eps)
+        post = PostOptions(refine=refine.value, refine_eps=refine_eps)
         colour_result = evaluate_colour(images, masks, colour) if colour is not None else None
         result = evaluate(
             images,
@@ -81,7 +87,11 @@ def eval_cli(
             post=post,
         )
     if as_json:
-        data = {"model": str(weights) if weights else model or DEFAULT_MODEL, "refine": refine, **result.to_dict()}
+        data = {
+            "model": str(weights) if weights else model or DEFAULT_MODEL,
+            "refine": refine.value,
+            **result.to_dict(),
+        }
         if colour_result is not None:
             data["colour"] = colour_result.to_dict()
         typer.echo(json.dumps(data))

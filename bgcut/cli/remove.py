@@ -13,7 +13,6 @@ from ..config import (
     FORMATS,
     KEEP,
     PRECISIONS,
-    REFINE,
     OutputOptions,
     PostOptions,
     RunOptions,
@@ -25,6 +24,9 @@ from ._common import (
     DeviceOpt,
     ModelOpt,
     QuietOpt,
+    Refine,
+    RefineEpsOpt,
+    RefineOpt,
     SizeOpt,
     WeightsOpt,
     WorkersOpt,
@@ -38,7 +40,6 @@ from ._common import (
 # The choices come from config.py, and so do the defaults: one place says what a run does by default.
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 Keep = Enum("Keep", {name: name for name in KEEP}, type=str)  # type: ignore[misc]
-Refine = Enum("Refine", {name: name for name in REFINE}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
 RUN, OUT, POST = RunOptions(), OutputOptions(), PostOptions()
 
@@ -99,19 +100,8 @@ def remove_cli(
     feather: Annotated[
         float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")
     ] = POST.feather,
-    refine: Annotated[
-        Refine,
-        typer.Option(
-            "--refine",
-            help="The mask's edge at full resolution: none (the model's mask, upsampled), guided (moved onto the photo's own edges by a guided filter), matting (closed-form alpha matting around the edge: slow, pip install 'bgcut[matting]').",
-        ),
-    ] = Refine(POST.refine),
-    refine_eps: Annotated[
-        float,
-        typer.Option(
-            "--refine-eps", min=0.0, max=1.0, help="--refine guided: smaller follows the photo's edges more closely."
-        ),
-    ] = POST.refine_eps,
+    refine: RefineOpt = Refine(POST.refine),
+    refine_eps: RefineEpsOpt = POST.refine_eps,
     decontaminate: Annotated[
         bool,
         typer.Option(
