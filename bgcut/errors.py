@@ -32,6 +32,14 @@ class ImageError(BgcutError, ValueError):
     """One input image cannot be read or decoded; the reason is in the message."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image with more pixels than the limit allows (refused from its header, before decoding)."""
+
+    def __init__(self, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{width}x{height} = {width * height} pixels is over the limit of {limit} (--max-pixels)")
+        self.width, self.height, self.limit = width, height, limit
+
+
 class StorageError(BgcutError, OSError):
     """A bucket or remote folder cannot be listed or written (credentials, permissions, network)."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageError
+from ..errors import ImageError, ImageTooLargeError
 from .storage import is_url, read_bytes
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -154,7 +154,7 @@ def _decode_opened(im: Image.Image, max_pixels: int) -> Decoded:
     warning = None
     w, h = im.size
     if w * h > max_pixels:
-        raise ImageError(f"{w}x{h} = {w * h} pixels is over the limit of {max_pixels} (--max-pixels)")
+        raise ImageTooLargeError(w, h, max_pixels)
     if w <= 0 or h <= 0:
         raise ImageError(f"corrupt header (image size {w}x{h})")
     frames = getattr(im, "n_frames", 1)

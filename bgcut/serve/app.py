@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, ImageTooLargeError, UsageError
 from ..models import list_models
 from ..pipeline.decode import Decoded, open_image
 from ..pipeline.infer import Predictor
@@ -56,9 +54,25 @@ class Settings:
     bg: Background | None
 
 
+OUTPUT_PARAMS = ("format", "bg", "margin")
+POST_DEFAULTS = PostOptions()
+# Every PostOptions field is a parameter of the same name; its default's type says how to read it.
+POST_PARAMS = {f.name: getattr(POST_DEFAULTS, f.name) for f in fields(PostOptions)}
+
+
+def _post_value(name: str, text: str, default: object) -> object:
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, (int, float)):
+        try:
+            return type(default)(text)
+        except ValueError:
+            raise Refused(400, f"{name} {text!r}: expected a number") from None
+    return text
+
+
 def _settings(params: dict[str, str]) -> Settings:
-    known = {"format", "bg", "margin", "threshold", "binary", "keep", "fill_holes", "erode", "dilate", "feather"}
-    known |= {"refine", "refine_eps", "decontaminate"}
+    known = {*OUTPUT_PARAMS, *POST_PARAMS}
     unknown = sorted(set(params) - known)
     if unknown:
         raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
@@ -68,31 +82,13 @@ def _settings(params: dict[str, str]) -> Settings:
         raise Refused(400, f"bg {bg!r}: expected a colour (white, #00ff00, 0,255,0)")
     if params.get("refine") == "matting":
         raise Refused(400, "refine 'matting' takes seconds per image: not offered by the server")
-
-    def number(name: str, kind: type, default: object) -> object:
-        try:
-            return kind(params[name]) if name in params else default
-        except ValueError:
-            raise Refused(400, f"{name} {params[name]!r}: expected a number") from None
-
-    def flag(name: str) -> bool:
-        return params.get(name, "false").lower() in ("1", "true", "yes", "on")
-
-    post_defaults = PostOptions()
+    given = {name: _post_value(name, params[name], default) for name, default in POST_PARAMS.items() if name in params}
+    out_defaults = OutputOptions()
     try:
-        out = OutputOptions(format=params.get("format", "png-alpha"), margin=params.get("margin", "0"))
-        post = PostOptions(
-            threshold=number("threshold", float, post_defaults.threshold),  # type: ignore[arg-type]
-            binary=flag("binary"),
-            keep=params.get("keep", post_defaults.keep),
-            fill_holes=flag("fill_holes"),
-            erode=number("erode", int, post_defaults.erode),  # type: ignore[arg-type]
-            dilate=number("dilate", int, post_defaults.dilate),  # type: ignore[arg-type]
-            feather=number("feather", float, post_defaults.feather),  # type: ignore[arg-type]
-            refine=params.get("refine", post_defaults.refine),
-            refine_eps=number("refine_eps", float, post_defaults.refine_eps),  # type: ignore[arg-type]
-            decontaminate=flag("decontaminate"),
+        out = OutputOptions(
+            format=params.get("format", out_defaults.format), margin=params.get("margin", out_defaults.margin)
         )
+        post = PostOptions(**given)  # type: ignore[arg-type]
     except UsageError as e:
         raise Refused(400, str(e).removeprefix("--")) from None  # "threshold 2.0: must be ..."
     return Settings(out, post, Background(color=colour) if colour else None)
@@ -100,14 +96,11 @@ def _settings(params: dict[str, str]) -> Settings:
 
 def _decode(data: bytes, max_pixels: int) -> Decoded:
     try:
-        with Image.open(io.BytesIO(data)) as im:  # the header alone: refuse a bomb before decoding it
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise Refused(400, "not an image, or a format PIL cannot identify") from None
-    if w * h > max_pixels:
-        raise Refused(413, f"{w}x{h} = {w * h} pixels is over the server's limit of {max_pixels}")
-    try:
-        return open_image(data, max_pixels)
+        return open_image(data, max_pixels)  # the pixel limit is checked on the header, before decoding
+    except ImageTooLargeError as e:
+        raise Refused(
+            413, f"{e.width}x{e.height} = {e.width * e.height} pixels is over the server's limit of {e.limit}"
+        ) from None
     except ImageError as e:
         raise Refused(400, str(e)) from None
 
