@@ -287,6 +287,79 @@ class RunOptions:
             raise UsageError(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N")
 
 
+@dataclass(frozen=True)
+class VideoFormat:
+    """One video output kind, declared once (``VIDEO_FORMATS``): the CLI's choices and help, the
+    frame renderer and the video writer all read it."""
+
+    name: str
+    extension: str  # the file written; "" for a folder of numbered images
+    codec: str | None  # FFmpeg encoder
+    pix_fmt: str | None  # the encoder's pixel format: a "yuva" one carries alpha
+    # What each frame's pixels hold, as ``Format.pixels``: "cutout" RGBA, "alpha" the mask,
+    # "flat" RGB on --bg (white by default); "image": each frame rendered in --format.
+    pixels: str
+    audio: tuple[str, ...]  # audio codecs the container holds: the input's audio is copied when it is one
+    help: str
+
+
+VIDEO_FORMATS: dict[str, VideoFormat] = {
+    f.name: f
+    for f in (
+        VideoFormat("webm", ".webm", "libvpx-vp9", "yuva420p", "cutout", ("opus", "vorbis"), "transparent VP9 in WebM"),
+        VideoFormat(
+            "mov",
+            ".mov",
+            "prores_ks",
+            "yuva444p10le",
+            "cutout",
+            ("aac", "mp3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"),
+            "transparent ProRes 4444 in MOV (large files, for editing)",
+        ),
+        VideoFormat(
+            "mp4",
+            ".mp4",
+            "libx264",
+            "yuv420p",
+            "flat",
+            ("aac", "mp3", "alac", "opus"),
+            "H.264 on --bg (white by default)",
+        ),
+        VideoFormat("mask", ".mp4", "libx264", "yuv420p", "alpha", (), "the mask as greyscale H.264"),
+        VideoFormat("frames", "", None, None, "image", (), "a folder of numbered images (000000.png...) in --format"),
+    )
+}
+DEFAULT_VIDEO_FORMAT = "webm"
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """What is written for each input video (``bgcut/video``)."""
+
+    format: str = DEFAULT_VIDEO_FORMAT
+    # Steadying of the mask from one frame to the next (video/stability.py): 0 is off; s in
+    # (0, 1) keeps that share of the previous frame's mask where the new one differs only a little.
+    steady: float = 0.0
+    quality: int = 20  # the encoders' constant-quality level (CRF; lower is better and larger)
+
+    def __post_init__(self) -> None:
+        if self.format not in VIDEO_FORMATS:
+            raise UsageError(f"--video-format {self.format!r}: expected one of {', '.join(VIDEO_FORMATS)}")
+        if not 0.0 <= self.steady < 1.0:  # also refuses nan
+            raise UsageError(f"--steady {self.steady}: must be from 0 (off) up to, not including, 1")
+        if not 0 <= self.quality <= 51:
+            raise UsageError(f"--video-quality {self.quality}: must be from 0 to 51")
+
+    @property
+    def spec(self) -> VideoFormat:
+        return VIDEO_FORMATS[self.format]
+
+
+def video_format_help() -> str:
+    kinds = "; ".join(f"{n}: {f.help}" for n, f in VIDEO_FORMATS.items())
+    return f"What a video input becomes. {kinds}. Default: {DEFAULT_VIDEO_FORMAT}."
+
+
 @dataclass
 class TrainConfig:
     """One training run (``bgcut train``); the command's defaults are these."""

@@ -40,6 +40,10 @@ class ImageTooLargeError(ImageError):
         self.width, self.height, self.limit = width, height, limit
 
 
+class VideoError(ImageError):
+    """One input video cannot be read, decoded or written; the reason is in the message."""
+
+
 class StorageError(BgcutError, OSError):
     """A bucket or remote folder cannot be listed or written (credentials, permissions, network)."""
 

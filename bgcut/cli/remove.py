@@ -13,12 +13,15 @@ from ..config import (
     FORMATS,
     KEEP,
     PRECISIONS,
+    VIDEO_FORMATS,
     OutputOptions,
     PostOptions,
     RunOptions,
+    VideoOptions,
     format_for_file,
     format_help,
     parse_shard,
+    video_format_help,
 )
 from ._common import (
     DeviceOpt,
@@ -41,7 +44,8 @@ from ._common import (
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 Keep = Enum("Keep", {name: name for name in KEEP}, type=str)  # type: ignore[misc]
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
-RUN, OUT, POST = RunOptions(), OutputOptions(), PostOptions()
+VideoFormatChoice = Enum("VideoFormatChoice", {name: name for name in VIDEO_FORMATS}, type=str)  # type: ignore[misc]
+RUN, OUT, POST, VIDEO = RunOptions(), OutputOptions(), PostOptions(), VideoOptions()
 
 
 def remove_cli(
@@ -109,6 +113,22 @@ def remove_cli(
             help="Colour outputs: estimate the object's own colour where the alpha is partial (hair, blur), so the old background does not show as a halo.",
         ),
     ] = POST.decontaminate,
+    video_format: Annotated[
+        VideoFormatChoice, typer.Option("--video-format", help=video_format_help())
+    ] = VideoFormatChoice(VIDEO.format),
+    steady: Annotated[
+        float,
+        typer.Option(
+            "--steady",
+            min=0.0,
+            max=0.99,
+            help="Videos: steady the mask from frame to frame, keeping up to this share (0-0.99) of the last frame's mask where the new one differs only a little; 0 is off (bench/RESULTS.md measures it).",
+        ),
+    ] = VIDEO.steady,
+    video_quality: Annotated[
+        int,
+        typer.Option("--video-quality", min=0, max=51, help="Videos: the encoder's CRF (lower: better, larger)."),
+    ] = VIDEO.quality,
     margin: Annotated[
         str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
     ] = OUT.margin,
@@ -193,7 +213,8 @@ def remove_cli(
 ) -> None:
     """Cut the background out of images: bgcut INPUT... -o OUT [--format FORMAT].
 
-    INPUT is any mix of image files, folders (walked recursively; hidden files and the
+    INPUT is any mix of image files, video files (mp4, mov, webm, mkv, avi: each becomes a
+    --video-format output; pip install 'bgcut[video]'), folders (walked recursively; hidden files and the
     output folder are skipped; the tree is reproduced under OUT) and - (stdin: the bytes of
     one image, or paths one per line, or NUL-separated with -0); files, folders and OUT may be
     fsspec URLs (s3://, gs://, ...). Outputs are named after their input (photos/a/b.jpg ->
@@ -215,6 +236,8 @@ def remove_cli(
       bgcut ./photos -o ./out --format png-alpha
 
       bgcut photo.jpg -o photo-cut.png
+
+      bgcut clip.mp4 -o out --video-format mp4 --bg '#00ff00'
 
       find . -name '*.jpg' -print0 | bgcut -0 - -o cutouts --format crop --margin 5%
 
@@ -257,12 +280,14 @@ def remove_cli(
                 refine_eps=refine_eps,
                 decontaminate=decontaminate,
             )
+            video = VideoOptions(format=video_format.value, steady=steady, quality=video_quality)
             summary = remove_backgrounds(
                 inputs,
                 output,
                 run,
                 out,
                 post,
+                video=video,
                 stdin_lines=stdin.lines,
                 stdin_image=stdin.image,
                 progress=False if quiet else None,

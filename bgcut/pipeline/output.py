@@ -43,6 +43,7 @@ class Row:
     model: str | None = None
     weights_sha256: str | None = None
     warning: str | None = None
+    frames: int | None = None  # a video's frames written; left out of image rows' manifest lines
 
 
 @dataclass

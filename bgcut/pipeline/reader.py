@@ -32,6 +32,13 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".ico"}
     | {".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
 )
+# Folders are walked for both; a video becomes a clip of frames (bgcut/video), not one image.
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+
+
+def is_video(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
                 is_dir = False
             if is_dir:
                 subdirs.append((path, rel / entry.name))
-            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+            elif Path(entry.name).suffix.lower() in INPUT_EXTENSIONS:
                 try:
                     dangling = entry.is_symlink() and not path.exists()
                 except OSError:  # a folder we may list but not enter: the decoder says why, per file

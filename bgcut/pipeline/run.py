@@ -24,7 +24,7 @@ from typing import BinaryIO, TextIO
 import torch
 from tqdm import tqdm
 
-from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
+from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
 from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
 from ..errors import UsageError
@@ -33,7 +33,7 @@ from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
 from .output import STDOUT, Job, OutputStage, Row, is_file_target
-from .reader import Source, list_sources, shard_of
+from .reader import VIDEO_EXTENSIONS, Source, is_video, list_sources, shard_of
 from .storage import append_lines, is_url, same_place
 from .writer import sweep_temporaries
 
@@ -62,12 +62,26 @@ class RunSummary:
     def ok(self) -> bool:
         return self.failed == 0 and not self.interrupted and self.manifest_error is None and not self.no_inputs
 
+    @property
+    def video_frames(self) -> tuple[int, int]:
+        """(videos done, their frames): a video is one row but many images' work."""
+        done = [r.frames for r in self.rows if r.frames is not None and r.status == "done"]
+        return len(done), sum(done)
+
     def line(self) -> str:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
         if self.empty:
             parts.insert(1, f"{self.empty} with no foreground")
         tail = " (interrupted)" if self.interrupted else ""
-        return f"bgcut: {', '.join(parts)} in {self.seconds:.1f}s ({self.images_per_second:.2f} images/s){tail}"
+        videos, frames = self.video_frames
+        if not frames:
+            rate = f"{self.images_per_second:.2f} images/s"
+        else:
+            per_s = 1 / self.seconds if self.seconds > 0 else 0.0
+            rate = f"{frames} video frames, {frames * per_s:.2f} frames/s"
+            if self.processed > videos:
+                rate = f"{(self.processed - videos) * per_s:.2f} images/s; " + rate
+        return f"bgcut: {', '.join(parts)} in {self.seconds:.1f}s ({rate}){tail}"
 
 
 def _stderr(msg: str) -> None:
@@ -91,11 +105,14 @@ def printable(text: str) -> str:
 def _json_line(row: Row) -> str:
     """One manifest line, UTF-8 where the text allows; a non-UTF-8 file name is written with
     JSON escapes (``"\\udcff"``), which ``json.loads`` + ``os.fsencode`` turn back into its bytes."""
-    line = json.dumps(asdict(row), ensure_ascii=False)
+    fields = asdict(row)
+    if fields["frames"] is None:  # an image: its line is as it was before videos
+        del fields["frames"]
+    line = json.dumps(fields, ensure_ascii=False)
     try:
         line.encode("utf-8")
     except UnicodeEncodeError:
-        line = json.dumps(asdict(row), ensure_ascii=True)
+        line = json.dumps(fields, ensure_ascii=True)
     return line + "\n"
 
 
@@ -213,10 +230,13 @@ SETTINGS_BEFORE_OPTION: dict[str, object] = {
     "--refine": "none",
     "--refine-eps": PostOptions.refine_eps,  # no refinement: any value made the same outputs
     "--decontaminate": False,
+    "--video-format": VideoOptions.format,
+    "--steady": VideoOptions.steady,
+    "--video-quality": VideoOptions.quality,
 }
 
 
-def _settings(run: RunOptions, out: OutputOptions, post: PostOptions) -> dict[str, object]:
+def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: VideoOptions) -> dict[str, object]:
     """What decides an output's content: a folder holds outputs of one kind (see ``_check_settings``)."""
     model = str(Path(run.weights).resolve()) if run.weights else run.model or DEFAULT_MODEL
     return {
@@ -229,10 +249,13 @@ def _settings(run: RunOptions, out: OutputOptions, post: PostOptions) -> dict[st
         "--per-object": out.per_object,
         "--min-area": out.min_area,
         **{f"--{k.replace('_', '-')}": v for k, v in asdict(post).items()},
+        "--video-format": video.format,
+        "--steady": video.steady,
+        "--video-quality": video.quality,
     }
 
 
-def _check_settings(engine: OutputStage, output: str) -> bytes | None:
+def _check_settings(engine: OutputStage, output: str, video: VideoOptions) -> bytes | None:
     """Resume by name is only right when the old outputs were made the same way.
 
     The folder keeps the settings of the run that filled it (``.bgcut-settings.json``). A run
@@ -242,7 +265,7 @@ def _check_settings(engine: OutputStage, output: str) -> bytes | None:
     """
     if engine.dest is None:
         return None
-    wanted = _settings(engine.run, engine.out, engine.post)
+    wanted = _settings(engine.run, engine.out, engine.post, video)
     try:
         found = engine.dest.read(SETTINGS_FILE)
         before = json.loads(found) if found else None
@@ -267,6 +290,7 @@ def remove_backgrounds(
     out: OutputOptions | None = None,
     post: PostOptions | None = None,
     *,
+    video: VideoOptions | None = None,
     stdin_lines: Iterable[str] | None = None,
     stdin_image: str | None = None,
     progress: bool | None = None,
@@ -277,7 +301,10 @@ def remove_backgrounds(
     input), or ``"-"`` for stdout. ``"-"`` among the inputs reads ``stdin_lines`` (paths), or is
     the image in the file ``stdin_image``.
 
-    Returns the summary with one row per input; never raises for a bad image.
+    Videos among the inputs (``reader.VIDEO_EXTENSIONS``) become what ``video`` says, one
+    output each, after the images (``bgcut/video``).
+
+    Returns the summary with one row per input; never raises for a bad image or video.
 
     Raises:
         UsageError: options that do not fit together, the output folder is an input or a file,
@@ -285,6 +312,7 @@ def remove_backgrounds(
         UnknownModelError, WeightsUnavailableError, ChecksumError, WeightsMismatchError: the model.
     """
     run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
+    video = video or VideoOptions()
     output = str(output)
     started = time.time()
     if run.engine == "ray" and output == STDOUT:
@@ -300,6 +328,8 @@ def remove_backgrounds(
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
     if engine.to_file is not None and found != 1:
         raise UsageError(f"-o {output} names one output file, but the inputs name {found} images; give a folder")
+    if any(is_video(s.path) for s in listing.sources):
+        _check_video_output(engine, output, out)
     if not engine.to_stdout:
         _check_output_not_input(inputs, output)
         _check_no_output_is_an_input(engine, listing.sources)
@@ -311,7 +341,7 @@ def remove_backgrounds(
         summary.no_inputs = True
         log(f"bgcut: error: no input images: {printable(', '.join(inputs) or '-')} hold no image files")
         return summary
-    settings = _check_settings(engine, output)
+    settings = _check_settings(engine, output, video)
     manifest = _Manifest(manifest_path(run), log)
 
     def record(row: Row) -> None:
@@ -337,13 +367,18 @@ def remove_backgrounds(
             log(f"bgcut: warning: {printable(warning)}")
         for arg, reason in listing.errors:
             record(Row(arg, status="failed", error=reason))
-        pending = []
+        pending, videos = [], []
         for source in listing.sources:
-            if engine.finished(source):
+            if is_video(source.path):
+                if (row := _video_not_started(engine, source, video)) is not None:
+                    record(row)
+                else:
+                    videos.append(source)
+            elif engine.finished(source):
                 record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
             else:
                 pending.append(source)
-        if pending:
+        if pending or videos:
             # The model before anything is written: weights that cannot be used leave OUT as it was.
             if run.engine == "ray":
                 model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
@@ -354,7 +389,10 @@ def remove_backgrounds(
                 with contextlib.suppress(OSError):
                     engine.dest.write(SETTINGS_FILE, settings)
             if isinstance(model, Predictor):
-                _process(engine, model, pending, record, progress, summary)
+                if pending:
+                    _process(engine, model, pending, record, progress, summary)
+                if videos and not summary.interrupted:
+                    _process_videos(engine, model, videos, video, record, progress)
             else:
                 _process_ray(engine, model, pending, record, summary)
     except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
@@ -432,6 +470,68 @@ def _process(
                 batches.close,  # shuts the decode worker processes down
                 bar.close,
             )
+
+
+def _check_video_output(engine: OutputStage, output: str, out: OutputOptions) -> None:
+    """Where a video can go: a local folder (its output is renamed into place when complete)."""
+    if engine.to_stdout or engine.to_file is not None:
+        raise UsageError(f"-o {output}: a video's output is a video file or a folder of frames; give a folder")
+    if not is_url(output) and Path(output).suffix.lower() in VIDEO_EXTENSIONS and not Path(output).is_dir():
+        raise UsageError(f"-o {output}: videos are written into a folder (as NAME.webm ...); give a folder")
+    if out.per_object:
+        raise UsageError("--per-object writes several files per image; it cannot apply to a video's frames")
+
+
+def _video_not_started(engine: OutputStage, source: Source, video: VideoOptions) -> Row | None:
+    """The row of a video that is not to be processed (finished already, or unable to be), else None."""
+    from ..video.run import output_name
+
+    if engine.run.engine == "ray":
+        return Row(source.display, status="failed", error="videos run on the local engine: leave out --engine ray")
+    if is_url(source.path) or engine.dest is None or engine.dest.remote:
+        return Row(source.display, status="failed", error="videos are read from and written to local files")
+    name = output_name(source.key, video.spec)
+    if not engine.run.overwrite and engine.dest.exists(name):
+        return Row(source.display, [engine.dest.locate(name)], status="skipped")
+    return None
+
+
+def _process_videos(
+    engine: OutputStage,
+    predictor: Predictor,
+    videos: list[Source],
+    video: VideoOptions,
+    record: Callable[[Row], None],
+    progress: bool | None,
+) -> None:
+    """Each video in turn, through the same model (``video.run.cut_video``)."""
+    from ..video.run import cut_video, output_name
+
+    assert engine.dest is not None
+    show = progress if progress is not None else sys.stderr.isatty()
+    threads_before = torch.get_num_threads()
+    if predictor.device.type == "cpu":
+        torch.set_num_threads(threads_for_model(available_cores(), predictor.size))
+    try:
+        with retained_heap(predictor.device.type):
+            for source in videos:
+                final = Path(engine.dest.locate(output_name(source.key, video.spec)))
+                with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
+                    record(
+                        cut_video(
+                            source.path,
+                            source.display,
+                            final,
+                            predictor,
+                            engine.post,
+                            engine.out,
+                            video,
+                            engine.bg,
+                            bar.update,
+                        )
+                    )
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:

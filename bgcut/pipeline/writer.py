@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -119,8 +120,9 @@ def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
     process on this machine: a concurrent run's file in the middle of being written is never touched.
     """
     removed: list[Path] = []
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
+    for root, dirs, files in os.walk(folder):
+        # A video's frame sequence is written into a temporary folder (video/encode.FrameFolder).
+        for name in [*files, *dirs]:
             if not name.endswith(TMP_SUFFIX):
                 continue
             path = Path(root, name)
@@ -128,8 +130,12 @@ def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
             try:
                 if path.stat().st_mtime >= older_than or (m and _pid_alive(int(m.group(1)))):
                     continue
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             except OSError:
                 continue  # gone already, or not ours to remove: neither stops the run
             removed.append(path)
+        dirs[:] = [d for d in dirs if not d.endswith(TMP_SUFFIX)]
     return removed
