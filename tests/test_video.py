@@ -26,10 +26,10 @@ av = pytest.importorskip("av")
 W, H, N = 64, 48, 8
 
 
-def square_frame(i: int, w: int = W, h: int = H) -> np.ndarray:
+def square_frame(i: int, w: int = W, h: int = H, top: int = 12) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
     x = 4 + 4 * i
-    img[12:36, x : x + 20] = 255
+    img[top : top + 24, x : x + 20] = 255
     return img
 
 
@@ -44,6 +44,7 @@ def make_clip(
     audio: str | None = None,
     w: int = W,
     h: int = H,
+    top: int = 12,
 ) -> Path:
     """A clip of ``n`` square frames at 24 fps (or at the given ``pts``, in 1/24 s units... of 1/96 s)."""
     out = av.open(str(path), "w")
@@ -59,7 +60,7 @@ def make_clip(
         sound = out.add_stream(audio, rate=48000)
         sound.layout = "mono"
     for i in range(n):
-        frame = av.VideoFrame.from_ndarray(square_frame(i, w, h), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(square_frame(i, w, h, top), format="rgb24")
         frame.pts = pts[i] if pts is not None else i
         if pts is not None:
             frame.time_base = Fraction(1, 96)
@@ -109,7 +110,12 @@ def expected_mask(i: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("kind", "suffix", "pix_fmt"),
-    [("webm", ".webm", "yuva420p"), ("mov", ".mov", "yuva444p12le"), ("mp4", ".mp4", "yuv420p"), ("mask", ".mp4", "yuv420p")],
+    [
+        ("webm", ".webm", "yuva420p"),
+        ("mov", ".mov", "yuva444p12le"),
+        ("mp4", ".mp4", "yuv420p"),
+        ("mask", ".mp4", "yuv420p"),
+    ],
 )
 def test_every_video_kind(tmp_path: Path, luma_weights: Path, kind: str, suffix: str, pix_fmt: str) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
@@ -262,7 +268,9 @@ def test_broken_videos_fail_alone_and_leave_nothing(tmp_path: Path, luma_weights
     assert sorted(p.name for p in out.iterdir()) == [".bgcut-settings.json", "good.webm"]
 
 
-def test_a_failure_mid_video_leaves_no_file(tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_mid_video_leaves_no_file(
+    tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bgcut.video import encode
 
     real = encode.VideoSink.write
@@ -287,7 +295,17 @@ def test_cli_video_and_images_in_one_run(tmp_path: Path, luma_weights: Path) -> 
     Image.fromarray(square_frame(1)).save(src / "photo.png")
     out = tmp_path / "out"
     manifest = tmp_path / "m.jsonl"
-    cmd = [str(src), "-o", str(out), "--weights", str(luma_weights), "--video-format", "mask", "--manifest", str(manifest)]
+    cmd = [
+        str(src),
+        "-o",
+        str(out),
+        "--weights",
+        str(luma_weights),
+        "--video-format",
+        "mask",
+        "--manifest",
+        str(manifest),
+    ]
     result = CliRunner().invoke(app, cmd)
     assert result.exit_code == 0, result.output
     assert "1 video frames" not in result.output and f"{N} video frames" in result.output
@@ -296,7 +314,9 @@ def test_cli_video_and_images_in_one_run(tmp_path: Path, luma_weights: Path) -> 
     assert {r["input"].rsplit(os.sep, 1)[-1]: r.get("frames") for r in rows} == {"clip.mp4": N, "photo.png": None}
     assert "frames" not in next(r for r in rows if r["input"].endswith("photo.png"))
     # A video cannot go to one named file.
-    bad = CliRunner().invoke(app, [str(src / "clip.mp4"), "-o", str(tmp_path / "cut.webm"), "--weights", str(luma_weights)])
+    bad = CliRunner().invoke(
+        app, [str(src / "clip.mp4"), "-o", str(tmp_path / "cut.webm"), "--weights", str(luma_weights)]
+    )
     assert bad.exit_code == 2
     assert "videos are written into a folder" in bad.output
 

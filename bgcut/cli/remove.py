@@ -228,7 +228,7 @@ def remove_cli(
     or the inputs held no image), 2 usage error (nothing was done), 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM); an interrupted run prints its summary and a rerun resumes it.
 
-    A first argument that is a command name (remove, models, train, eval, paste, serve) runs that
+    A first argument that is a command name (remove, models, train, eval, paste, serve, camera) runs that
     command: write a folder of that name as a path, e.g. ./train.
 
     Examples:

@@ -1,0 +1,193 @@
+"""Live mode: a camera (or a video file read the same way) -> cut-out frames, shown and/or written.
+
+OpenCV's ``VideoCapture`` reads a camera by its index or a file by its path, so the file is
+how this is tested. Each frame runs alone through the model (a live stream wants the newest
+frame, not a batch), then the same ``Steady`` and ``render`` as a video file. The preview is
+a Tk window (the standard library's GUI: bgcut's OpenCV is the headless build, without one)
+showing the frame composited onto ``--bg`` (a checkerboard when none, so transparency shows)
+and the frame rate. ``-o`` writes the cut-out as a video through ``encode.VideoSink``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import VIDEO_FORMATS, OutputOptions, PostOptions
+from ..errors import UsageError, VideoError
+from ..pipeline.infer import Predictor
+from ..pipeline.postprocess import Background, composite, render
+from .encode import VideoSink
+from .stability import Steady
+
+OUTPUT_KINDS = {".webm": "webm", ".mov": "mov", ".mp4": "mp4"}  # -o FILE's extension -> VIDEO_FORMATS
+
+
+@dataclass
+class CameraSummary:
+    frames: int = 0
+    seconds: float = 0.0
+    output: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def checkerboard(width: int, height: int, cell: int = 16) -> np.ndarray:
+    yy, xx = np.mgrid[:height, :width]
+    light = ((yy // cell + xx // cell) % 2).astype(bool)
+    return np.where(light[:, :, None], 204, 153).astype(np.uint8).repeat(3, axis=2)
+
+
+def open_capture(source: str) -> cv2.VideoCapture:
+    """A camera index ("0") or a video file's path; a clear error when nothing can be read."""
+    target: int | str = int(source) if source.isdigit() else source
+    if isinstance(target, str) and not Path(target).exists():
+        raise UsageError(f"{source}: no such camera or video file")
+    capture = cv2.VideoCapture(target)
+    if not capture.isOpened():
+        capture.release()
+        what = f"camera {target}" if isinstance(target, int) else target
+        raise UsageError(f"{what}: cannot be opened (no such device, or no permission to read it)")
+    return capture
+
+
+class Preview:
+    """A Tk window showing RGB frames; closed by the user with q, Esc or the window's close box."""
+
+    def __init__(self, title: str) -> None:
+        import tkinter
+
+        from PIL import ImageTk
+
+        self._imagetk = ImageTk
+        try:
+            self.root = tkinter.Tk()
+        except tkinter.TclError as e:
+            raise UsageError(f"no window can be opened ({e}); use --no-window with -o FILE") from None
+        self.root.title(title)
+        self.label = tkinter.Label(self.root)
+        self.label.pack()
+        self.open = True
+        self.root.protocol("WM_DELETE_WINDOW", self.close)
+        for key in ("q", "<Escape>"):
+            self.root.bind(key, lambda _e: self.close())
+        self._photo = None
+
+    def show(self, rgb: np.ndarray) -> None:
+        from PIL import Image
+
+        self._photo = self._imagetk.PhotoImage(Image.fromarray(rgb))  # kept: Tk does not hold a reference
+        self.label.configure(image=self._photo)
+        self.root.update()
+
+    def close(self) -> None:
+        if self.open:
+            self.open = False
+            self.root.destroy()
+
+
+def _label(rgb: np.ndarray, text: str) -> np.ndarray:
+    out = rgb.copy()
+    cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+    return out
+
+
+def run_camera(
+    source: str,
+    predictor: Predictor,
+    post: PostOptions,
+    bg: Background | None,
+    *,
+    output: Path | None = None,
+    window: bool = True,
+    max_frames: int | None = None,
+    steady: float = 0.0,
+    quality: int = 20,
+    on_frame: Callable[[int, np.ndarray], None] | None = None,
+) -> CameraSummary:
+    """Cut out frames from ``source`` until it ends, the window is closed, ``max_frames`` or Ctrl-C.
+
+    ``on_frame(n, shown)`` is called after each frame is shown (tests take screenshots there).
+    """
+    if output is not None and output.suffix.lower() not in OUTPUT_KINDS:
+        raise UsageError(f"-o {output}: expected a {', '.join(OUTPUT_KINDS)} file")
+    if not window and output is None:
+        raise UsageError("--no-window needs -o FILE: otherwise nothing would come of the frames")
+    capture = open_capture(source)
+    preview = Preview(f"bgcut camera: {source}") if window else None
+    summary = CameraSummary(output=str(output) if output else None)
+    spec = VIDEO_FORMATS[OUTPUT_KINDS[output.suffix.lower()]] if output is not None else None
+    look = OutputOptions(format="png-alpha")
+    smoother, sink, board = Steady(steady), None, None
+    last_ms = -1
+    times: deque[float] = deque(maxlen=30)
+    started = time.perf_counter()
+    try:
+        while max_frames is None or summary.frames < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            h, w = rgb.shape[:2]
+            mask = smoother(next(predictor.masks([predictor.prepare(rgb)], [(h, w)])))
+            rendered = render(rgb, None, mask, post, look, bg, predictor.size).images[0][1]
+            if sink is None and spec is not None and output is not None:
+                # Times from the source: a file's own, a camera's as they were captured (milliseconds).
+                sink = VideoSink(output, spec, w, h, None, Fraction(1, 1000), quality)
+            if sink is not None:
+                pixels = rendered
+                if spec is not None and spec.pixels == "flat" and pixels.shape[2] == 4:
+                    pixels = composite(rgb, mask, bg or Background(color=(255, 255, 255)))
+                stamp = capture.get(cv2.CAP_PROP_POS_MSEC) if not source.isdigit() else None
+                ms = round(stamp) if stamp is not None else round(1000 * (time.perf_counter() - started))
+                last_ms = ms = max(ms, last_ms + 1)  # a container needs rising times; OpenCV's may repeat
+                sink.write(pixels, ms, summary.frames)
+            summary.frames += 1
+            times.append(time.perf_counter())
+            if preview is not None:
+                if rendered.shape[2] == 4:
+                    if board is None or board.shape[:2] != (h, w):
+                        board = checkerboard(w, h)
+                    shown = composite(rendered[:, :, :3], rendered[:, :, 3], Background(image=board))
+                else:
+                    shown = rendered
+                rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+                shown = _label(shown, f"{rate:.1f} fps  {predictor.model_name}")
+                preview.show(shown)
+                if on_frame is not None:
+                    on_frame(summary.frames, shown)
+                if not preview.open:
+                    break
+            elif on_frame is not None:
+                on_frame(summary.frames, rendered)
+        if sink is not None:
+            sink.close()
+            sink = None
+    except KeyboardInterrupt:
+        pass  # Ctrl-C ends a live session; what was recorded so far is kept
+    except BaseException:
+        if sink is not None:
+            sink.abort()  # a failure: no half-made file under the real name
+            sink = None
+        raise
+    finally:
+        if sink is not None:
+            try:
+                sink.close()  # interrupted: the frames so far make a whole, playable file
+            except (OSError, VideoError):
+                sink.abort()
+        capture.release()
+        if preview is not None:
+            preview.close()
+        summary.seconds = time.perf_counter() - started
+    return summary
