@@ -323,18 +323,28 @@ def test_cli_video_and_images_in_one_run(tmp_path: Path, luma_weights: Path) -> 
 
 def test_missing_pyav_is_one_clear_error(tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
+    Image.fromarray(square_frame(0)).save(tmp_path / "photo.png")
     monkeypatch.setitem(__import__("sys").modules, "av", None)
     summary = run([clip], tmp_path / "out", luma_weights)
     assert summary.rows[0].error == "video needs PyAV: pip install 'bgcut[video]'"
+    # Found in a folder, videos are passed over with one warning; the photos run as before.
+    said: list[str] = []
+    summary = remove_backgrounds(
+        [str(tmp_path)], tmp_path / "out2", RunOptions(weights=str(luma_weights), workers=0), log=said.append
+    )
+    assert (summary.done, summary.failed, summary.ok) == (1, 0, True)
+    assert said == ["bgcut: warning: 1 video file(s) in the input folders left out: pip install 'bgcut[video]'"]
 
 
 def test_steady_damps_small_changes_and_follows_large_ones() -> None:
     steady = Steady(0.5)
-    first = np.full((4, 4), 100, np.uint8)
+    first = np.zeros((4, 4), np.uint8)
+    first[:, 2:] = 100
     assert steady(first) is first
-    wobble = np.full((4, 4), 110, np.uint8)
-    damped = steady(wobble)
-    assert 100 < int(damped[0, 0]) < 110  # noise: about half of the change is kept out
-    jump = np.full((4, 4), 255, np.uint8)
-    assert int(steady(jump)[0, 0]) == 255  # motion (a change over the gate): taken at once
-    assert Steady(0.0)(wobble) is wobble
+    moved = first.copy()
+    moved[:, :2] = 255  # the object arrived here: a full flip
+    moved[:, 2:] = 110  # the model's noise: a small change
+    out = steady(moved)
+    assert (out[:, :2] == 255).all()  # taken at once
+    assert (out[:, 2:] > 100).all() and (out[:, 2:] < 106).all()  # about half of the change kept out
+    assert Steady(0.0)(moved) is moved

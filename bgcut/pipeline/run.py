@@ -367,10 +367,13 @@ def remove_backgrounds(
             log(f"bgcut: warning: {printable(warning)}")
         for arg, reason in listing.errors:
             record(Row(arg, status="failed", error=reason))
-        pending, videos = [], []
+        pending, videos, passed_over = [], [], 0
+        can_read_video = not any(is_video(x.path) for x in listing.sources) or _pyav_installed()
         for source in listing.sources:
             if is_video(source.path):
-                if (row := _video_not_started(engine, source, video)) is not None:
+                if not can_read_video and source.path not in inputs:
+                    passed_over += 1  # found in a folder: photos-only installs keep working as before
+                elif (row := _video_not_started(engine, source, video)) is not None:
                     record(row)
                 else:
                     videos.append(source)
@@ -378,6 +381,9 @@ def remove_backgrounds(
                 record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
             else:
                 pending.append(source)
+        if passed_over:
+            hint = "pip install 'bgcut[video]'"
+            log(f"bgcut: warning: {passed_over} video file(s) in the input folders left out: {hint}")
         if pending or videos:
             # The model before anything is written: weights that cannot be used leave OUT as it was.
             if run.engine == "ray":
@@ -470,6 +476,14 @@ def _process(
                 batches.close,  # shuts the decode worker processes down
                 bar.close,
             )
+
+
+def _pyav_installed() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _check_video_output(engine: OutputStage, output: str, out: OutputOptions) -> None:
