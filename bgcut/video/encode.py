@@ -28,9 +28,9 @@ from ..errors import VideoError
 from ..pipeline.writer import atomic_write, temp_name
 from ._av import require_av
 
-# Speed settings measured on davis clips (bench/video.py): libvpx's default "good" deadline
-# with cpu-used 0 encodes VP9 at under 1 frame/s on 2 cores; realtime at cpu-used 6 keeps up
-# with the model. H.264's "medium" preset already does.
+# VP9: libvpx's default ("good" deadline, cpu-used 1) encoded 24 blackswan frames with alpha at
+# 3.5 frames/s on 2 cores; "realtime" at cpu-used 6 at 48 frames/s, for a file 7% larger
+# (bench/RESULTS.md). H.264's "medium" preset ran at 34 frames/s, ahead of the model.
 _ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "6", "row-mt": "1", "b": "0"},
     "libx264": {"preset": "medium"},
