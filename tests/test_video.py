@@ -255,16 +255,25 @@ def test_broken_videos_fail_alone_and_leave_nothing(tmp_path: Path, luma_weights
         frame.sample_rate, frame.pts = 48000, 0
         for p in [*s.encode(frame), *s.encode()]:
             c.mux(p)
+    junk = tmp_path / "junk.mkv"  # a valid container whose MPEG-4 video packets are noise
+    with av.open(str(junk), "w") as c:
+        s = c.add_stream("mpeg4", rate=24)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(4):
+            packet = av.Packet(b"\x00\x01\x02noise" * 10)
+            packet.stream, packet.pts, packet.dts, packet.time_base = s, i, i, Fraction(1, 24)
+            c.mux(packet)
     out = tmp_path / "out"
-    summary = run([good, truncated, garbage, empty, audio_only], out, luma_weights, format="webm")
+    summary = run([good, truncated, garbage, empty, audio_only, junk], out, luma_weights, format="webm")
     rows = {Path(r.input).name: r for r in summary.rows}
     assert rows["good.mp4"].status == "done"
-    for name in ("truncated.mp4", "garbage.mov", "empty.mkv", "sound.mkv"):
+    assert rows["junk.mkv"].error == "cannot decode its first frame: Invalid data found when processing input"
+    for name in ("truncated.mp4", "garbage.mov", "empty.mkv", "sound.mkv", "junk.mkv"):
         assert rows[name].status == "failed", name
         assert rows[name].error and "\n" not in rows[name].error
     assert rows["sound.mkv"].error == "holds no video stream"
     assert rows["garbage.mov"].error.startswith("cannot open video")
-    assert summary.failed == 4 and not summary.ok
+    assert summary.failed == 5 and not summary.ok
     assert sorted(p.name for p in out.iterdir()) == [".bgcut-settings.json", "good.webm"]
 
 
@@ -348,3 +357,29 @@ def test_steady_damps_small_changes_and_follows_large_ones() -> None:
     assert (out[:, :2] == 255).all()  # taken at once
     assert (out[:, 2:] > 100).all() and (out[:, 2:] < 106).all()  # about half of the change kept out
     assert Steady(0.0)(moved) is moved
+
+
+def test_ctrl_c_mid_video_leaves_no_file(tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgcut.pipeline.infer import Predictor
+
+    real = Predictor.masks
+    calls = []
+
+    def interrupted(self: Predictor, inputs: list, sizes: list):  # noqa: ANN202
+        calls.append(len(inputs))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, inputs, sizes)
+
+    monkeypatch.setattr(Predictor, "masks", interrupted)
+    clip = make_clip(tmp_path / "clip.mp4")
+    summary = remove_backgrounds(
+        [str(clip)],
+        tmp_path / "out",
+        RunOptions(weights=str(luma_weights), workers=0, batch_size=2),
+        video=VideoOptions(format="webm"),
+        log=lambda _m: None,
+    )
+    assert summary.interrupted and not summary.ok
+    assert calls == [2, 2, 2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".bgcut-settings.json"]
