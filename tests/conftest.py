@@ -6,8 +6,10 @@ Nothing here reads ../shared or the network: every image a test uses is drawn he
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 import torch
@@ -55,3 +57,31 @@ def photos(tmp_path: Path) -> Path:
     save(square_image((64, 64), (10, 10, 40, 50)), root / "sub" / "b.png")
     save(square_image((50, 40), (5, 5, 30, 30)), root / "sub" / "deeper" / "c.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }
+    yield env
+    server.stop()
+
+
+def s3_filesystem(env: dict[str, str]) -> fsspec.AbstractFileSystem:
+    import s3fs
+
+    return s3fs.S3FileSystem(
+        key=env["AWS_ACCESS_KEY_ID"],
+        secret=env["AWS_SECRET_ACCESS_KEY"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        skip_instance_cache=True,
+    )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import save, square_image
+from .conftest import s3_filesystem, save, square_image
 
 pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'bgcut[ray]'")
 
@@ -19,27 +20,43 @@ def _rows(path: Path) -> list[dict]:
     return sorted(rows, key=lambda r: r["input"])
 
 
-def test_ray_engine_matches_local_engine(tmp_path: Path, luma_weights: Path) -> None:
+def test_ray_engine_matches_local_engine(s3_env: dict[str, str], tmp_path: Path, luma_weights: Path) -> None:
+    """Ray reads the photos from a bucket (a local S3 server), as on a cluster; the local engine
+    reads the same files from disk. The outputs and manifest rows must be the same."""
     src = tmp_path / "in"
     for i in range(7):
         save(square_image((50 + 3 * i, 40), (4, 4, 20 + 2 * i, 30)), src / f"d{i % 2}" / f"img{i}.png")
     (src / "broken.jpg").write_bytes(b"not a jpeg")
+    s3 = s3_filesystem(s3_env)
+    s3.mkdir("bgcut-ray")
+    s3.put(str(src) + "/", "bgcut-ray/in/", recursive=True)
+    inputs = {"local": str(src), "ray": "s3://bgcut-ray/in"}
     results = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine
-        cmd = [sys.executable, "-m", "bgcut", str(src), "-o", str(out), "-w", str(luma_weights), "-b", "3"]
+        cmd = [sys.executable, "-m", "bgcut", inputs[engine], "-o", str(out), "-w", str(luma_weights), "-b", "3"]
         cmd += ["--format", "crop", "--manifest", str(tmp_path / f"{engine}.jsonl"), "--engine", engine, "-q"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        env = {**os.environ, **s3_env} if engine == "ray" else None
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
         assert proc.returncode == 1, proc.stderr  # the broken file fails, on both engines
-        assert f"bgcut: error: {src / 'broken.jpg'}: not an image, or a format PIL cannot identify" in proc.stderr
+        broken = f"{inputs[engine]}/broken.jpg" if engine == "ray" else str(src / "broken.jpg")
+        assert f"bgcut: error: {broken}: not an image, or a format PIL cannot identify" in proc.stderr
         results[engine] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
     assert len(results["local"]) == 7
     assert results["ray"] == results["local"]  # byte-identical
-    local_rows = [{**r, "outputs": [Path(o).name for o in r["outputs"]]} for r in _rows(tmp_path / "local.jsonl")]
-    ray_rows = [{**r, "outputs": [Path(o).name for o in r["outputs"]]} for r in _rows(tmp_path / "ray.jsonl")]
-    assert ray_rows == local_rows
+
+    def rows(engine: str) -> list[dict]:
+        found = _rows(tmp_path / f"{engine}.jsonl")
+        prefix = inputs[engine].rstrip("/") + "/"
+        for r in found:
+            r["input"] = r["input"].replace(os.sep, "/").removeprefix(prefix.replace(os.sep, "/"))
+            r["outputs"] = [Path(o).name for o in r["outputs"]]
+        return sorted(found, key=lambda r: r["input"])
+
+    assert rows("ray") == rows("local")
 
     # resume: a rerun on Ray skips everything the first run wrote
-    cmd = [sys.executable, "-m", "bgcut", str(src / "d0"), "-o", str(tmp_path / "ray" / "d0"), "-w", str(luma_weights)]
-    proc = subprocess.run([*cmd, "--format", "crop", "--engine", "ray"], capture_output=True, text=True, timeout=240)
+    cmd = [sys.executable, "-m", "bgcut", f"{inputs['ray']}/d0", "-o", str(tmp_path / "ray" / "d0")]
+    cmd += ["-w", str(luma_weights), "--format", "crop", "--engine", "ray"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, **s3_env})
     assert proc.returncode == 0 and "0 done, 4 skipped, 0 failed" in proc.stderr, proc.stderr

@@ -25,7 +25,7 @@ from bgcut.errors import StorageError, UsageError
 from bgcut.pipeline.reader import list_sources
 from bgcut.pipeline.storage import Destination, append_lines, is_url
 
-from .conftest import save, square_image
+from .conftest import s3_filesystem, save, square_image
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -140,46 +140,15 @@ def test_destination_stale_object_removal(mem: fsspec.AbstractFileSystem) -> Non
 # --- S3 through a local moto server -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-    }
-    yield env
-    server.stop()
-
-
-def _s3(env: dict[str, str]) -> fsspec.AbstractFileSystem:
-    import s3fs
-
-    return s3fs.S3FileSystem(
-        key=env["AWS_ACCESS_KEY_ID"],
-        secret=env["AWS_SECRET_ACCESS_KEY"],
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        skip_instance_cache=True,
-    )
-
-
 def _bgcut(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "bgcut", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, **env})
 
 
-@pytest.mark.parametrize("engine", ["local", "ray"])
-def test_s3_in_and_out_matches_local_paths(
-    s3_env: dict[str, str], tmp_path: Path, luma_weights: Path, engine: str
-) -> None:
-    if engine == "ray":
-        pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'bgcut[ray]'")
-    s3 = _s3(s3_env)
+def test_s3_in_and_out_matches_local_paths(s3_env: dict[str, str], tmp_path: Path, luma_weights: Path) -> None:
+    # Ray reading from this bucket is tested in test_ray (one Ray start costs about 20 s of the suite).
+    engine = "local"
+    s3 = s3_filesystem(s3_env)
     bucket = f"bgcut-{engine}"
     s3.mkdir(bucket)
     local_in = tmp_path / "in"
