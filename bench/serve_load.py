@@ -1,6 +1,7 @@
 """A bounded load test of ``bgcut serve`` on 127.0.0.1: batching on against off, and memory over time.
 
     python bench/serve_load.py [--clients 8] [--seconds 60] [--images 24] [--model bgcut-lite]
+                               [--mixed] [--only batched|unbatched]
 
 Starts ``bgcut serve`` twice as a child process on a free local port: once batching
 (``--max-batch 8 --max-wait-ms 5``) and once not (``--max-batch 1``). N client threads post
@@ -8,6 +9,14 @@ davis16 frames (png-alpha) back to back for the given time, then stop by themsel
 prints one JSON line: requests, errors by status, throughput, p50/p99 latency, the mean batch
 the server reports, and the server's resident memory before, during (its peak, sampled every
 second, and its value at each minute) and after the load. Nothing leaves this machine.
+
+``--mixed`` adds as many DUTS-TR photos as davis16 frames: their sizes all differ (227 to 400 px
+on a side), so every request allocates buffers of a new size, which is what fragments a heap. A
+server that grows without bound shows it as a positive slope of resident memory over the second
+half of a long run (``rss_mb_slope_per_10min``, least squares over the minute samples).
+Under load each sample also holds whatever the requests in flight hold, which swings by 100 MB
+from second to second; ``--rest-every S`` pauses the clients every S seconds and samples the
+server with nothing in flight (``rss_mb_at_each_rest``): a leak is a rise of those.
 """
 
 from __future__ import annotations
@@ -24,7 +33,22 @@ from pathlib import Path
 
 import httpx
 
-DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval" / "davis16" / "images"
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DAVIS = SHARED / "eval" / "davis16" / "images"
+DUTS = SHARED / "duts-tr" / "images"
+REST_SECONDS = 8  # --rest-every: long enough for every request in flight to finish
+
+
+def _slope_per_10min(samples: list[float]) -> float | None:
+    """Least-squares slope of the second half of the per-minute samples, in MB per 10 minutes."""
+    tail = samples[len(samples) // 2 :]
+    if len(tail) < 3:
+        return None
+    n = len(tail)
+    mx, my = (n - 1) / 2, sum(tail) / n
+    cov = sum((i - mx) * (y - my) for i, y in enumerate(tail))
+    var = sum((i - mx) ** 2 for i in range(n))
+    return round(10 * cov / var, 1)
 
 
 def _free_port() -> int:
@@ -65,10 +89,14 @@ def run(label: str, extra: list[str], args: argparse.Namespace, bodies: list[byt
         lock = threading.Lock()
         stop_at = time.monotonic() + args.seconds
 
+        go = threading.Event()  # cleared while the load rests (--rest-every)
+        go.set()
+
         def client(k: int) -> None:
             with httpx.Client(base_url=base, timeout=120) as c:
                 i = k
                 while time.monotonic() < stop_at:
+                    go.wait()
                     t = time.perf_counter()
                     status = c.post("/remove", content=bodies[i % len(bodies)]).status_code
                     took = time.perf_counter() - t
@@ -83,12 +111,21 @@ def run(label: str, extra: list[str], args: argparse.Namespace, bodies: list[byt
         for t in threads:
             t.start()
         peak, by_minute, next_minute = rss_before, [], started + 60
+        at_rest: list[float] = []
+        next_rest = started + args.rest_every if args.rest_every else float("inf")
         while any(t.is_alive() for t in threads):
             rss = _rss_mb(server.pid)
             peak = max(peak, rss)
             if time.perf_counter() >= next_minute:  # growth without bound would show here
                 by_minute.append(round(rss, 1))
                 next_minute += 60
+            if time.perf_counter() >= next_rest:
+                # No request in flight for a few seconds: what the server holds between bursts.
+                go.clear()
+                time.sleep(REST_SECONDS)
+                at_rest.append(round(_rss_mb(server.pid), 1))
+                go.set()
+                next_rest += args.rest_every
             time.sleep(1)
         elapsed = time.perf_counter() - started
         time.sleep(2)
@@ -108,6 +145,8 @@ def run(label: str, extra: list[str], args: argparse.Namespace, bodies: list[byt
             "rss_mb_before": round(rss_before, 1),
             "rss_mb_peak": round(peak, 1),
             "rss_mb_each_minute": by_minute,
+            "rss_mb_slope_per_10min": _slope_per_10min(by_minute),
+            "rss_mb_at_each_rest": at_rest,
             "rss_mb_after": round(_rss_mb(server.pid), 1),
         }
     finally:
@@ -122,8 +161,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--model", default="bgcut-lite")
     parser.add_argument("--only", choices=["batched", "unbatched"], default=None)
+    parser.add_argument("--mixed", action="store_true", help="add DUTS-TR photos of many sizes")
+    parser.add_argument(
+        "--rest-every", type=float, default=0, help="pause the clients this often (s) and sample memory at rest"
+    )
     args = parser.parse_args()
     bodies = [p.read_bytes() for p in sorted(DAVIS.glob("*.jpg"))[: args.images]]
+    if args.mixed:  # interleaved, so sizes change from one request to the next
+        duts = [p.read_bytes() for p in sorted(DUTS.glob("*.jpg"))[::97][: args.images]]
+        bodies = [b for pair in zip(bodies, duts, strict=False) for b in pair]
     runs = {"batched": ["--max-batch", "8", "--max-wait-ms", "5"], "unbatched": ["--max-batch", "1"]}
     for label, extra in runs.items():
         if args.only in (None, label):
