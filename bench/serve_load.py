@@ -10,8 +10,8 @@ prints one JSON line: requests, errors by status, throughput, p50/p99 latency, t
 the server reports, and the server's resident memory before, during (its peak, sampled every
 second, and its value at each minute) and after the load. Nothing leaves this machine.
 
-``--mixed`` adds as many DUTS-TR photos as davis16 frames: their sizes all differ (227 to 400 px
-on a side), so every request allocates buffers of a new size, which is what fragments a heap. A
+``--mixed`` interleaves as many DUTS-TR photos as davis16 frames (24: 14 sizes, 244 to 400 px on
+a side), so consecutive requests allocate buffers of different sizes, which is what fragments a heap. A
 server that grows without bound shows it as a positive slope of resident memory over the second
 half of a long run (``rss_mb_slope_per_10min``, least squares over the minute samples).
 Under load each sample also holds whatever the requests in flight hold, which swings by 100 MB
