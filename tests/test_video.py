@@ -383,3 +383,17 @@ def test_ctrl_c_mid_video_leaves_no_file(tmp_path: Path, luma_weights: Path, mon
     assert summary.interrupted and not summary.ok
     assert calls == [2, 2, 2]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".bgcut-settings.json"]
+
+
+def test_an_animated_gif_is_a_video_and_a_still_gif_an_image(tmp_path: Path, luma_weights: Path) -> None:
+    frames = [Image.fromarray(square_frame(i)) for i in range(6)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=[40, 40, 80, 40, 40, 120])
+    frames[0].save(tmp_path / "still.gif")
+    summary = run([tmp_path / "anim.gif", tmp_path / "still.gif"], tmp_path / "out", luma_weights)
+    assert summary.ok and summary.done == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".bgcut-settings.json", "anim.webm", "still.png"]
+    got, container = read_frames(tmp_path / "out" / "anim.webm")
+    container.close()
+    assert [round(f.time * 100) for f in got] == [0, 4, 8, 16, 20, 24]  # the GIF's own frame delays
+    alpha = got[2].to_ndarray(format="rgba")[:, :, 3].astype(int)
+    assert np.abs(alpha - expected_mask(2)).mean() < 6

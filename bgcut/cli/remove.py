@@ -213,8 +213,8 @@ def remove_cli(
 ) -> None:
     """Cut the background out of images: bgcut INPUT... -o OUT [--format FORMAT].
 
-    INPUT is any mix of image files, video files (mp4, mov, webm, mkv, avi: each becomes a
-    --video-format output; pip install 'bgcut[video]'), folders (walked recursively; hidden files and the
+    INPUT is any mix of image files, video files (mp4, mov, webm, mkv, avi and animated GIFs:
+    each becomes a --video-format output; pip install 'bgcut[video]'), folders (walked recursively; hidden files and the
     output folder are skipped; the tree is reproduced under OUT) and - (stdin: the bytes of
     one image, or paths one per line, or NUL-separated with -0); files, folders and OUT may be
     fsspec URLs (s3://, gs://, ...). Outputs are named after their input (photos/a/b.jpg ->

@@ -41,6 +41,20 @@ def is_video(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def is_animated_gif(path: str) -> bool:
+    """A local GIF of more than one frame: it is cut out as a video (a still GIF stays an image).
+    Anything unreadable is left to the image decoder, which says why, by name."""
+    if PurePosixPath(path).suffix.lower() != ".gif" or is_url(path):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:  # noqa: BLE001 - a damaged GIF: the image decoder reports it as such
+        return False
+
+
 @dataclass(frozen=True)
 class Source:
     path: str  # the file to read: a local path or an fsspec URL

@@ -33,7 +33,7 @@ from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
 from .output import STDOUT, Job, OutputStage, Row, is_file_target
-from .reader import VIDEO_EXTENSIONS, Source, is_video, list_sources, shard_of
+from .reader import VIDEO_EXTENSIONS, Source, is_animated_gif, is_video, list_sources, shard_of
 from .storage import append_lines, is_url, same_place
 from .writer import sweep_temporaries
 
@@ -328,7 +328,8 @@ def remove_backgrounds(
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
     if engine.to_file is not None and found != 1:
         raise UsageError(f"-o {output} names one output file, but the inputs name {found} images; give a folder")
-    if any(is_video(s.path) for s in listing.sources):
+    clips = {s.path for s in listing.sources if is_video(s.path) or is_animated_gif(s.path)}
+    if clips:
         _check_video_output(engine, output, out)
     if not engine.to_stdout:
         _check_output_not_input(inputs, output)
@@ -368,9 +369,9 @@ def remove_backgrounds(
         for arg, reason in listing.errors:
             record(Row(arg, status="failed", error=reason))
         pending, videos, passed_over = [], [], 0
-        can_read_video = not any(is_video(x.path) for x in listing.sources) or _pyav_installed()
+        can_read_video = not clips or _pyav_installed()
         for source in listing.sources:
-            if is_video(source.path):
+            if source.path in clips:
                 if not can_read_video and source.path not in inputs:
                     passed_over += 1  # found in a folder: photos-only installs keep working as before
                 elif (row := _video_not_started(engine, source, video)) is not None:
