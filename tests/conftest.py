@@ -85,3 +85,12 @@ def s3_filesystem(env: dict[str, str]) -> fsspec.AbstractFileSystem:
         endpoint_url=env["AWS_ENDPOINT_URL"],
         skip_instance_cache=True,
     )
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test interrupts: a shell starts background jobs with
+    SIGINT ignored, a child inherits that, and Python then never raises KeyboardInterrupt; the
+    test must not depend on how pytest itself was started."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

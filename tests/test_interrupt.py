@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .conftest import default_sigint
+
 
 def test_sigint_mid_run_then_resume(tmp_path: Path, luma_weights: Path) -> None:
     rng = np.random.default_rng(0)
@@ -22,7 +24,7 @@ def test_sigint_mid_run_then_resume(tmp_path: Path, luma_weights: Path) -> None:
     src = tmp_path
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "bgcut", str(src), "-o", str(out), "-w", str(luma_weights), "-j", "2", "-b", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and not (out.exists() and any(out.glob("*.png"))):
         time.sleep(0.05)

@@ -17,6 +17,8 @@ from bgcut.cli import app
 from bgcut.paste import PasteOptions, paste_dataset
 from bgcut.paste.annotations import decode_mask, mask_polygon
 
+from .conftest import default_sigint
+
 # Solid colours, one per cut-out; the backgrounds use none of them, and with jitter and
 # blending off a pixel of a cut-out's colour can only come from that cut-out.
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255)]
@@ -259,7 +261,7 @@ def test_sigint_mid_run_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -
     n = 150
     cmd = [sys.executable, "-m", "bgcut", "paste", str(cut), "--backgrounds", str(bg), "-o", str(out)]
     cmd += ["-n", str(n), "-j", "2", "--size", "640x480", "--blend", "poisson", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and len(list((out / "records").glob("*.json"))) < 3:
         time.sleep(0.05)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from .conftest import default_sigint
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 
 
@@ -58,7 +60,9 @@ def start(src: Path, out: Path, weights: Path, *extra: str, cwd: Path | None = N
     # The console script's way in: the current folder is not on the main process's sys.path.
     code = "import sys; sys.path.pop(0); from bgcut.cli import main; main()"
     cmd = [sys.executable, "-c", code, str(src), "-o", str(out), "-w", str(weights), "-j", "2", "-b", "2", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, preexec_fn=default_sigint
+    )
 
 
 def wait_for(condition: object, seconds: float = 60) -> None:
