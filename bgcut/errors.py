@@ -40,6 +40,10 @@ class ImageTooLargeError(ImageError):
         self.width, self.height, self.limit = width, height, limit
 
 
+class DeviceMemoryError(ImageError):
+    """One image does not fit in the device's memory even in a batch of its own."""
+
+
 class VideoError(ImageError):
     """One input video cannot be read, decoded or written; the reason is in the message."""
 

@@ -154,9 +154,9 @@ def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPat
     slow = Predictor.from_options(RunOptions(weights=None, device="cpu"), pad=False)
     real = slow.masks
 
-    def masks(inputs, sizes):  # noqa: ANN001, ANN202 - the model, made slow
+    def masks(inputs, sizes, **kwargs):  # noqa: ANN001, ANN003, ANN202 - the model, made slow
         time.sleep(0.5)
-        return real(inputs, sizes)
+        return real(inputs, sizes, **kwargs)
 
     monkeypatch.setattr(slow, "masks", masks)
     with running(ServeOptions(max_wait_ms=0, max_batch=1, max_queue=1), slow) as c, ThreadPoolExecutor(6) as pool:

@@ -3,11 +3,15 @@
 Normalisation happens on the device (uint8 crosses the bus, 4x less than float), the
 model runs in channels_last (faster convolutions on CPU and on tensor cores), and the
 mask is upsampled to each photo's own size on the device before it comes back as uint8.
+
+A batch that runs out of device memory never ends a run: it is split in half and retried,
+down to one image, and the batch size stays lowered for the rest of the run (one warning line
+says so). An image that does not fit even alone fails like a bad file (``DeviceMemoryError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -15,7 +19,7 @@ import torch.nn.functional as F
 
 from ..config import RunOptions
 from ..cpu.heap import retained_heap
-from ..errors import UsageError
+from ..errors import DeviceMemoryError, UsageError
 from ..models import LoadedModel, create_model, fuse_conv_bn
 from .preprocess import normalise, resize_for_model, to_masks
 
@@ -91,6 +95,8 @@ class Predictor:
         # A server (bgcut serve) turns padding off: a lone request must not pay for a full batch,
         # and its masks may then differ in the last bit with the requests they shared a batch with.
         self.pad = pad
+        # Told when out-of-memory lowers the batch size (the engine prints it as a warning).
+        self.warn: Callable[[str], None] | None = None
         # Batch norm folded into the convolutions, channels_last memory: both measured faster on
         # CPU and GPU, and neither changes the result beyond float rounding.
         module = fuse_conv_bn(loaded.module.eval())
@@ -132,17 +138,51 @@ class Predictor:
             out = out[0]
         return to_masks(out[:n].float(), self.cfg.output)
 
-    def masks(self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]]) -> Iterator[np.ndarray]:
+    def masks(
+        self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], *, failures: str = "raise"
+    ) -> Iterator[np.ndarray | DeviceMemoryError]:
         """The batch step: model inputs (3 x S x S uint8, from ``prepare``) -> each photo's mask at
         its own size (``sizes``: height, width), uint8, in forward passes of ``batch_size``.
 
         A generator: each mask is handed on as soon as it is upsampled, so the local engine's
         writer threads start on the first photo while the rest of the batch is upsampled.
+        An image that does not fit in device memory even alone raises ``DeviceMemoryError``, or
+        with ``failures="yield"`` is handed on as that error in its mask's place, so an engine
+        can fail that one input and go on.
         """
-        for i in range(0, len(inputs), self.batch_size):
-            soft = self(torch.stack(list(inputs[i : i + self.batch_size])))
-            for m, (h, w) in zip(soft, sizes[i : i + self.batch_size], strict=True):
-                yield upsample_mask(m, h, w)
+        i = 0
+        while i < len(inputs):
+            n = self.batch_size  # may be lowered by _fitting, for this batch and the ones after
+            chunk = list(inputs[i : i + n])
+            for m, (h, w) in zip(self._fitting(chunk), sizes[i : i + len(chunk)], strict=True):
+                if isinstance(m, DeviceMemoryError):
+                    if failures != "yield":
+                        raise m
+                    yield m
+                else:
+                    yield upsample_mask(m, h, w)
+            i += len(chunk)
+
+    def _fitting(self, chunk: list[torch.Tensor]) -> list[torch.Tensor | DeviceMemoryError]:
+        """The forward pass of ``chunk``, halved and retried while the device runs out of memory."""
+        try:
+            return list(self(torch.stack(chunk)))
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # the failed attempt's blocks, back for the retry
+        if len(chunk) == 1:
+            return [
+                DeviceMemoryError(
+                    f"out of {self.device.type} memory even alone at {self.size} px "
+                    "(try a smaller --size, or --device cpu)"
+                )
+            ]
+        half = (len(chunk) + 1) // 2
+        if half < self.batch_size:
+            if self.warn is not None:
+                self.warn(f"out of {self.device.type} memory at batch size {len(chunk)}; lowered to {half}")
+            self.batch_size = half  # padding (``__call__``) follows, or the retry would not be smaller
+        return self._fitting(chunk[:half]) + self._fitting(chunk[half:])
 
 
 @torch.inference_mode()

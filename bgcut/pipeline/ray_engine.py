@@ -66,8 +66,15 @@ class _Model:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(b) for b in batch["item"]]
         good = [it for it in items if it.error is None]
-        found = iter(self.predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good]))
-        masks = [next(found) if it.error is None else None for it in items]
+        found = iter(
+            self.predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield")
+        )
+        masks = []
+        for it in items:
+            mask = next(found) if it.error is None else None
+            if isinstance(mask, Exception):  # did not fit in device memory even alone: this input fails
+                it.error, mask = str(mask), None
+            masks.append(mask)
         for it in items:
             it.model_input = None  # not needed downstream: keep the object store lean
         n = len(items)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
 from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
-from ..errors import UsageError
+from ..errors import DeviceMemoryError, UsageError
 from ..models import DEFAULT_MODEL, create_model
 from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
@@ -445,6 +445,7 @@ def _process(
     def warn(message: str) -> None:
         engine.log(f"bgcut: warning: {message}")
 
+    predictor.warn = warn
     batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
     # Held for the whole run so consecutive forwards reuse each other's memory (cpu/heap.py).
     with retained_heap(device.type):
@@ -455,8 +456,14 @@ def _process(
                     if it.error is not None:
                         record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
                         bar.update(1)
-                masks = predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good])
+                masks = predictor.masks(
+                    [it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield"
+                )
                 for it, mask in zip(good, masks, strict=True):
+                    if isinstance(mask, DeviceMemoryError):  # this one input fails; the run goes on
+                        record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
+                        bar.update(1)
+                        continue
                     inflight.append(pool.submit(engine.write, Job(pending[it.index], it, mask)))
                 drain(limit)
             drain(0)

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour
-from ..errors import ImageError, ImageTooLargeError, UsageError
+from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageError
 from ..models import list_models
 from ..pipeline.decode import Decoded, open_image
 from ..pipeline.infer import Predictor
@@ -223,7 +223,10 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
             raise Refused(
                 503, "busy: the queue is full, try again shortly", {"Retry-After": str(RETRY_AFTER_S)}
             ) from None
-        mask = await asyncio.wrap_future(future)
+        try:
+            mask = await asyncio.wrap_future(future)
+        except DeviceMemoryError as e:
+            raise Refused(413, f"too large for the model's device: {e}") from None
         body, media_type = await run_in_threadpool(_render, decoded, mask, settings, predictor.size)
         return Response(body, media_type=media_type)
 

@@ -84,7 +84,7 @@ class Batcher:
     def _run(self) -> None:
         while (batch := self._collect()) is not None:
             try:
-                masks = list(self.predictor.masks([b[0] for b in batch], [b[1] for b in batch]))
+                masks = list(self.predictor.masks([b[0] for b in batch], [b[1] for b in batch], failures="yield"))
             except Exception as e:  # noqa: BLE001 - each waiting request gets the error, the thread lives on
                 for _, _, future in batch:
                     future.set_exception(e)
@@ -92,4 +92,7 @@ class Batcher:
             self.stats.batches += 1
             self.stats.requests += len(batch)
             for (_, _, future), mask in zip(batch, masks, strict=True):
-                future.set_result(mask)
+                if isinstance(mask, Exception):  # this image alone does not fit in device memory
+                    future.set_exception(mask)
+                else:
+                    future.set_result(mask)

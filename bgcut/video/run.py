@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import OutputOptions, PostOptions, VideoFormat, VideoOptions
-from ..errors import VideoError
+from ..errors import ImageError, VideoError
 from ..pipeline.infer import Predictor
 from ..pipeline.output import Row
 from ..pipeline.postprocess import Background, render
@@ -133,7 +133,7 @@ def cut_video(
             if not isinstance(e, Exception):
                 raise  # Ctrl-C: the temporary output is gone, the interruption goes on up
             row.status = "failed"
-            row.error = str(e) if isinstance(e, VideoError) else f"{type(e).__name__}: {e}"
+            row.error = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"
             return row
     row.outputs = [str(final)]
     return row
