@@ -23,9 +23,11 @@ End-to-end throughput at -j 4/8/16 is ``bench/run.py e2e`` on the same machine.
 On the device machine only the checkout travels (64 MiB a call, ignored folders by ``carry``):
 copy davis16's JPEGs into ``bench/data/davis16`` (about 10 MB) and pass ``--images
 bench/data/davis16``. isnet-general's weights do not fit one call (44M parameters: 88 MB even
-in fp16), so they must be carried in two parts in two calls while the machine stays warm, and
-joined there before ``bgcut models import``. That is not built yet; until it is, run with
-``--models bgcut-lite``.
+in fp16): ``python bench/carry.py split isnet-general .carry/isnet-general --fp16`` cuts them
+into a 60 MiB and a 24 MiB part (the joined fp16 weights gave masks within 1 level of fp32 on
+davis16 frames). Carry the folder with part-000 in one call and part-001 in the next, while the
+machine stays warm. Join them there with ``python bench/carry.py join ...``, then pass the
+joined folder with ``--weights-isnet DIR``.
 """
 
 from __future__ import annotations
@@ -97,8 +99,11 @@ def env(device: torch.device) -> dict[str, object]:
     return info
 
 
+WEIGHTS: dict[str, str] = {}  # model name -> a local weights folder (--weights-isnet), else resolved by name
+
+
 def predictor(model: str, device: torch.device, precision: str, batch: int) -> Predictor:
-    loaded = create_model(model, None, device="cpu")
+    loaded = create_model(None if model in WEIGHTS else model, WEIGHTS.get(model), device="cpu")
     return Predictor(loaded, device, pick_dtype(precision, device), batch_size=batch, pad=False)
 
 
@@ -199,7 +204,14 @@ def oomcap(args: argparse.Namespace, device: torch.device, report: Report) -> No
             torch.cuda.set_per_process_memory_fraction(args.memory_fraction, device)
         said: list[str] = []
         try:
-            run = RunOptions(model=args.models[-1], device=str(device), batch_size=args.oom_batch, workers=4)
+            name = args.models[-1]
+            run = RunOptions(
+                model=None if name in WEIGHTS else name,
+                weights=WEIGHTS.get(name),
+                device=str(device),
+                batch_size=args.oom_batch,
+                workers=4,
+            )
             summary = remove_backgrounds([str(src)], Path(tmp) / "out", run, OutputOptions(), log=said.append)
         finally:
             if device.type == "cuda":
@@ -224,8 +236,11 @@ def main() -> None:
     parser.add_argument("--seconds-per-case", type=float, default=3.0)
     parser.add_argument("--sections", default="env,model,parity,fit12mp,oomcap")
     parser.add_argument("--tiny", action="store_true", help="a few seconds on CPU: the same code, small settings")
+    parser.add_argument("--weights-isnet", help="isnet-general's weights folder, joined by bench/carry.py")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if args.weights_isnet:
+        WEIGHTS["isnet-general"] = args.weights_isnet
     args.models = args.models.split(",")
     args.precisions = args.precisions.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
