@@ -397,3 +397,15 @@ def test_an_animated_gif_is_a_video_and_a_still_gif_an_image(tmp_path: Path, lum
     assert [round(f.time * 100) for f in got] == [0, 4, 8, 16, 20, 24]  # the GIF's own frame delays
     alpha = got[2].to_ndarray(format="rgba")[:, :, 3].astype(int)
     assert np.abs(alpha - expected_mask(2)).mean() < 6
+
+
+def test_a_video_output_never_replaces_its_input(tmp_path: Path, luma_weights: Path) -> None:
+    # clip.webm into its own folder would be written as clip.webm: refused, even with --overwrite.
+    clip = make_clip(tmp_path / "clip.webm", codec="libvpx-vp9")
+    before = clip.read_bytes()
+    cmd = [str(clip), "-o", str(tmp_path), "--weights", str(luma_weights), "--overwrite"]
+    result = CliRunner().invoke(app, cmd)
+    assert result.exit_code == 2
+    assert f"would be {clip}, which is the input {clip}" in result.output
+    assert clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.webm"]

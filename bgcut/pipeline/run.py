@@ -199,12 +199,20 @@ def _check_output(output: str) -> None:
         )
 
 
-def _check_no_output_is_an_input(engine: OutputStage, sources: list[Source]) -> None:
-    """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`)."""
+def _check_no_output_is_an_input(
+    engine: OutputStage, sources: list[Source], clips: set[str], video: VideoOptions
+) -> None:
+    """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`,
+    `bgcut clip.webm -o .`): each source's output as its kind names it, a photo's or a video's."""
+    from ..video.run import output_name
+
     folders: dict[str, str] = {}
     inputs = {_same_key(s.path, folders): s for s in sources}
     for source in sources:
-        target = engine.output_file(source)
+        if source.path in clips and engine.dest is not None:
+            target: str | None = engine.dest.locate(output_name(source.key, video.spec))
+        else:
+            target = engine.output_file(source)
         if target is not None and (clash := inputs.get(_same_key(target, folders))) is not None:
             raise UsageError(
                 f"the output for {source.display} would be {target}, "
@@ -333,7 +341,7 @@ def remove_backgrounds(
         _check_video_output(engine, output, out)
     if not engine.to_stdout:
         _check_output_not_input(inputs, output)
-        _check_no_output_is_an_input(engine, listing.sources)
+        _check_no_output_is_an_input(engine, listing.sources, clips, video)
     if run.shard is not None:
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
