@@ -409,3 +409,18 @@ def test_a_video_output_never_replaces_its_input(tmp_path: Path, luma_weights: P
     assert f"would be {clip}, which is the input {clip}" in result.output
     assert clip.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.webm"]
+
+
+def test_an_output_that_cannot_be_opened_fails_that_video_alone(tmp_path: Path, luma_weights: Path) -> None:
+    src = tmp_path / "in"
+    make_clip((src / "sub").mkdir(parents=True) or src / "sub" / "clip.mp4")
+    make_clip(src / "other.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the video's folder should be")
+    for kind in ("webm", "frames"):
+        summary = run([src], out, luma_weights, format=kind, overwrite=True)
+        rows = {Path(r.input).name: r for r in summary.rows}
+        assert rows["clip.mp4"].status == "failed"
+        assert (rows["clip.mp4"].error or "").startswith("cannot write output: ")
+        assert rows["other.mp4"].status == "done"

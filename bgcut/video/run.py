@@ -36,6 +36,15 @@ class _Failed:
         self.error = error
 
 
+def _reason(e: Exception) -> str:
+    """A row's one-line error, worded as the image engine words its own."""
+    if isinstance(e, ImageError):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"cannot write output: {e.strerror or e}"
+    return f"{type(e).__name__}: {e}"
+
+
 def output_name(key: str, spec: VideoFormat) -> str:
     """A video's output inside the output folder: ``KEY.webm``, or the folder ``KEY`` of frames."""
     return f"{key}{spec.extension}"
@@ -104,13 +113,13 @@ def cut_video(
         row.width, row.height = info.width, info.height
         copy_audio, warning = audio_plan(info, spec)
         row.warning = warning
-        if spec.pixels == "image":
-            sink: VideoSink | FrameFolder = FrameFolder(
-                final, out.extension, lambda px: encode(px, out.extension, out.png_compression)
-            )
-            frame_out = out
-        else:
-            try:
+        try:
+            if spec.pixels == "image":
+                sink: VideoSink | FrameFolder = FrameFolder(
+                    final, out.extension, lambda px: encode(px, out.extension, out.png_compression)
+                )
+                frame_out = out
+            else:
                 sink = VideoSink(
                     final,
                     spec,
@@ -121,10 +130,10 @@ def cut_video(
                     video.quality,
                     path if copy_audio else None,
                 )
-            except VideoError as e:
-                row.status, row.error = "failed", str(e)
-                return row
-            frame_out = dataclasses.replace(out, format=_FRAME_FORMAT[spec.pixels], margin="0", per_object=False)
+                frame_out = dataclasses.replace(out, format=_FRAME_FORMAT[spec.pixels], margin="0", per_object=False)
+        except Exception as e:  # noqa: BLE001 - an output that cannot be opened fails this video alone
+            row.status, row.error = "failed", _reason(e)
+            return row
         try:
             row.frames = _pipeline(reader, sink, predictor, post, frame_out, video, bg, on_frames)
             sink.close()
@@ -132,8 +141,7 @@ def cut_video(
             sink.abort()
             if not isinstance(e, Exception):
                 raise  # Ctrl-C: the temporary output is gone, the interruption goes on up
-            row.status = "failed"
-            row.error = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"
+            row.status, row.error = "failed", _reason(e)
             return row
     row.outputs = [str(final)]
     return row
