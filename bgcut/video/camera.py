@@ -23,7 +23,7 @@ import numpy as np
 from ..config import VIDEO_FORMATS, OutputOptions, PostOptions
 from ..errors import UsageError, VideoError
 from ..pipeline.infer import Predictor
-from ..pipeline.postprocess import Background, composite, render
+from ..pipeline.postprocess import WHITE, Background, composite, render
 from .encode import VideoSink
 from .stability import Steady
 
@@ -95,6 +95,12 @@ class Preview:
             self.root.destroy()
 
 
+def _on(rendered: np.ndarray, back: Background) -> np.ndarray:
+    """A rendered frame as RGB: an RGBA cut-out composited onto ``back``; a frame ``render``
+    already put on --bg, as it is."""
+    return composite(rendered[:, :, :3], rendered[:, :, 3], back) if rendered.shape[2] == 4 else rendered
+
+
 def _label(rgb: np.ndarray, text: str) -> np.ndarray:
     out = rgb.copy()
     cv2.putText(out, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
@@ -145,9 +151,7 @@ def run_camera(
                 # Times from the source: a file's own, a camera's as they were captured (milliseconds).
                 sink = VideoSink(output, spec, w, h, None, Fraction(1, 1000), quality)
             if sink is not None:
-                pixels = rendered
-                if spec is not None and spec.pixels == "flat" and pixels.shape[2] == 4:
-                    pixels = composite(rgb, mask, bg or Background(color=(255, 255, 255)))
+                pixels = _on(rendered, WHITE) if spec is not None and spec.pixels == "flat" else rendered
                 stamp = capture.get(cv2.CAP_PROP_POS_MSEC) if not source.isdigit() else None
                 ms = round(stamp) if stamp is not None else round(1000 * (time.perf_counter() - started))
                 last_ms = ms = max(ms, last_ms + 1)  # a container needs rising times; OpenCV's may repeat
@@ -155,12 +159,9 @@ def run_camera(
             summary.frames += 1
             times.append(time.perf_counter())
             if preview is not None:
-                if rendered.shape[2] == 4:
-                    if board is None or board.shape[:2] != (h, w):
-                        board = checkerboard(w, h)
-                    shown = composite(rendered[:, :, :3], rendered[:, :, 3], Background(image=board))
-                else:
-                    shown = rendered
+                if board is None or board.shape[:2] != (h, w):
+                    board = checkerboard(w, h)
+                shown = _on(rendered, Background(image=board))
                 rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
                 shown = _label(shown, f"{rate:.1f} fps  {predictor.model_name}")
                 preview.show(shown)
