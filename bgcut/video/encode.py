@@ -57,7 +57,7 @@ class _Audio:
             if self.waiting is None:
                 try:
                     self.waiting = next(self.packets)
-                except (StopIteration, Exception):  # noqa: BLE001 - a damaged audio tail ends the copy, not the video
+                except Exception:  # noqa: BLE001 - the end, or a damaged audio tail: it ends the copy, not the video
                     return
             packet = self.waiting
             if packet.dts is None or packet.size == 0:  # the demuxer's end-of-stream marker
