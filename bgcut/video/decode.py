@@ -73,8 +73,9 @@ class VideoReader:
             raise VideoError("its video codec is unknown to FFmpeg")
         if not ctx.width or not ctx.height:
             raise VideoError(f"its {ctx.name} stream has no frame size")
-        stream.thread_type = "AUTO"  # frame and slice threads: decoding is a large share of the time
-        rotation = self._rotation(stream)
+        rotation = self._rotation()  # may open the file again: the stream is looked up after it
+        stream = self.container.streams.video[0]
+        ctx = stream.codec_context
         w, h = (ctx.height, ctx.width) if rotation % 180 else (ctx.width, ctx.height)
         audio = self.container.streams.audio
         return VideoInfo(
@@ -88,9 +89,15 @@ class VideoReader:
             audio_codec=audio[0].codec_context.name if audio and audio[0].codec_context is not None else None,
         )
 
-    def _rotation(self, stream: object) -> int:
+    def _threaded(self) -> None:
+        # Frame and slice threads: decoding is a large share of the time. Set before the first
+        # decode opens the codec, which fixes it.
+        self.container.streams.video[0].thread_type = "AUTO"
+
+    def _rotation(self) -> int:
         # The display matrix is on the stream; FFmpeg copies it onto each decoded frame, where
         # PyAV reads it. Peek at the first frame, then start again from the top.
+        self._threaded()
         try:
             first = next(self.container.decode(video=0), None)
         except Exception as e:  # noqa: BLE001
@@ -103,6 +110,7 @@ class VideoReader:
         except Exception:  # noqa: BLE001 - not seekable (a pipe): open it again instead
             self.container.close()
             self.container = require_av().open(self.path, metadata_errors="ignore")
+            self._threaded()
         return rotation
 
     def frames(self) -> Iterator[Frame]:
