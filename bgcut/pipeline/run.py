@@ -434,11 +434,7 @@ def _process(
     workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
     dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
     order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
-    # On CPU, the model's threads and the pipeline share the cores (cpu/cores.py): a fixed split, so
-    # that the arithmetic, and with it every output byte, is the same in every run.
-    threads_before = torch.get_num_threads()  # restored at the end: a library must not keep a changed global
-    if device.type == "cpu":
-        torch.set_num_threads(threads_for_model(available_cores(), predictor.size))
+    threads_before = _model_threads(predictor)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
@@ -539,9 +535,7 @@ def _process_videos(
 
     assert engine.dest is not None
     show = progress if progress is not None else sys.stderr.isatty()
-    threads_before = torch.get_num_threads()
-    if predictor.device.type == "cpu":
-        torch.set_num_threads(threads_for_model(available_cores(), predictor.size))
+    threads_before = _model_threads(predictor)
     try:
         with retained_heap(predictor.device.type):
             for source in videos:
@@ -562,6 +556,19 @@ def _process_videos(
                     )
     finally:
         torch.set_num_threads(threads_before)
+
+
+def _model_threads(predictor: Predictor) -> int:
+    """Give the model its share of the cores; returns torch's thread count before, for the caller
+    to restore at the end (a library must not keep a changed global).
+
+    On CPU, the model's threads and the pipeline share the cores (cpu/cores.py): a fixed split, so
+    that the arithmetic, and with it every output byte, is the same in every run.
+    """
+    before = torch.get_num_threads()
+    if predictor.device.type == "cpu":
+        torch.set_num_threads(threads_for_model(available_cores(), predictor.size))
+    return before
 
 
 def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:
