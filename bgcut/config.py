@@ -14,10 +14,18 @@ from typing import Any
 
 from .errors import UsageError
 
-DEFAULT_MODEL = "bgcut-lite"  # the embedded model: works offline, right after pip install
+# The model every command uses unless told: the best one shipped inside the package, so that
+# the first command gives good cut-outs offline, right after pip install. bgcut-lite, also
+# embedded, is the fast one (-m bgcut-lite).
+DEFAULT_MODEL = "isnet-general"
+FAST_MODEL = "bgcut-lite"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # preprocess.resize_rgb's PIL filters
+# How a weights file stores its tensors (``models._weights.quantize``); networks compute in fp32
+# (or --precision) whatever the storage.
+STORAGES = ("fp32", "fp16", "int8")
+DEFAULT_STORAGE = "fp32"  # what `bgcut models import` writes unless told
 OUTPUT_RULES = ("sigmoid", "sigmoid-minmax", "identity")  # preprocess.to_masks
 
 
@@ -367,7 +375,9 @@ class TrainConfig:
     images: Path
     masks: Path | None
     output: Path
-    model: str = DEFAULT_MODEL  # registry entry whose architecture and input contract are trained
+    # Registry entry whose architecture and input contract are trained: a student, not the default
+    # (a 44M-parameter IS-Net is the teacher, --teacher isnet-general).
+    model: str = FAST_MODEL
     name: str | None = None  # name written into config.json (defaults to ``model``)
     size: int = 256
     epochs: int = 10
@@ -382,6 +392,11 @@ class TrainConfig:
     resume: bool = False
     limit: int | None = None  # use only the first N pairs (smoke tests)
     init: Path | None = None  # start from these weights (fine-tuning, warm restarts) instead of random
+    # ImageNet weights for the architecture's encoder only (an arch with ``encoder_state_from``)
+    init_encoder: Path | None = None
+    # Stop after this much CPU time of the training process (all its threads): the budget two runs
+    # that share a machine, or are starved by other work, can be compared by.
+    max_cpu_minutes: float | None = None
     ema: float = 0.0  # decay of the weights' moving average that is validated and exported; 0 = off
     boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
     teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)

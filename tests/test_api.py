@@ -32,7 +32,7 @@ def test_remover_on_pil_array_and_path(tmp_path: Path, luma_weights: Path) -> No
 
 def test_api_and_engine_share_one_batch_step(tmp_path: Path) -> None:
     """Remover and the batch engine set up one Predictor the same way and run the same step: the
-    API's raw mask is the engine's --format mask output, byte for byte (embedded default model)."""
+    API's raw mask is the engine's --format mask output, byte for byte (the embedded fast model)."""
     sizes = [(90, 70), (64, 64), (120, 50)]
     arrays = [square_image(s, (10, 12, 40, 45)) for s in sizes]
     for i, arr in enumerate(arrays):
@@ -40,11 +40,11 @@ def test_api_and_engine_share_one_batch_step(tmp_path: Path) -> None:
     summary = remove_backgrounds(
         [str(tmp_path / f"in{i}.png") for i in range(3)],
         tmp_path / "out",
-        RunOptions(device="cpu", workers=0),
+        RunOptions(model="bgcut-lite", device="cpu", workers=0),
         OutputOptions(format="mask"),
     )
     assert summary.done == 3
-    api = Remover(device="cpu").masks(arrays)
+    api = Remover(model="bgcut-lite", device="cpu").masks(arrays)
     for i, mask in enumerate(api):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"in{i}.png")), mask)
 
@@ -75,3 +75,29 @@ def test_remover_checks_its_options_like_the_cli(luma_weights: Path) -> None:
         Remover(weights=luma_weights, batch_size=0)
     with pytest.raises(UsageError, match="--keep 'biggest': expected one of all, largest"):
         PostOptions(keep="biggest")
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_plain_script_without_main_guard(tmp_path: Path, luma_weights: Path, how: str) -> None:
+    """A script with no ``if __name__ == "__main__":`` guard, run as a file or piped into
+    ``python -``: the decode workers must not run it again (each would start a run of its own)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "photos").mkdir()
+    for i in range(20):
+        Image.fromarray(square_image((90, 70), (10 + i, 12, 50, 45))).save(tmp_path / "photos" / f"p{i:02d}.png")
+    script = (
+        "import bgcut\n"
+        f"s = bgcut.remove_backgrounds([{str(tmp_path / 'photos')!r}], {str(tmp_path / 'out')!r}, "
+        f"bgcut.RunOptions(weights={str(luma_weights)!r}, workers=2, device='cpu'), progress=False)\n"
+        "print(s.done, s.failed)\n"
+    )
+    (tmp_path / "script.py").write_text(script)
+    cmd = [sys.executable, str(tmp_path / "script.py")] if how == "file" else [sys.executable, "-"]
+    result = subprocess.run(
+        cmd, input=script if how == "stdin" else None, capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["20", "0"], result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "died" not in result.stderr

@@ -66,7 +66,7 @@ def test_unknown_model_is_one_line_exit_1(photos: Path, tmp_path: Path) -> None:
     result = invoke(str(photos), "-o", str(tmp_path / "o"), "--model", "nope")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    known = "bgcut-lite, isnet-general, u2net, u2netp"
+    known = "bgcut-lite, bgcut-s, isnet-general, u2net, u2netp"
     assert lines == [f"bgcut: error: unknown model 'nope'; known models: {known} (see `bgcut models list`)"]
 
 
@@ -111,7 +111,8 @@ def test_models_list() -> None:
     assert result.exit_code == 0
     header, *rows = result.output.strip().splitlines()
     assert header.split() == ["name", "params", "input", "licence", "offline"]
-    assert rows[0].split()[0] == "bgcut-lite"
+    offline = {row.split()[0]: row.split()[-1] for row in rows}
+    assert offline["isnet-general"] == "embedded" and offline["bgcut-lite"] == "embedded"
 
 
 def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:

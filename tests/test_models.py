@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from bgcut.config import DEFAULT_MODEL, FAST_MODEL
 from bgcut.errors import UnknownModelError, WeightsMismatchError
-from bgcut.models import build_arch, create_model, get_pretrained_cfg, list_models
+from bgcut.models import build_arch, create_model, get_pretrained_cfg, list_models, load_into, sha256_file
 from bgcut.models._hub import embedded_path
-from bgcut.models._weights import read_state_dict
+from bgcut.models._weights import QSCALE, dequantize, quantize, read_state_dict
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -37,12 +38,53 @@ def test_training_mode_returns_deep_supervision() -> None:
 
 
 def test_default_model_is_embedded_and_checksummed() -> None:
-    cfg = get_pretrained_cfg("bgcut-lite")
-    path = embedded_path(cfg)
-    assert path is not None and path.stat().st_size < 10 * 2**20, "the default weights must ship inside the package"
-    assert cfg.sha256 and len(cfg.sha256) == 64
+    assert DEFAULT_MODEL == "isnet-general" and FAST_MODEL == "bgcut-lite"
+    sizes = 0
+    for name in (DEFAULT_MODEL, FAST_MODEL):
+        cfg = get_pretrained_cfg(name)
+        path = embedded_path(cfg)
+        assert path is not None, f"{name}'s weights must ship inside the package"
+        assert cfg.sha256 and sha256_file(path) == cfg.sha256
+        sizes += path.stat().st_size
+    assert sizes < 60 * 2**20, "the wheel must stay well under PyPI's 100 MB"
     loaded = create_model()  # no network needed
-    assert loaded.cfg.name == "bgcut-lite" and loaded.sha256 == cfg.sha256
+    assert loaded.cfg.name == DEFAULT_MODEL and loaded.sha256 == get_pretrained_cfg(DEFAULT_MODEL).sha256
+    conv = loaded.module.stage1.rebnconvin.conv_s1.weight
+    assert conv.dtype == torch.float32 and torch.isfinite(conv).all()  # int8 on disk, fp32 in the network
+
+
+def test_int8_storage_round_trip() -> None:
+    torch.manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(8, 4, 3, 3),
+        "conv.bias": torch.randn(8),
+        "bn.num_batches_tracked": torch.tensor(3),
+    }
+    stored = quantize(state, "int8")
+    assert stored["conv.weight"].dtype == torch.int8 and stored["conv.weight" + QSCALE].shape == (8, 1, 1, 1)
+    assert stored["conv.bias"].dtype == torch.float32 and stored["bn.num_batches_tracked"].dtype == torch.int64
+    back = dequantize(stored)
+    assert set(back) == set(state)
+    # Per output channel, the error is at most half a step of that channel's scale.
+    step = state["conv.weight"].abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    assert ((back["conv.weight"] - state["conv.weight"]).abs() <= step / 2 + 1e-7).all()
+    assert torch.equal(back["conv.bias"], state["conv.bias"])
+    half = quantize(state, "fp16")
+    assert half["conv.weight"].dtype == torch.float16
+    assert torch.equal(dequantize(half)["conv.weight"], half["conv.weight"])
+
+
+def test_int8_file_reads_back_as_fp32(tmp_path: Path) -> None:
+    model = build_arch(get_pretrained_cfg("bgcut-lite")).eval()
+    path = tmp_path / "m.safetensors"
+    save_file(quantize(model.state_dict(), "int8"), str(path))
+    state = read_state_dict(path)
+    assert all(v.dtype != torch.int8 for v in state.values()) and not any(k.endswith(QSCALE) for k in state)
+    other = build_arch(get_pretrained_cfg("bgcut-lite")).eval()
+    load_into(other, state, path)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert (torch.sigmoid(model(x)) - torch.sigmoid(other(x))).abs().max() < 0.02
 
 
 def test_unknown_model() -> None:

@@ -18,7 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..config import REFINE
+from ..config import DEFAULT_MODEL, FAST_MODEL, REFINE
 from ..errors import BgcutError, UsageError
 
 
@@ -127,7 +127,11 @@ def echo_err(msg: str) -> None:
 
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Model name from `bgcut models list` (default: the embedded bgcut-lite)."),
+    typer.Option(
+        "--model",
+        "-m",
+        help=f"Model name from `bgcut models list` (default: {DEFAULT_MODEL}, embedded; {FAST_MODEL}, also embedded, is about 15x faster on a CPU and coarser).",
+    ),
 ]
 WeightsOpt = Annotated[
     str | None,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..config import DEFAULT_STORAGE
 from ._common import reported_errors
 
 app = typer.Typer(name="models", help="List the model zoo and download weights ahead of time.", no_args_is_help=True)
@@ -86,6 +87,13 @@ def import_cli(
             help="Folder for model.safetensors + config.json (default: $BGCUT_HOME/models/NAME, where --model NAME finds it).",
         ),
     ] = None,
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="How the file stores the tensors: fp32, fp16, or int8 (per-channel weights, a quarter of fp32's size; read back as fp32).",
+        ),
+    ] = DEFAULT_STORAGE,
 ) -> None:
     """Convert a public checkpoint into bgcut's format: model.safetensors + config.json.
 
@@ -105,7 +113,7 @@ def import_cli(
         cfg = get_pretrained_cfg(name) if registered else PretrainedCfg(name=name, arch=arch)
         if cfg.arch != arch:
             raise UsageError(f"model {name!r} is registered with architecture {cfg.arch!r}, not {arch!r}")
-        target, sha = import_checkpoint(source, cfg, output or imported_dir(name))
+        target, sha = import_checkpoint(source, cfg, output or imported_dir(name), storage)
     typer.echo(f"{name}: {target} (sha256 {sha})")
     if registered and cfg.sha256 and sha != cfg.sha256:
         typer.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ import typer
 
 from ..config import DEFAULT_MODEL, TrainConfig
 from ..errors import UsageError
-from ._common import BatchOpt, DeviceOpt, ModelOpt, WorkersOpt, reported_errors
+from ._common import BatchOpt, DeviceOpt, WorkersOpt, reported_errors
 
 
 def train_cli(
@@ -75,7 +76,12 @@ def train_cli(
     jpeg: Annotated[
         float, typer.Option("--jpeg", min=0.0, max=1.0, help="Share of samples re-encoded as JPEG (quality 30-90).")
     ] = TrainConfig.jpeg,
-    model: ModelOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help=f"The registry entry whose architecture and input contract are trained (default: {TrainConfig.model})."
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
     ] = TrainConfig.name,
@@ -109,6 +115,28 @@ def train_cli(
             help="Start from these weights (.safetensors/.pth) instead of random: fine-tuning or a warm restart.",
         ),
     ] = TrainConfig.init,
+    init_encoder: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-encoder",
+            help="Start the encoder from these ImageNet weights (bgcut-s: an efficientnet_pytorch EfficientNet-Lite0 .pth); the decoder starts random.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = TrainConfig.init_encoder,
+    arch_args: Annotated[
+        str | None,
+        typer.Option(
+            "--arch-args", help='The architecture\'s arguments as JSON, over the model\'s own, e.g. \'{"width": 0.25}\'.'
+        ),
+    ] = None,
+    max_cpu_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cpu-minutes",
+            help="Stop after this much CPU time of training (all threads), e.g. to give runs that share a machine equal budgets.",
+        ),
+    ] = TrainConfig.max_cpu_minutes,
     ema: Annotated[
         float,
         typer.Option(
@@ -122,7 +150,7 @@ def train_cli(
         str | None,
         typer.Option(
             "--teacher",
-            help="Distil from this model's soft masks (a registry name such as isnet-general, or a weights folder); computed once, cached in OUTPUT/teacher/.",
+            help=f"Distil from this model's soft masks (a registry name such as {DEFAULT_MODEL}, the default model, or a weights folder); computed once, cached in OUTPUT/teacher/.",
         ),
     ] = TrainConfig.teacher,
     distill_weight: Annotated[
@@ -148,11 +176,13 @@ def train_cli(
     """
     from ..train import train
 
+    with reported_errors():
+        parsed_arch_args = _arch_args(arch_args)
     cfg = TrainConfig(
         images=images,
         masks=masks,
         output=output,
-        model=model or DEFAULT_MODEL,
+        model=model or TrainConfig.model,
         name=name,
         size=size,
         epochs=epochs,
@@ -166,6 +196,9 @@ def train_cli(
         resume=resume,
         limit=limit,
         init=init,
+        init_encoder=init_encoder,
+        max_cpu_minutes=max_cpu_minutes,
+        arch_args=parsed_arch_args,
         ema=ema,
         boundary_gain=boundary_gain,
         teacher=teacher,
@@ -185,3 +218,15 @@ def train_cli(
             raise UsageError("give either --masks (image/mask pairs) or --coco (a COCO instances file)")
         path = train(cfg, log=lambda m: typer.echo(m, err=True))
     typer.echo(f"exported {path}")
+
+
+def _arch_args(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--arch-args: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--arch-args: expected a JSON object such as '{{\"width\": 0.25}}', got {text!r}")
+    return value

@@ -11,7 +11,7 @@ model card, config and training recipe live in the repository's top-level ``weig
 """
 
 from ..config import DEFAULT_MODEL
-from . import luma, u2net, unet_lite  # noqa: F401 - imported for their registrations
+from . import effnet_unet, luma, u2net, unet_lite  # noqa: F401 - imported for their registrations
 from ._factory import LoadedModel, count_parameters, create_model
 from ._fuse import fuse_conv_bn
 from ._hub import imported_dir, local_weights, resolve_weights

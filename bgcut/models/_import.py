@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import PretrainedCfg
+from ..config import DEFAULT_STORAGE, STORAGES, PretrainedCfg
 from ..errors import UsageError, WeightsMismatchError
 from ._registry import build_arch
-from ._weights import load_into, read_state_dict, save_tensors, sha256_file
+from ._weights import load_into, quantize, read_state_dict, save_tensors, sha256_file
 
 
 def _conv_execution_order(model: nn.Module) -> list[str]:
@@ -112,13 +112,19 @@ def state_dict_from_onnx(path: Path, model: nn.Module) -> dict[str, torch.Tensor
     return state
 
 
-def import_checkpoint(source: Path, cfg: PretrainedCfg, output: Path) -> tuple[Path, str]:
-    """Convert ``source`` for ``cfg``'s architecture; writes ``output/model.safetensors`` + ``config.json``.
+def import_checkpoint(
+    source: Path, cfg: PretrainedCfg, output: Path, storage: str = DEFAULT_STORAGE
+) -> tuple[Path, str]:
+    """Convert ``source`` for ``cfg``'s architecture; writes ``output/model.safetensors`` + ``config.json``,
+    its tensors stored as ``storage`` (``config.STORAGES``). The conversion is deterministic: the
+    same source and storage give the same sha256.
 
     Raises:
         WeightsMismatchError: the tensors do not fit the architecture (names, shapes, dtypes).
         UsageError: an ONNX file without the ``onnx`` package installed.
     """
+    if storage not in STORAGES:
+        raise UsageError(f"--storage {storage!r}: expected one of {', '.join(STORAGES)}")
     model = build_arch(cfg)
     is_onnx = source.suffix.lower() == ".onnx"
     state = state_dict_from_onnx(source, model) if is_onnx else read_state_dict(source)
@@ -128,8 +134,14 @@ def import_checkpoint(source: Path, cfg: PretrainedCfg, output: Path) -> tuple[P
     tensors = {
         k: v.detach().float().contiguous() if v.is_floating_point() else v for k, v in model.state_dict().items()
     }
-    save_tensors(tensors, target)
+    save_tensors(quantize(tensors, storage), target)
     sha = sha256_file(target)
-    config = {**cfg.to_json(), "sha256": sha, "source": source.name, "source_sha256": sha256_file(source)}
+    config = {
+        **cfg.to_json(),
+        "sha256": sha,
+        "storage": storage,
+        "source": source.name,
+        "source_sha256": sha256_file(source),
+    }
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return target, sha

@@ -37,6 +37,49 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
     os.chmod(path, 0o666 & ~_umask())
 
 
+# Suffix of the per-output-channel scales stored beside an int8 tensor (``quantize``).
+QSCALE = ".qscale"
+
+
+def quantize(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """Tensors for a weights file in ``storage`` (``config.STORAGES``): fp32, fp16, or int8.
+
+    int8 keeps every convolution and linear weight (2 or more dimensions, nearly all the bytes)
+    as symmetric per-output-channel integers with their fp32 scales beside them (``NAME.qscale``);
+    biases and batch-norm tensors stay fp32. ``read_state_dict`` turns it back into fp32, so a
+    network never computes in int8: only the file is smaller.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        if not t.is_floating_point() or storage == "fp32":
+            out[name] = t.contiguous()
+        elif storage == "fp16":
+            out[name] = t.half().contiguous()
+        elif t.ndim >= 2:
+            dims = tuple(range(1, t.ndim))
+            scale = t.float().abs().amax(dim=dims, keepdim=True).clamp(min=1e-12) / 127
+            out[name] = (t.float() / scale).round().clamp(-127, 127).to(torch.int8).contiguous()
+            out[name + QSCALE] = scale.contiguous()
+        else:
+            out[name] = t.float().contiguous()
+    return out
+
+
+def dequantize(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fp32 tensors of a file written by ``quantize`` (any storage); other files pass unchanged."""
+    scales = {k.removesuffix(QSCALE): v for k, v in state.items() if k.endswith(QSCALE)}
+    out = {}
+    for name, t in state.items():
+        if name.endswith(QSCALE):
+            continue
+        scale = scales.get(name)
+        if scale is not None and t.dtype == torch.int8:
+            out[name] = t.float() * scale
+        else:
+            out[name] = t
+    return out
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -63,7 +106,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsUnavailableError(f"weights file {path} does not exist")
     try:
         if path.suffix == ".safetensors":
-            return _finite(load_file(str(path)), path)
+            return _finite(dequantize(load_file(str(path))), path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False, i.e. running the file's code: never.

@@ -169,13 +169,22 @@ class U2Net(_U2Base):
 class ISNet(_U2Base):
     """IS-Net (the DIS general-use network): a stride-2 input conv, then the U2-Net body; output: ``d1``."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.conv_in = nn.Conv2d(3, 64, 3, stride=2, padding=1)
+        # ``width`` scales every channel count: a narrower IS-Net (0.25 keeps a quarter of each
+        # layer) is the shape that structured pruning of the published network leaves.
+        enc = [(7, 64, 32, 64), *_ENC_U2NET[1:]]
+        if not 0 < width <= 1 or any((c * width) % 1 for spec in (*enc, *_DEC_U2NET) for c in spec[1:]):
+            raise ValueError(f"isnet width {width}: must keep every channel count whole (1, 0.5 or 0.25)")
+
+        def scaled(spec: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+            return (spec[0], *(int(c * width) for c in spec[1:]))
+
+        stem = int(64 * width)
+        self.conv_in = nn.Conv2d(3, stem, 3, stride=2, padding=1)
         # The published checkpoint has this pooling layer but its forward pass does not use it.
         self.pool_in = nn.MaxPool2d(2, stride=2, ceil_mode=True)
-        enc = [(7, 64, 32, 64), *_ENC_U2NET[1:]]
-        self._build(enc, _DEC_U2NET)
+        self._build([scaled(e) for e in enc], [scaled(d) for d in _DEC_U2NET])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         feats = self._features(self.conv_in(x))
@@ -198,12 +207,15 @@ register_model(
         std=(256 / 255, 256 / 255, 256 / 255),
         output="sigmoid",
         hf_repo_id="bgcut/isnet-general",
-        hf_revision="v0.1.0",
-        # sha256 of `bgcut models import isnet.onnx --arch isnet --name isnet-general` on the
-        # reference ONNX (sha256 b6e8497b...): the conversion is deterministic.
-        sha256="67ffe19c89b8facdba774143ea1a73c85ed41a144a6fae563c7c02975c693a1b",
+        # v0.1.0 was the fp32 conversion (sha256 67ffe19c...); v0.2.0 is the int8 file shipped inside the package.
+        hf_revision="v0.2.0",
+        # sha256 of `bgcut models import isnet.onnx --arch isnet --name isnet-general --storage int8`
+        # on the reference ONNX (sha256 b6e8497b...): the conversion is deterministic. int8 was chosen
+        # by measurement against fp32 (weights/isnet-general/README.md, "Storage").
+        sha256="385ba9540429ecd1fa8c3f4c58eb5bef5cb8734d3a07cfe8912cd5921728ff5d",
         license=_U2_LICENSE,
-        description="IS-Net general use (DIS, Qin et al. 2022), 44M params, 1024 px",
+        embedded="isnet-general.safetensors",
+        description="the default: IS-Net general use (DIS, Qin et al. 2022), 44M params, 1024 px",
     )
 )
 register_model(

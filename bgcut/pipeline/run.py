@@ -285,10 +285,22 @@ def _check_settings(engine: OutputStage, output: str, video: VideoOptions) -> by
     if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
         changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
         raise UsageError(
-            f"{output} holds outputs made with other settings: {', '.join(changed)}; rerun with those to resume, "
+            f"{output} holds outputs made with other settings: {', '.join(changed)}; "
+            f"{_default_model_hint(engine.run, before)}rerun with those to resume, "
             "add --overwrite to redo every file with these, or choose another -o"
         )
     return (json.dumps(wanted, indent=1) + "\n").encode() if before != wanted else None
+
+
+def _default_model_hint(run: RunOptions, before: dict) -> str:
+    """When the folder was made by a model that was the default then, and no model was named now,
+    say that the default changed and how to keep the old one."""
+    was = before.get("--model/--weights")
+    if run.model or run.weights or not isinstance(was, str) or was == DEFAULT_MODEL or Path(was).is_absolute():
+        return ""
+    return (
+        f"the default model is now {DEFAULT_MODEL}: add -m {was} to go on with the model this folder was made with, or "
+    )
 
 
 def remove_backgrounds(

@@ -121,6 +121,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         base_cfg,
         name=cfg.name or cfg.model,
         arch_args=arch_args,
+        # The network is exported for the size it was trained at, whatever its base model's.
+        input_size=cfg.size,
         hf_repo_id=None,
         hf_revision=None,
         sha256=None,
@@ -140,6 +142,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     if cfg.init is not None:
         load_into(model, read_state_dict(Path(cfg.init)), cfg.init)
         log(f"initialised from {cfg.init}")
+    if cfg.init_encoder is not None:
+        _init_encoder(model, Path(cfg.init_encoder))
+        log(f"encoder initialised from {cfg.init_encoder}")
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -163,6 +168,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
     gen = torch.Generator().manual_seed(cfg.seed)
     deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else None
+    # CPU time spent by earlier segments of a resumed run counts against the budget too.
+    cpu_spent = float(history[-1].get("cpu_seconds", 0.0)) if history else 0.0
+    cpu_start = time.process_time()
+
+    def out_of_time() -> bool:
+        if deadline and time.time() > deadline:
+            return True
+        used = cpu_spent + time.process_time() - cpu_start
+        return bool(cfg.max_cpu_minutes) and used > cfg.max_cpu_minutes * 60
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         gen.manual_seed(cfg.seed * 1000 + epoch)  # same epoch -> same order, also after resume
@@ -190,7 +204,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 ema.update(model)
             loss_sum += float(loss.detach())
             step += 1
-            if deadline and time.time() > deadline:
+            if out_of_time():
                 break
         val = validate(judged, va_img, va_msk, model_cfg, device)
         row = {
@@ -198,6 +212,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             "step": step,
             "loss": loss_sum / (b + 1),
             "seconds": round(time.time() - t_ep, 1),
+            "cpu_seconds": round(cpu_spent + time.process_time() - cpu_start, 1),
             **val,
         }
         history.append(row)
@@ -217,10 +232,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             ckpt_path,
         )
         (out / "history.json").write_text(json.dumps(history, indent=1))
-        if deadline and time.time() > deadline:
-            log(f"stopping: --max-minutes {cfg.max_minutes} reached after epoch {epoch + 1}")
+        if out_of_time():
+            log(f"stopping: the time limit was reached in epoch {epoch + 1}")
             break
     return export(out, model_cfg, history, cfg)
+
+
+def _init_encoder(model: torch.nn.Module, path: Path) -> None:
+    """Load pretrained weights into ``model.encoder``, renamed by the architecture's own rule."""
+    rename = getattr(type(model), "encoder_state_from", None)
+    if rename is None or not hasattr(model, "encoder"):
+        raise UsageError(f"--init-encoder: architecture {type(model).__name__} has no pretrained encoder to load")
+    load_into(model.encoder, rename(read_state_dict(path)), path)
 
 
 def export(out: Path, model_cfg: PretrainedCfg, history: list[dict], cfg: TrainConfig) -> Path:
