@@ -52,5 +52,9 @@ class StorageError(BgcutError, OSError):
     """A bucket or remote folder cannot be listed or written (credentials, permissions, network)."""
 
 
+class IncompleteEvaluationError(BgcutError, ValueError):
+    """``bgcut eval``: some ground-truth masks have no prediction to score."""
+
+
 class UsageError(BgcutError, ValueError):
     """Options that do not make sense together (the CLI exits with status 2)."""

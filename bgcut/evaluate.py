@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from .errors import IncompleteEvaluationError, UsageError
 
 if TYPE_CHECKING:
     from .config import PostOptions
@@ -44,9 +44,10 @@ class EvalResult:
         return asdict(self)
 
     def line(self) -> str:
+        missing = f" missing={self.missing} (scored as empty)" if self.missing else ""
         return (
             f"n={self.n} MAE={self.mae:.4f} maxF={self.maxF:.4f} mIoU={self.mIoU:.4f} S={self.s_measure:.4f} "
-            f"boundary-MAE={self.boundary_mae:.4f}"
+            f"boundary-MAE={self.boundary_mae:.4f}{missing}"
         )
 
 
@@ -199,6 +200,7 @@ def evaluate(
     weights: str | None = None,
     save_masks: Path | None = None,
     post: PostOptions | None = None,
+    allow_missing: bool = False,
     **run_kwargs: object,
 ) -> EvalResult:
     """Run a model over ``images`` through the normal pipeline (format ``mask``, the post-processing
@@ -206,6 +208,10 @@ def evaluate(
 
     The masks are written (to ``save_masks``, or a temporary folder) exactly as users get
     them, so the scores describe what bgcut produces, and ``evalmask`` can cross-check them.
+
+    Raises:
+        IncompleteEvaluationError: some ground-truth masks have no prediction (no image of that
+            stem, or the image failed), unless ``allow_missing`` scores them as empty masks.
     """
     import tempfile
 
@@ -216,8 +222,18 @@ def evaluate(
         out = Path(save_masks) if save_masks else Path(tmp)
         run = RunOptions(model=model, weights=weights, overwrite=True, **run_kwargs)  # type: ignore[arg-type]
         fmt = OutputOptions(format="mask")
-        remove_backgrounds([str(images)], out, run, fmt, post, progress=False, log=lambda _m: None)
-        return score_folder(out, masks)
+        summary = remove_backgrounds([str(images)], out, run, fmt, post, progress=False, log=lambda _m: None)
+        result = score_folder(out, masks)
+    if result.missing and not allow_missing:
+        failed = sum(r.status == "failed" for r in summary.rows)
+        why = f"{failed} image(s) failed, the rest have no image of the same stem in {images}" if failed else (
+            f"no image of the same stem in {images}"
+        )
+        raise IncompleteEvaluationError(
+            f"{result.missing} of {result.n} ground-truth masks in {masks} have no prediction ({why}); "
+            "scores over them would be wrong: pass --allow-missing to score them as empty masks"
+        )
+    return result
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,26 @@ def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:
     assert scores["n"] == 3 and scores["mae"] < 0.02 and scores["maxF"] > 0.97 and scores["mIoU"] > 0.95
 
 
+def test_eval_refuses_masks_without_predictions(tmp_path: Path, luma_weights: Path) -> None:
+    """A mask folder that matches only some images must not give a score over the rest as empty masks."""
+    for i in range(5):
+        arr = square_image()
+        if i < 2:
+            save(arr, tmp_path / "img" / f"s{i}.png")
+        save((arr[..., 0] > 127).astype(np.uint8) * 255, tmp_path / "gt" / f"s{i}.png")
+    base = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "-w", str(luma_weights),
+            "-j", "0"]  # fmt: skip
+    result = invoke(*base)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"bgcut: error: 3 of 5 ground-truth masks in {tmp_path / 'gt'} have no prediction (no image of the same "
+        f"stem in {tmp_path / 'img'}); scores over them would be wrong: pass --allow-missing to score them as "
+        "empty masks"
+    ]
+    result = invoke(*base, "--allow-missing")
+    assert result.exit_code == 0 and "n=5 " in result.output and "missing=3 (scored as empty)" in result.output
+
+
 def test_truncated_weights_file_is_one_line(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
     bad = tmp_path / "w"
     bad.mkdir()

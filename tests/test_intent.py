@@ -124,6 +124,49 @@ def test_resume_knows_the_settings(photos: Path, tmp_path: Path, luma_weights: P
     assert "0 done, 3 skipped" in cli(*common).stderr
 
 
+def test_resume_names_weights_by_content(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
+    """`-w DIR`, `-w DIR/model.safetensors` and a copy elsewhere are the same weights."""
+    import json
+    import shutil
+
+    out = tmp_path / "out"
+    assert cli(str(photos), "-o", str(out), "-w", str(luma_weights)).exit_code == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(luma_weights, copy)
+    for weights in (luma_weights / "model.safetensors", copy):
+        result = cli(str(photos), "-o", str(out), "-w", str(weights))
+        assert result.exit_code == 0 and "0 done, 3 skipped" in result.stderr, result.stderr
+    # A folder written when weights were recorded by their resolved path still resumes.
+    settings = out / ".bgcut-settings.json"
+    data = json.loads(settings.read_text())
+    data["--model/--weights"] = str(luma_weights.resolve())
+    settings.write_text(json.dumps(data))
+    assert "0 done, 3 skipped" in cli(str(photos), "-o", str(out), "-w", str(copy)).stderr
+    # Other weights are other settings.
+    other = tmp_path / "other"
+    shutil.copytree(luma_weights, other)
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"scale": torch.tensor(20.0), "offset": torch.tensor(0.5)}, str(other / "model.safetensors"))
+    result = cli(str(photos), "-o", str(out), "-w", str(other))
+    assert result.exit_code == 2 and "--model/--weights " in result.stderr and "(now sha256:" in result.stderr
+
+
+def test_resume_after_the_default_changed_names_the_old_model(photos: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".bgcut-settings.json").write_text(json.dumps({
+        "--format": "png-alpha", "--model/--weights": "bgcut-lite", "--size": None, "--precision": "auto",
+    }))  # fmt: skip
+    result = cli(str(photos), "-o", str(out))
+    assert result.exit_code == 2
+    assert "--model/--weights bgcut-lite (now isnet-general)" in result.stderr
+    assert "the default model is now isnet-general: add -m bgcut-lite to go on with the model" in result.stderr
+
+
 def test_an_output_is_never_an_input(photo: Path, tmp_path: Path, luma_weights: Path) -> None:
     before = photo.read_bytes()
     for extra in ([], ["--overwrite"]):

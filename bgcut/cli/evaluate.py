@@ -59,13 +59,21 @@ def eval_cli(
             file_okay=False,
         ),
     ] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Score ground-truth masks that have no prediction (no image of that stem, or it failed) as empty masks, instead of failing.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a line.")] = False,
 ) -> None:
     """Score a model on a labelled folder: MAE, maxF (beta^2 = 0.3), mean IoU at 0.5, S-measure.
 
     The images go through the same pipeline as `bgcut INPUT --format mask` (no
     post-processing), and the 8-bit masks are scored against the ground truth of the same
-    file stem. A ground-truth mask with no prediction is scored as an empty mask.
+    file stem. A ground-truth mask with no prediction is an error, unless --allow-missing
+    scores it as an empty mask.
 
     Example: bgcut eval --images data/davis16/images --masks data/davis16/masks --json
     """
@@ -85,6 +93,7 @@ def eval_cli(
             batch_size=batch_size,
             workers=workers,
             post=post,
+            allow_missing=allow_missing,
         )
     if as_json:
         data = {

@@ -28,7 +28,7 @@ from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, Vide
 from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
 from ..errors import DeviceMemoryError, UsageError
-from ..models import DEFAULT_MODEL, create_model
+from ..models import DEFAULT_MODEL, create_model, sha256_file
 from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
@@ -233,6 +233,7 @@ def _same_key(path: str, folders: dict[str, str]) -> str:
 
 
 SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
+MODEL_KEY = "--model/--weights"  # a registry name, or sha256:HEX of a --weights file
 # Options added after the settings file was: the value that reproduces what came before them.
 SETTINGS_BEFORE_OPTION: dict[str, object] = {
     "--refine": "none",
@@ -246,10 +247,10 @@ SETTINGS_BEFORE_OPTION: dict[str, object] = {
 
 def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: VideoOptions) -> dict[str, object]:
     """What decides an output's content: a folder holds outputs of one kind (see ``_check_settings``)."""
-    model = str(Path(run.weights).resolve()) if run.weights else run.model or DEFAULT_MODEL
+    model = _weights_identity(run.weights) if run.weights else run.model or DEFAULT_MODEL
     return {
         "--format": out.format,
-        "--model/--weights": model,
+        MODEL_KEY: model,
         "--size": run.size,
         "--precision": run.precision,
         "--bg": out.bg,
@@ -261,6 +262,26 @@ def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: Vid
         "--steady": video.steady,
         "--video-quality": video.quality,
     }
+
+
+def _weights_identity(weights: str) -> str:
+    """A ``--weights`` file by its content: ``-w runs/x`` and ``-w runs/x/model.safetensors``, or a
+    copy elsewhere, are the same weights. A file that cannot be read is named by its path (loading
+    it will say what is wrong)."""
+    path = Path(weights)
+    path = path / "model.safetensors" if path.is_dir() else path
+    try:
+        return f"sha256:{sha256_file(path)}"
+    except OSError:
+        return str(path.resolve())
+
+
+def _same_model(before: object, now: str, run: RunOptions) -> bool:
+    """A folder from before weights were named by content recorded the resolved path."""
+    if before == now:
+        return True
+    old_path = bool(run.weights) and isinstance(before, str) and Path(before).is_absolute()
+    return old_path and _weights_identity(str(before)) == now
 
 
 def _check_settings(engine: OutputStage, output: str, video: VideoOptions) -> bytes | None:
@@ -282,6 +303,8 @@ def _check_settings(engine: OutputStage, output: str, video: VideoOptions) -> by
     if isinstance(before, dict):
         # A folder written before an option existed was made with what is now that option's "off" value.
         before = {**SETTINGS_BEFORE_OPTION, **before}
+        if _same_model(before.get(MODEL_KEY), str(wanted[MODEL_KEY]), engine.run):
+            before[MODEL_KEY] = wanted[MODEL_KEY]
     if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
         changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
         raise UsageError(
@@ -295,7 +318,7 @@ def _check_settings(engine: OutputStage, output: str, video: VideoOptions) -> by
 def _default_model_hint(run: RunOptions, before: dict) -> str:
     """When the folder was made by a model that was the default then, and no model was named now,
     say that the default changed and how to keep the old one."""
-    was = before.get("--model/--weights")
+    was = before.get(MODEL_KEY)
     if run.model or run.weights or not isinstance(was, str) or was == DEFAULT_MODEL or Path(was).is_absolute():
         return ""
     return (
