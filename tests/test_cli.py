@@ -113,6 +113,8 @@ def test_models_list() -> None:
     assert header.split() == ["name", "params", "input", "licence", "offline"]
     offline = {row.split()[0]: row.split()[-1] for row in rows}
     assert offline["isnet-general"] == "embedded" and offline["bgcut-lite"] == "embedded"
+    # No weights published at all is not the same as not downloaded yet.
+    assert offline["u2net"] == offline["u2netp"] == offline["bgcut-s"] == "unpublished"
 
 
 def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:

@@ -95,6 +95,17 @@ def test_path_lists_on_stdin(photos: Path, tmp_path: Path, luma_weights: Path) -
         "bgcut: error: stdin holds neither an image bgcut can read nor a list of paths "
         "(it has NUL bytes: for `find -print0` lists add -0)"
     )
+    for junk, why in (
+        (b"\xff\xd8\xff\xe0garbage", "it starts like a JPEG file, but the image in it cannot be read"),
+        (b"\x89PNG\r\n\x1a\n" + b"x" * 20, "it starts like a PNG file, but the image in it cannot be read"),
+        (b"photo.jpg\n\x1b[31mred\n", "it has control bytes that no list of paths holds"),
+    ):
+        result = cli("-", "-o", str(tmp_path / "j"), "-w", str(luma_weights), stdin=junk)
+        assert result.exit_code == 2
+        assert one_line(result.stderr) == (
+            f"bgcut: error: stdin holds neither an image bgcut can read nor a list of paths ({why})"
+        )
+    assert not (tmp_path / "j").exists()
     result = cli("-", "-o", str(tmp_path / "c"), "-w", str(luma_weights), stdin=b"")
     assert result.exit_code == 2
     assert one_line(result.stderr) == (

@@ -165,7 +165,10 @@ def test_bad_cutouts_reported_rest_still_made(inputs: tuple[Path, Path], tmp_pat
     assert res.exit_code == 1
     lines = res.output.splitlines()
     assert f"bgcut: error: {bad / 'disc' / 'notes.png'}: not an image, or a format PIL cannot identify" in lines
-    no_alpha = "no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)"
+    no_alpha = (
+        "no alpha channel, so nothing to cut by: make cut-outs with `bgcut PHOTOS -o CUTOUTS --format crop` "
+        "(or --format png-alpha)"
+    )
     assert f"bgcut: error: {bad / 'box' / 'opaque.png'}: {no_alpha}" in lines
     assert f"bgcut: error: {bad / 'box' / 'clear.png'}: fully transparent: nothing to paste" in lines
     assert sum("notes.png" in line for line in lines) == 1  # once, however often it was drawn
@@ -173,6 +176,23 @@ def test_bad_cutouts_reported_rest_still_made(inputs: tuple[Path, Path], tmp_pat
     coco = json.loads((tmp_path / "o/annotations.json").read_text())
     assert len(coco["images"]) == 30 and coco["annotations"]
     assert not list((tmp_path / "o").rglob("*.bgcut-tmp"))
+
+
+def test_plain_photos_are_refused_up_front(tmp_path: Path, inputs: tuple[Path, Path]) -> None:
+    """JPEGs (no alpha) given as cut-outs: before, 3 pictures with 0 annotations were reported as made."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (200, 50, 50)).save(photos / f"p{i}.jpg")
+    res = CliRunner().invoke(
+        app, ["paste", str(photos), "--backgrounds", str(inputs[1]), "-o", str(tmp_path / "o"), "-n", "3"]
+    )
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [
+        f"bgcut: error: none of the 3 image(s) in {photos} has an alpha channel to cut by: make cut-outs with "
+        "`bgcut PHOTOS -o CUTOUTS --format crop` (or --format png-alpha)"
+    ]
+    assert not (tmp_path / "o").exists()
 
 
 def test_quiet_means_what_it_means_in_remove(inputs: tuple[Path, Path], tmp_path: Path) -> None:

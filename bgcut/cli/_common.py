@@ -107,8 +107,36 @@ def read_stdin(wanted: bool, null: bool) -> Iterator[Stdin]:
             "stdin holds neither an image bgcut can read nor a list of paths (it has NUL bytes: "
             "for `find -print0` lists add -0)"
         )
+    if (kind := _binary_kind(data, null)) is not None:
+        raise UsageError(f"stdin holds neither an image bgcut can read nor a list of paths ({kind})")
     text = os.fsdecode(data)  # paths are bytes on POSIX: undecodable ones survive as surrogates
     yield Stdin(lines=text.split("\0") if null else text.splitlines())
+
+
+# The first bytes of image files: stdin that starts so, and that no decoder could read, is a
+# damaged image, never a list of paths.
+_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"\x00\x00\x00\x0cjP": "JPEG 2000",
+}
+_TEXT_CONTROLS = frozenset(b"\t\n\r")
+
+
+def _binary_kind(data: bytes, null: bool) -> str | None:
+    """Why ``data`` is not a list of paths, or None when it can be one."""
+    for signature, kind in _SIGNATURES.items():
+        if data.startswith(signature):
+            return f"it starts like a {kind} file, but the image in it cannot be read"
+    if data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
+        return "it starts like a WebP file, but the image in it cannot be read"
+    allowed = _TEXT_CONTROLS | {0} if null else _TEXT_CONTROLS
+    if any((b < 0x20 or b == 0x7F) and b not in allowed for b in data[:65536]):
+        return "it has control bytes that no list of paths holds"
+    return None
 
 
 def _is_image(data: bytes) -> bool:

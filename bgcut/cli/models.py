@@ -20,7 +20,9 @@ def list_cli(
     """List registered models: name, parameters, input size, licence, and whether it runs offline.
 
     "offline" is "embedded" (ships inside bgcut), "imported" (converted with `bgcut models
-    import`), "cached" (in the huggingface_hub cache) or "no" (run `bgcut models fetch NAME`).
+    import`), "cached" (in the huggingface_hub cache), "download" (published on the Hub, not
+    downloaded yet: run `bgcut models fetch NAME`) or "unpublished" (no weights published: convert
+    a checkpoint with `bgcut models import`, train one, or pass --weights).
 
     Example: bgcut models list
     """
@@ -30,7 +32,7 @@ def list_cli(
     for name in list_models(pattern):
         cfg = get_pretrained_cfg(name)
         local = local_weights(cfg)
-        where = local[0] if local else "no"
+        where = local[0] if local else "download" if cfg.hf_repo_id and cfg.sha256 else "unpublished"
         rows.append((name, f"{count_parameters(cfg) / 1e6:.2f}M", str(cfg.input_size), cfg.license, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

@@ -38,7 +38,7 @@ from ..pipeline.writer import TMP_SUFFIX, atomic_write, encode
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
 from .options import PasteOptions
-from .sources import Cutout, list_backgrounds, list_cutouts, load_background, load_cutout
+from .sources import CUTOUT_HINT, Cutout, list_backgrounds, list_cutouts, load_background, load_cutout, with_alpha
 
 SETTINGS = "paste.json"
 OPTIONS_BEFORE_THEY_EXISTED = {"decontaminate": False}
@@ -223,9 +223,14 @@ def paste_dataset(
     report = on_error or (lambda _msg: None)
     start = time.perf_counter()
     summary = PasteSummary()
-    found, errors = list_cutouts(cutouts, opt.classes)
+    listed, errors = list_cutouts(cutouts, opt.classes)
+    found, no_alpha = with_alpha(listed)
+    if listed and not found:
+        raise UsageError(
+            f"none of the {len(listed)} image(s) in {' '.join(cutouts)} has an alpha channel to cut by: {CUTOUT_HINT}"
+        )
     bgs, bg_errors = list_backgrounds(backgrounds)
-    for line in errors + bg_errors:
+    for line in errors + no_alpha + bg_errors:
         summary.bad_inputs.append(line)
         report(line)
     if not found:

@@ -63,6 +63,36 @@ def list_cutouts(inputs: list[str], classes: dict[str, str] | None = None) -> tu
     return cutouts, errors
 
 
+CUTOUT_HINT = "make cut-outs with `bgcut PHOTOS -o CUTOUTS --format crop` (or --format png-alpha)"
+
+
+def _has_alpha(path: Path) -> bool | None:
+    """Whether the file's header declares transparency; None when it cannot be read (that is
+    reported, by name, when the cut-out is loaded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def with_alpha(cutouts: list[Cutout]) -> tuple[list[Cutout], list[str]]:
+    """The cut-outs that have an alpha channel, and one line for each that has none.
+
+    A photo without transparency pasted as a cut-out would be a full rectangle, or (as before
+    this check) nothing at all: pictures with no annotations, reported as made.
+    """
+    kept, refused = [], []
+    for c in cutouts:
+        if _has_alpha(c.path) is False:
+            refused.append(f"{c.path}: no alpha channel, so nothing to cut by: {CUTOUT_HINT}")
+        else:
+            kept.append(c)
+    return kept, refused
+
+
 def list_backgrounds(folder: str) -> tuple[list[Path], list[str]]:
     listing = list_sources([folder])
     return [Path(s.path) for s in listing.sources], [f"{where}: {why}" for where, why in listing.errors]
@@ -72,7 +102,7 @@ def load_cutout(path: Path) -> np.ndarray:
     """RGBA uint8, cropped to its opaque part. Refuses images with no transparency to cut by."""
     decoded = open_named(path)
     if decoded.alpha is None:
-        raise ImageError(f"{path}: no alpha channel: a cut-out must be an RGBA image (bgcut --format crop)")
+        raise ImageError(f"{path}: no alpha channel, so nothing to cut by: {CUTOUT_HINT}")
     ys, xs = np.nonzero(decoded.alpha >= 128)
     if ys.size == 0:
         raise ImageError(f"{path}: fully transparent: nothing to paste")
