@@ -397,6 +397,9 @@ class TrainConfig:
     # Stop after this much CPU time of the training process (all its threads): the budget two runs
     # that share a machine, or are starved by other work, can be compared by.
     max_cpu_minutes: float | None = None
+    # Keep the decoded pairs in memory-mapped files here: runs on one machine share one copy,
+    # and a resumed run does not decode again. None: in this process's memory.
+    cache_dir: Path | None = None
     ema: float = 0.0  # decay of the weights' moving average that is validated and exported; 0 = off
     boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
     teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)

@@ -202,7 +202,38 @@ def test_empty_input_says_so(tmp_path: Path, luma_weights: Path) -> None:
     (tmp_path / "empty" / "notes.txt").write_text("no pictures here")
     result = cli(str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "-w", str(luma_weights))
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == f"bgcut: error: no input images: {tmp_path / 'empty'} hold no image files"
+    assert result.stderr.splitlines()[0] == (
+        f"bgcut: error: no input images: {tmp_path / 'empty'} holds no image files "
+        "(1 file(s) passed over: not a photo or video bgcut reads (.txt))"
+    )
+
+
+def test_files_not_read_are_counted_and_listed(tmp_path: Path, luma_weights: Path) -> None:
+    """Before, a folder of 47 files said "46 done" for the one it passed over in silence."""
+    import json
+
+    from bgcut.codecs import why_unreadable
+
+    folder = tmp_path / "in"
+    save(square_image(), folder / "a.png")
+    Image.fromarray(square_image()).save(folder / "b.avif")  # read by Pillow itself
+    Image.fromarray(square_image()).save(folder / "c.heic")  # read through pillow-heif (bgcut[heic])
+    (folder / "README.md").write_text("notes")
+    (folder / "scan").write_bytes(b"\x00" * 10)
+    (folder / "d.xyz").write_bytes(b"x")
+    manifest = tmp_path / "run.jsonl"
+    result = cli(str(folder), "-o", str(tmp_path / "out"), "-w", str(luma_weights), "--manifest", str(manifest))
+    assert result.exit_code == 0, result.stderr
+    assert "3 done, 0 skipped, 0 failed, 3 passed over (1 .md, 1 .xyz, 1 without extension)" in result.stderr
+    for name in ("a", "b", "c"):
+        with Image.open(tmp_path / "out" / f"{name}.png") as im:
+            assert im.mode == "RGBA" and np.asarray(im)[30, 40, 3] == 255 and np.asarray(im)[0, 0, 3] == 0
+    rows = {Path(r["input"]).name: r for r in map(json.loads, manifest.read_text().splitlines())}
+    assert rows["README.md"]["status"] == "passed-over"
+    assert rows["README.md"]["error"] == "not a photo or video bgcut reads (.md)"
+    assert rows["scan"]["error"] == "not a photo or video bgcut reads (no extension)"
+    assert rows["c.heic"]["status"] == "done"
+    assert why_unreadable(".HEIC") == "HEIC/HEIF photos need pip install 'bgcut[heic]'"
 
 
 def test_image_bytes_are_not_written_to_a_terminal(photo: Path, luma_weights: Path) -> None:

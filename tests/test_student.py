@@ -123,3 +123,19 @@ def test_cpu_budget_stops_and_carries_over_a_resume(tmp_path: Path) -> None:
     assert [h["epoch"] for h in history] == [1, 2] and history[1]["step"] == 2
     assert history[1]["cpu_seconds"] > history[0]["cpu_seconds"]
 
+
+
+def test_disk_cache_is_built_once_and_shared(tmp_path: Path) -> None:
+    make_pairs(tmp_path, n=8)
+    cache = tmp_path / "cache"
+    code, first = _train(tmp_path, "a", "--epochs", "1", "--cache-dir", str(cache), "--seed", "3")
+    assert code == 0, first
+    assert first.count("cache written to") == 2  # the training split and the validation split
+    files = sorted(p.name for p in cache.iterdir())
+    assert len([f for f in files if f.endswith(".images.npy")]) == 2 and not any(f.endswith(".part") for f in files)
+    code, second = _train(tmp_path, "b", "--epochs", "1", "--cache-dir", str(cache), "--seed", "3")
+    assert code == 0 and "cache written to" not in second
+    # The same pairs from the files as from memory: the same first epoch, to the last digit.
+    code, _ = _train(tmp_path, "c", "--epochs", "1", "--seed", "3")
+    rows = [json.loads((tmp_path / r / "history.json").read_text())[0] for r in ("a", "b", "c")]
+    assert rows[0]["loss"] == rows[1]["loss"] == rows[2]["loss"] and rows[0]["maxF"] == rows[2]["maxF"]

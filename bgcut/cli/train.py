@@ -130,6 +130,14 @@ def train_cli(
             "--arch-args", help='The architecture\'s arguments as JSON, over the model\'s own, e.g. \'{"width": 0.25}\'.'
         ),
     ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Keep the decoded pairs in memory-mapped files here: runs on one machine share one copy, and a resumed run does not decode again.",
+            file_okay=False,
+        ),
+    ] = TrainConfig.cache_dir,
     max_cpu_minutes: Annotated[
         float | None,
         typer.Option(
@@ -198,6 +206,7 @@ def train_cli(
         init=init,
         init_encoder=init_encoder,
         max_cpu_minutes=max_cpu_minutes,
+        cache_dir=cache_dir,
         arch_args=parsed_arch_args,
         ema=ema,
         boundary_gain=boundary_gain,

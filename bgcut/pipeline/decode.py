@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .. import codecs  # noqa: F401 - registers the HEIC plugin where installed, in every decoding process
 from ..errors import ImageError, ImageTooLargeError
 from .storage import is_url, read_bytes
 

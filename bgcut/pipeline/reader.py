@@ -22,16 +22,14 @@ import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .. import codecs
 from ..errors import UsageError
 from .storage import is_under, is_url, join_url, list_url
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".ico"}
-    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga"}
-)
+IMAGE_EXTENSIONS = codecs.IMAGE_EXTENSIONS  # what this installation's Pillow (and plugins) can read
 # Folders are walked for both; a video becomes a clip of frames (bgcut/video), not one image.
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
 INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
@@ -67,6 +65,9 @@ class Listing:
     sources: list[Source]
     errors: list[tuple[str, str]]  # (input as given, reason): inputs that cannot even be listed
     warnings: list[str]
+    # Files found in folders that are not read, with the reason (a README, a .heic without its plugin):
+    # counted in the summary and listed in the manifest, never dropped without a word.
+    passed_over: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _is_hidden(name: str) -> bool:
@@ -115,6 +116,8 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
                     listing.errors.append((str(path), "broken symlink"))
                     continue
                 yield path, str(rel / entry.name)
+            else:
+                listing.passed_over.append((str(path), codecs.why_unreadable(Path(entry.name).suffix)))
         stack.extend(reversed(subdirs))
 
 

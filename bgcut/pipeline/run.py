@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TextIO
 
 import torch
@@ -49,6 +49,7 @@ class RunSummary:
     rows: list[Row] = field(default_factory=list)
     manifest_error: str | None = None  # the manifest could not be written (the outputs were)
     no_inputs: bool = False  # the inputs held no image at all
+    passed_over: dict[str, int] = field(default_factory=dict)  # files in folders not read, by extension
 
     @property
     def processed(self) -> int:
@@ -72,6 +73,9 @@ class RunSummary:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
         if self.empty:
             parts.insert(1, f"{self.empty} with no foreground")
+        if self.passed_over:
+            kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(self.passed_over.items()))
+            parts.append(f"{sum(self.passed_over.values())} passed over ({kinds})")
         tail = " (interrupted)" if self.interrupted else ""
         videos, frames = self.video_frames
         if not frames:
@@ -383,7 +387,13 @@ def remove_backgrounds(
         listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
     if found == 0:
         summary.no_inputs = True
-        log(f"bgcut: error: no input images: {printable(', '.join(inputs) or '-')} hold no image files")
+        named = printable(", ".join(inputs) or "-")
+        verb = "holds" if len(inputs) <= 1 else "hold"
+        why = ""
+        if listing.passed_over:
+            reasons = sorted({reason for _, reason in listing.passed_over})
+            why = f" ({len(listing.passed_over)} file(s) passed over: {'; '.join(reasons)})"
+        log(f"bgcut: error: no input images: {named} {verb} no image files{why}")
         return summary
     settings = _check_settings(engine, output, video)
     manifest = _Manifest(manifest_path(run), log)
@@ -395,6 +405,9 @@ def remove_backgrounds(
             log(f"bgcut: error: {printable(row.input)}: {printable(row.error or 'failed')}")
         elif row.status == "skipped":
             summary.skipped += 1
+        elif row.status == PASSED_OVER:
+            ext = PurePosixPath(row.input).suffix.lower() or "without extension"
+            summary.passed_over[ext] = summary.passed_over.get(ext, 0) + 1
         elif row.status == "empty":
             summary.empty += 1
         else:
@@ -411,6 +424,7 @@ def remove_backgrounds(
             log(f"bgcut: warning: {printable(warning)}")
         for arg, reason in listing.errors:
             record(Row(arg, status="failed", error=reason))
+        _record_passed_over(listing.passed_over, record, log)
         pending, videos, passed_over = [], [], 0
         can_read_video = not clips or _pyav_installed()
         for source in listing.sources:
@@ -452,6 +466,22 @@ def remove_backgrounds(
         summary.manifest_error = manifest.error
         summary.seconds = time.perf_counter() - t0
     return summary
+
+
+PASSED_OVER = "passed-over"  # a manifest status: a file in an input folder that bgcut does not read
+
+
+def _record_passed_over(
+    files: list[tuple[str, str]], record: Callable[[Row], None], log: Callable[[str], None]
+) -> None:
+    """A row for each file not read, and one warning per reason (the summary counts them)."""
+    by_reason: dict[str, list[str]] = {}
+    for path, reason in files:
+        record(Row(path, status=PASSED_OVER, error=reason))
+        by_reason.setdefault(reason, []).append(path)
+    for reason, paths in by_reason.items():
+        if not reason.startswith("not a photo"):  # a README beside the photos needs no warning
+            log(f"bgcut: warning: {len(paths)} file(s) passed over, e.g. {printable(paths[0])}: {reason}")
 
 
 def _process(

@@ -8,6 +8,8 @@ decoding once instead of every epoch roughly halves the time of a run.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -102,14 +104,16 @@ def cache_items(
     channels: int,
     workers: int,
     log: Callable[[str], None] = print,
+    into: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Decode every item once: uint8 images (N, 3, S, S), masks (N, C, S, S) and the indices kept.
 
     An item that cannot be read is reported in one line and left out, so one broken file does
-    not end a run of hours; if nothing at all can be read, that is an error.
+    not end a run of hours; if nothing at all can be read, that is an error. ``into`` are the
+    tensors to fill (memory-mapped files, ``on_disk``); the first ``len(kept)`` rows are valid.
     """
-    images = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
-    masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8)
+    images = torch.empty((len(items), 3, size, size), dtype=torch.uint8) if into is None else into[0]
+    masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8) if into is None else into[1]
     kept: list[int] = []
     loader = DataLoader(_Decoder(items, decode, size), batch_size=None, num_workers=workers)
     for i, got in enumerate(loader):
@@ -122,9 +126,57 @@ def cache_items(
         kept.append(i)
     if items and not kept:
         raise UsageError(f"none of the {len(items)} training pairs could be read")
-    if len(kept) < len(items):  # copy only when something was left out: the cache can be gigabytes
+    if into is None and len(kept) < len(items):  # copy only when something was left out: the cache can be gigabytes
         images, masks = images[: len(kept)].clone(), masks[: len(kept)].clone()
     return images, masks, kept
+
+
+def on_disk(
+    folder: Path,
+    items: Sequence[object],
+    size: int,
+    channels: int,
+    build: Callable[[tuple[torch.Tensor, torch.Tensor]], list[int]],
+    log: Callable[[str], None] = print,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cache of ``items`` at ``size`` as memory-mapped files in ``folder``, built by ``build``
+    (which fills the tensors it is given and returns the indices kept) the first time.
+
+    Training processes on one machine then share one copy through the page cache instead of a
+    private copy each (gigabytes: two side-by-side runs at 384 px need 11 GB otherwise), and a
+    resumed or restarted run skips the decoding. The key is the items (paths with their sizes and
+    modification times), the size and the channels, so changed files never reuse a stale cache.
+    """
+    stamp = []
+    for item in items:
+        for p in item if isinstance(item, tuple) else (item,):
+            if isinstance(p, Path):
+                st = p.stat()
+                stamp.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
+            else:
+                stamp.append(repr(p))
+    key = hashlib.sha1("\n".join([*stamp, str(size), str(channels)]).encode()).hexdigest()[:16]
+    base = folder / f"pairs-{size}px-{len(items)}-{key}"
+    meta = base.with_suffix(".json")
+    if not meta.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        shapes = {"images": (len(items), 3, size, size), "masks": (len(items), channels, size, size)}
+        arrays = {
+            name: np.lib.format.open_memmap(f"{base}.{name}.npy.part", mode="w+", dtype=np.uint8, shape=shape)
+            for name, shape in shapes.items()
+        }
+        kept = build((torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["masks"])))
+        for name, array in arrays.items():
+            array.flush()
+            os.replace(f"{base}.{name}.npy.part", f"{base}.{name}.npy")
+        arrays.clear()
+        meta.write_text(json.dumps({"kept": len(kept), "items": len(items)}))
+        log(f"cache written to {base}.*.npy")
+    n = json.loads(meta.read_text())["kept"]
+    # Copy-on-write maps: never written, so every process reads the same pages.
+    images = torch.from_numpy(np.load(f"{base}.images.npy", mmap_mode="c"))[:n]
+    masks = torch.from_numpy(np.load(f"{base}.masks.npy", mmap_mode="c"))[:n]
+    return images, masks
 
 
 def cache_pairs(
@@ -134,15 +186,24 @@ def cache_pairs(
     soft: list[Path] | None = None,
     log: Callable[[str], None] = print,
     interpolation: str = "bilinear",
+    disk: Path | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S).
+    """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S), held in
+    memory, or with ``disk`` in memory-mapped files there (``on_disk``).
 
     C is 1 (the ground truth), or 2 with ``soft``: a teacher's soft mask per pair as channel 1,
     so every augmentation moves it exactly with the ground truth.
     """
     items = [(img, mask, soft[i] if soft is not None else None) for i, (img, mask) in enumerate(pairs)]
     decode = partial(decode_pair, interpolation=interpolation)
-    images, masks, _ = cache_items(items, decode, size, 1 if soft is None else 2, workers, log)
+    channels = 1 if soft is None else 2
+    if disk is not None:
+
+        def build(into: tuple[torch.Tensor, torch.Tensor]) -> list[int]:
+            return cache_items(items, decode, size, channels, workers, log, into)[2]
+
+        return on_disk(disk, [*items, interpolation], size, channels, build, log)
+    images, masks, _ = cache_items(items, decode, size, channels, workers, log)
     return images, masks
 
 

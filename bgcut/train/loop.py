@@ -102,8 +102,9 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpol
     if cfg.teacher:
         images = [p[0] for p in train_pairs]
         soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
-    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log, interpolation)
-    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log, interpolation=interpolation)
+    disk = Path(cfg.cache_dir) if cfg.cache_dir is not None else None
+    tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log, interpolation, disk)
+    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log, interpolation=interpolation, disk=disk)
     return tr_img, tr_msk, va_img, va_msk, [p[0].name for p in val_pairs]
 
 
@@ -138,6 +139,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     backgrounds = load_backgrounds(cfg.backgrounds, int(cfg.size * 1.25), log) if cfg.backgrounds else None
     aug = AugmentOptions(blur=cfg.blur, jpeg=cfg.jpeg, paste=cfg.paste if backgrounds else 0.0)
 
+    # Seeded here, not only at the start: how the data was cached (decoded now, with a DataLoader
+    # that draws from torch's generator, or read from --cache-dir) must not change the initial weights.
+    torch.manual_seed(cfg.seed)
     model = build_arch(model_cfg)
     if cfg.init is not None:
         load_into(model, read_state_dict(Path(cfg.init)), cfg.init)
