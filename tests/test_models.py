@@ -178,3 +178,39 @@ def test_unpublished_model_says_how_to_import(tmp_path: Path, monkeypatch: pytes
         WeightsUnavailableError, match=r"no published weights yet: convert .*--arch u2net --name u2net`"
     ):
         create_model("u2net")
+
+
+def test_the_real_default_on_two_sample_photos(tmp_path: Path) -> None:
+    """The README's first command on two of its sample photos, with the embedded default (isnet-general)."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from bgcut.cli import app
+
+    photos = Path(__file__).parent / "photos"
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("astronaut.jpg", "coffee.jpg"):
+        shutil.copy(photos / name, src / name)
+    manifest = tmp_path / "run.jsonl"
+    result = CliRunner().invoke(app, [str(src), "-o", str(tmp_path / "out"), "--manifest", str(manifest), "-j", "0"])
+    assert result.exit_code == 0, result.output
+    assert "2 done, 0 skipped, 0 failed" in result.output
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert {r["model"] for r in rows} == {DEFAULT_MODEL}
+    # (x, y) inside the subject, then in the background: the astronaut's face and suit, the flag and
+    # the wall behind her; the cup and the saucer, the table top at two corners.
+    for name, inside, outside in (
+        ("astronaut", [(256, 90), (200, 300)], [(10, 10), (500, 20)]),
+        ("coffee", [(300, 120), (300, 330)], [(10, 10), (590, 390)]),
+    ):
+        with Image.open(tmp_path / "out" / f"{name}.png") as im:
+            assert im.mode == "RGBA"
+            alpha = np.asarray(im)[..., 3]
+        assert all(alpha[y, x] == 255 for x, y in inside), name
+        assert all(alpha[y, x] == 0 for x, y in outside), name
+        assert 0.3 < (alpha > 128).mean() < 0.7, name
