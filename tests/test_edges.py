@@ -152,11 +152,51 @@ def test_matting_solves_the_band_on_a_known_edge() -> None:
     mask = ramp()
     tri = trimap(mask, band=3)
     assert set(np.unique(tri)) == {0.0, 0.5, 1.0} and tri[20, 30] == 1.0 and tri[20, 70] == 0.0
-    solved = closed_form_alpha(two_halves(), mask, band=3)
+    solved, note = closed_form_alpha(two_halves(), mask, band=3)
+    assert note is None
     assert (solved[:, :EDGE] >= 250).all() and (solved[:, EDGE:] <= 5).all()
     assert edge_error(solved) < 0.1 * edge_error(mask)
     unsure = np.full((40, 100), 128, np.uint8)  # no sure foreground to solve from: left as it is
-    assert closed_form_alpha(two_halves(), unsure, band=3) is unsure
+    assert np.array_equal(closed_form_alpha(two_halves(), unsure, band=3)[0], unsure)
+
+
+def test_matting_in_tiles_matches_one_solve_and_refuses_a_wide_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays bounded on large photos because the band is solved in tiles with context around
+    each: they must give what one solve gives. A band over the limit is left as the model made it."""
+    from bgcut.pipeline import matting
+
+    photo, mask = np.tile(two_halves(), (3, 1, 1)), np.tile(ramp(), (3, 1))  # 120 x 100
+    whole, _ = closed_form_alpha(photo, mask, band=3)
+    monkeypatch.setattr(matting, "TILE", 32)
+    monkeypatch.setattr(matting, "MARGIN", 16)
+    tiled, note = closed_form_alpha(photo, mask, band=3)
+    assert note is None and np.abs(tiled.astype(int) - whole.astype(int)).max() <= 2
+    assert edge_error(tiled) < 0.1 * edge_error(mask)
+    monkeypatch.setattr(matting, "MAX_BAND_PIXELS", 100)
+    kept, note = closed_form_alpha(photo, mask, band=3)
+    assert np.array_equal(kept, mask)
+    band = int((trimap(mask, 3) == 0.5).sum())
+    assert note == (
+        f"--refine matting left out: the mask's uncertain band holds {band:,} pixels, over the limit of 100; "
+        "the model's mask is kept"
+    )
+
+
+def test_pymatting_prints_become_one_warning(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """pymatting prints a multi-line warning to stdout, which with `-o -` is the image itself."""
+    import pymatting
+
+    def noisy(image: np.ndarray, tri: np.ndarray) -> np.ndarray:
+        print("PERFORMANCE WARNING:\nThresholded incomplete Cholesky decomposition failed ...\n")
+        return np.clip(tri, 0, 1)
+
+    monkeypatch.setattr(pymatting, "estimate_alpha_cf", noisy)
+    _, note = closed_form_alpha(two_halves(), ramp(), band=3)
+    assert capsys.readouterr().out == ""
+    assert note == (
+        "--refine matting: the solver's preconditioner needed a larger shift in 1 tile(s) "
+        "(pymatting's performance warning): slower, same result"
+    )
 
 
 def test_matting_warns_on_large_photos() -> None:
@@ -215,3 +255,18 @@ def test_a_folder_from_before_the_edge_options_still_resumes(tmp_path: Path, lum
     assert res.exit_code == 0 and "0 done, 1 skipped" in res.output
     res = CliRunner().invoke(app, [*args, "--decontaminate"])
     assert res.exit_code == 2 and "--decontaminate False (now True)" in res.output
+
+
+def test_a_slow_pymatting_import_is_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, luma_weights: Path) -> None:
+    """numba compiles pymatting's kernels on its first import on a machine: 45 s that looked like a hang."""
+    from bgcut.pipeline import matting
+
+    monkeypatch.setattr(matting, "SLOW_IMPORT_S", -1.0)  # any import counts as slow
+    Image.fromarray(two_halves()).save(tmp_path / "p.png")
+    result = CliRunner().invoke(app, [str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "-w", str(luma_weights),
+                                      "--refine", "matting"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = result.output.splitlines()[0]
+    assert note.startswith("bgcut: note: --refine matting: pymatting took ") and note.endswith(
+        "s to load (numba compiles its kernels once per machine)"
+    )

@@ -193,10 +193,12 @@ def refine_edges(
     eps: float,
     radius_px: float = GUIDED_RADIUS,
     samples: float = GUIDED_SAMPLES,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """``PostOptions.refine`` applied: the upsampled mask of a ``model_size`` px model, refined
     against the full-size ``photo`` (``model_size`` None: the mask is the photo's own size).
-    ``radius_px`` and ``samples`` are the guided filter's geometry in model pixels (see above)."""
+    ``radius_px`` and ``samples`` are the guided filter's geometry in model pixels (see above).
+    What the matting solver reported, in one line, is appended to ``notes``."""
     if method == "none":
         return mask
     stretch = _stretch(mask, model_size)
@@ -217,5 +219,8 @@ def refine_edges(
     if method == "matting":
         from .matting import closed_form_alpha
 
-        return closed_form_alpha(photo, mask, band=max(2, round(radius_px * stretch)))
+        refined, note = closed_form_alpha(photo, mask, band=max(2, round(radius_px * stretch)))
+        if note is not None and notes is not None:
+            notes.append(note)
+        return refined
     raise ValueError(f"unknown refinement {method!r}")

@@ -90,8 +90,8 @@ class OutputStage:
         single = self.to_stdout or self.to_file is not None
         self.dest = None if single else Destination(output)  # a folder or a URL
         self.stdout = stdout
-        if post.refine == "matting":
-            require_pymatting()
+        if post.refine == "matting" and (note := require_pymatting()) is not None:
+            log(f"bgcut: note: {note}")
         self.bg: Background | None = load_background(out.bg) if out.bg else None
         if single and out.per_object:
             raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")

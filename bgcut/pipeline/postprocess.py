@@ -202,8 +202,9 @@ def render(
     (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``);
     ``model_size`` is the input size of the model that made the mask (the edge refinement's scale)."""
     spec = out.spec
-    warning = matting_cost(*rgb.shape[:2]) if post.refine == "matting" else None
-    raw_mask = refine_edges(rgb, raw_mask, model_size, post.refine, post.refine_eps)
+    notes = [cost] if post.refine == "matting" and (cost := matting_cost(*rgb.shape[:2])) else []
+    raw_mask = refine_edges(rgb, raw_mask, model_size, post.refine, post.refine_eps, notes=notes)
+    warning = "; ".join(notes) or None
     mask = apply_input_alpha(refine(raw_mask, post), input_alpha)
     if post.decontaminate and spec.pixels != "alpha":
         rgb = decontaminate(rgb, mask, model_size)

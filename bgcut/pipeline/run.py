@@ -366,8 +366,8 @@ def remove_backgrounds(
         raise UsageError("--engine ray writes files; use the local engine for -o -")
     _check_output(output)
     pick_dtype(run.precision, pick_device(run.device))  # a device or precision that cannot work: before any work
+    t0 = time.perf_counter()  # before the output stage: its set-up (pymatting's first import) is part of the run
     engine = OutputStage(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
-    t0 = time.perf_counter()
     summary = RunSummary()
     listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines, stdin_image)
     found = len(listing.sources) + len(listing.errors)
