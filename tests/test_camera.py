@@ -56,6 +56,21 @@ def test_camera_usage_errors(tmp_path: Path, luma_weights: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_a_missing_camera_is_one_line(tmp_path: Path, luma_weights: Path) -> None:
+    """OpenCV's own "[ WARN:0@0.7] ... can't open camera by index" lines came before bgcut's."""
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bgcut", "camera", "97", "--no-window", "-o", str(tmp_path / "a.webm"),
+         "-w", str(luma_weights)],  # fmt: skip
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "bgcut: error: camera 97: cannot be opened (no such device, or no permission to read it)"
+    ]
+
+
 @pytest.fixture
 def display() -> Iterator[str]:
     xvfb = shutil.which("Xvfb")

@@ -41,6 +41,10 @@ def test_ray_engine_matches_local_engine(s3_env: dict[str, str], tmp_path: Path,
         assert proc.returncode == 1, proc.stderr  # the broken file fails, on both engines
         broken = f"{inputs[engine]}/broken.jpg" if engine == "ray" else str(src / "broken.jpg")
         assert f"bgcut: error: {broken}: not an image, or a format PIL cannot identify" in proc.stderr
+        # Under -q only bgcut's own error lines: none of Ray's INFO reports, deprecation or token notes.
+        noise = [line for line in proc.stderr.splitlines() if " INFO " in line or " WARNING " in line
+                 or "deprecated" in line or "Token authentication" in line]  # fmt: skip
+        assert noise == [], proc.stderr
         results[engine] = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*.png")}
     assert len(results["local"]) == 7
     assert results["ray"] == results["local"]  # byte-identical

@@ -13,6 +13,7 @@ failed decode carries only its message, neither of which Arrow columns hold well
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 from dataclasses import asdict
 from functools import lru_cache
@@ -123,7 +124,7 @@ def cutout_dataset(
     Returns a dataset of manifest rows (column ``row``, JSON); nothing runs until it is consumed.
     ``size`` and ``interpolation`` are the model's input contract (``create_model(...).cfg``).
     """
-    import_ray()
+    ray = import_ray()
     gpus = _cluster_gpus()
     batch_size = run.batch_size or default_batch_size(torch.device("cuda" if gpus else "cpu"), run.size or size)
     decoded = inputs.map(
@@ -135,7 +136,8 @@ def cutout_dataset(
         batch_size=max(1, batch_size),
         batch_format="numpy",
         num_gpus=1 if gpus else 0,
-        concurrency=max(1, gpus) if gpus else max(1, run.ray_actors),
+        # ``compute`` (``concurrency`` is deprecated since Ray 2.51 and warns on every run).
+        compute=ray.data.ActorPoolStrategy(size=max(1, gpus) if gpus else max(1, run.ray_actors)),
     )
     return predicted.map(_write, fn_kwargs={"run": run, "out": out, "post": post, "output": output})
 
@@ -148,5 +150,17 @@ def _cluster_gpus() -> int:
 def connect(address: str | None) -> None:
     """Join ``address`` (a cluster, or ``auto``), or start a local Ray instance; no-op if already connected."""
     ray = import_ray()
+    # Ray's notes ("Token authentication is enabled ...", its progress report and execution plan
+    # every few seconds, "progress bars disabled") would bury bgcut's progress bar and summary; its
+    # log files under /tmp/ray keep them, and its errors still arrive as exceptions.
+    logging.getLogger("ray").setLevel(logging.ERROR)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    # Ray Data configures its own console handler (INFO and up) for its logger; its file handler
+    # keeps everything.
+    for handler in logging.getLogger("ray.data").handlers:
+        if "File" not in type(handler).__name__:
+            handler.setLevel(logging.ERROR)

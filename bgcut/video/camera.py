@@ -52,7 +52,14 @@ def open_capture(source: str) -> cv2.VideoCapture:
     target: int | str = int(source) if source.isdigit() else source
     if isinstance(target, str) and not Path(target).exists():
         raise UsageError(f"{source}: no such camera or video file")
-    capture = cv2.VideoCapture(target)
+    # OpenCV's backends print "[ WARN:0@0.7] ... can't open camera by index" lines of their own
+    # while they try; bgcut's one line below says it.
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        capture = cv2.VideoCapture(target)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
     if not capture.isOpened():
         capture.release()
         what = f"camera {target}" if isinstance(target, int) else target
