@@ -81,5 +81,15 @@ def test_upload_a_photo_and_see_the_cutout(browser: object, tmp_path: Path, luma
         link = driver.find_element(By.LINK_TEXT, "Download")  # type: ignore[attr-defined]
         assert link.get_attribute("download") == "photo.png"
         assert driver.find_element(By.ID, "all").is_enabled()  # type: ignore[attr-defined]
+        # A rejected upload: its one-line error, and no broken-image icon for the preview.
+        junk = tmp_path / "notes.png"
+        junk.write_bytes(b"not a picture")
+        driver.find_element(By.ID, "files").send_keys(str(junk))  # type: ignore[attr-defined]
+        error = WebDriverWait(driver, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".error")))
+        assert error.text.startswith("notes.png: ")
+        broken = driver.execute_script(  # type: ignore[attr-defined]
+            "return Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0).length"
+        )
+        assert broken == 0
         if SCREENSHOT:
             driver.save_screenshot(SCREENSHOT)  # type: ignore[attr-defined]
