@@ -149,21 +149,38 @@ def parse_margin(spec: str) -> tuple[float, bool]:
     return value, pct
 
 
-def parse_colour(spec: str) -> tuple[int, int, int] | None:
-    """A colour name, ``#rrggbb`` or ``r,g,b`` -> RGB; None when ``spec`` is no colour (a photo's path)."""
+def shown_value(spec: str, limit: int = 60) -> str:
+    """A user's value as an error message quotes it: a 100 KB value is not echoed back in full."""
+    return repr(spec if len(spec) <= limit else spec[: limit - 3] + "...")
+
+
+def parse_colour(spec: str, option: str = "--bg") -> tuple[int, int, int] | None:
+    """A colour -> RGB: ``r,g,b``, or anything PIL's ``ImageColor`` reads (a name, ``#rrggbb``,
+    ``rgb(0,128,255)``, ``hsl(200,100%,50%)``). None when ``spec`` is no colour at all (a photo's
+    path, for the CLI and the API). The one parser of the CLI, the API and the server; ``option``
+    names the value in its one-line errors.
+
+    Raises:
+        UsageError: ``spec`` is written as a colour (commas, or a colour function) but is not one.
+    """
     from PIL import ImageColor
 
-    if "," in spec:
+    if "," in spec and "(" not in spec:
         try:
             parts = tuple(int(p) for p in spec.split(","))
         except ValueError:
             parts = ()
         if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
-            raise UsageError(f"--bg {spec!r}: expected three numbers 0-255 like 0,128,255")
+            raise UsageError(f"{option} {shown_value(spec)}: expected three numbers 0-255 like 0,128,255")
         return parts  # type: ignore[return-value]
     try:
         return ImageColor.getrgb(spec)[:3]  # type: ignore[return-value]
     except ValueError:
+        if "(" in spec:
+            raise UsageError(
+                f"{option} {shown_value(spec)}: not a colour (expected e.g. rgb(0,128,255), hsl(200,100%,50%), "
+                "#0080ff, white or 0,128,255)"
+            ) from None
         return None
 
 

@@ -292,14 +292,15 @@ def test_stale_temporaries_of_a_killed_run_are_removed(photos: Path, tmp_path: P
     (out / "sub").mkdir(parents=True)
     dead = out / "sub" / ".b.png.999999999.0123abcd.bgcut-tmp"  # no such process
     live = out / f".a.png.{os.getpid()}.0123abcd.bgcut-tmp"  # a run in progress (this one)
-    old_style = out / ".c.png.0123abcd.bgcut-tmp"
-    for p in (dead, live, old_style):
+    # Not bgcut's own pattern: a user's two-day-old file (it was deleted before), no PID, not hidden.
+    users = [out / "notes.bgcut-tmp", out / ".c.png.0123abcd.bgcut-tmp", out / "d.png.999999999.0123abcd.bgcut-tmp"]
+    for p in (dead, live, *users):
         p.write_bytes(b"half a png")
         os.utime(p, (1_000_000_000, 1_000_000_000))
     proc = cli(str(photos), "-o", str(out), "-w", str(luma_weights))
     assert proc.returncode == 0, proc.stderr
-    assert f"bgcut: removed 2 temporary file(s) left under {out} by a killed run" in proc.stderr
-    assert not dead.exists() and not old_style.exists() and live.exists()
+    assert f"bgcut: removed 1 temporary file(s) left under {out} by a killed run" in proc.stderr
+    assert not dead.exists() and live.exists() and all(p.exists() for p in users)
     fresh = out / ".d.png.999999999.0123abcd.bgcut-tmp"  # written after the sweep's cut-off: a concurrent run's
     fresh.write_bytes(b"x")
     assert sweep_temporaries(out, older_than=0) == []

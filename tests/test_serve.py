@@ -91,6 +91,10 @@ def test_remove_matches_the_command_line_byte_for_byte(
 
 def test_options_are_the_command_lines(client: httpx.Client) -> None:
     data = png_bytes(square_image())
+    for spec in ("rgb(0,255,0)", "hsl(120,100%,50%)"):  # what PIL reads, as on the CLI
+        flat = client.post("/remove", params={"format": "jpg", "bg": spec}, content=data)
+        assert flat.status_code == 200, flat.text
+        assert Image.open(io.BytesIO(flat.content)).getpixel((2, 2))[1] > 240
     jpg = client.post("/remove", params={"format": "jpg", "bg": "#00ff00"}, content=data)
     assert jpg.headers["content-type"] == "image/jpeg"
     corner = np.asarray(Image.open(io.BytesIO(jpg.content)))[2, 2]
@@ -107,7 +111,13 @@ def test_options_are_the_command_lines(client: httpx.Client) -> None:
     [
         ({}, b"", 400, "empty upload: send the image as the body, or as the 'image' field of a form"),
         ({}, b"not an image", 400, "not an image, or a format PIL cannot identify"),
-        ({"bg": "/etc/passwd"}, None, 400, "bg '/etc/passwd': expected a colour (white, #00ff00, 0,255,0)"),
+        ({"bg": "/etc/passwd"}, None, 400, "bg '/etc/passwd': expected a colour (white, #00ff00, 0,255,0"),
+        # Before: a plain-text 500 with a traceback for each of these three.
+        ({"bg": "1,2"}, None, 400, "bg '1,2': expected three numbers 0-255 like 0,128,255"),
+        ({"bg": "300,0,0"}, None, 400, "bg '300,0,0': expected three numbers 0-255 like 0,128,255"),
+        ({"bg": "1,2,3,4"}, None, 400, "bg '1,2,3,4': expected three numbers 0-255 like 0,128,255"),
+        ({"bg": "rgb(1,2)"}, None, 400, "bg 'rgb(1,2)': not a colour (expected e.g. rgb(0,128,255)"),
+        ({"bg": "x" * 5000}, None, 400, "bg '" + "x" * 57 + "...': expected a colour"),  # not echoed in full
         ({"format": "gif"}, None, 400, "format 'gif': expected one of png-alpha, mask, crop, webp, jpg"),
         ({"threshold": "2"}, None, 400, "threshold 2.0: must be a number from 0 to 1"),
         ({"threshold": "x"}, None, 400, "threshold 'x': expected a number"),

@@ -100,7 +100,9 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-_TEMP_PID = re.compile(r"\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$")
+# The whole of ``temp_name``'s pattern: a hidden name, the writer's PID, 8 hex digits, the suffix.
+# Anything else that merely ends in the suffix (a user's ``notes.bgcut-tmp``) is not bgcut's.
+_TEMP_PID = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$", re.S)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -116,8 +118,10 @@ def _pid_alive(pid: int) -> bool:
 def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
     """Remove the temporary files a killed run left under ``folder``; returns what was removed.
 
-    Only files last written before ``older_than`` (this run's start) whose writer is not a live
-    process on this machine: a concurrent run's file in the middle of being written is never touched.
+    Only names of ``temp_name``'s whole pattern, last written before ``older_than`` (this run's
+    start), whose writer is not a live process on this machine: a concurrent run's file in the
+    middle of being written is never touched, and neither is a file of the user's that merely ends
+    in the suffix.
     """
     removed: list[Path] = []
     for root, dirs, files in os.walk(folder):
@@ -126,9 +130,11 @@ def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
             if not name.endswith(TMP_SUFFIX):
                 continue
             path = Path(root, name)
-            m = _TEMP_PID.search(name)
+            m = _TEMP_PID.match(name)
+            if m is None:
+                continue
             try:
-                if path.stat().st_mtime >= older_than or (m and _pid_alive(int(m.group(1)))):
+                if path.stat().st_mtime >= older_than or _pid_alive(int(m.group(1))):
                     continue
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)

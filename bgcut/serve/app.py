@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour
+from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour, shown_value
 from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageError
 from ..models import list_models
 from ..pipeline.decode import Decoded, open_image
@@ -77,9 +77,12 @@ def _settings(params: dict[str, str]) -> Settings:
     if unknown:
         raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
     bg = params.get("bg")
-    colour = parse_colour(bg) if bg else None
+    try:
+        colour = parse_colour(bg, "bg") if bg else None
+    except UsageError as e:
+        raise Refused(400, str(e)) from None
     if bg and colour is None:  # never a path: a request must not make the server read a file
-        raise Refused(400, f"bg {bg!r}: expected a colour (white, #00ff00, 0,255,0)")
+        raise Refused(400, f"bg {shown_value(bg)}: expected a colour (white, #00ff00, 0,255,0, rgb(0,255,0))")
     if params.get("refine") == "matting":
         raise Refused(400, "refine 'matting' takes seconds per image: not offered by the server")
     given = {name: _post_value(name, params[name], default) for name, default in POST_PARAMS.items() if name in params}
