@@ -214,3 +214,41 @@ def test_the_real_default_on_two_sample_photos(tmp_path: Path) -> None:
         assert all(alpha[y, x] == 255 for x, y in inside), name
         assert all(alpha[y, x] == 0 for x, y in outside), name
         assert 0.3 < (alpha > 128).mean() < 0.7, name
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ([], "expected a JSON object of the model's settings, got list"),
+        (None, "expected a JSON object of the model's settings, got NoneType"),
+        ("abc", "expected a JSON object of the model's settings, got str"),
+        ({"arch": "unet_lite", "input_size": 0}, "'input_size' must be a whole number of pixels from 32 to 4096"),
+        ({"arch": "unet_lite", "input_size": 100000}, "'input_size' must be a whole number of pixels from 32 to 4096"),
+        ({"arch": "unet_lite", "mean": [1]}, "'mean' must be three finite numbers, one per channel, got [1]"),
+        ({"arch": "unet_lite", "std": [0, 0, 0]}, "'std' must be above 0 (it divides the pixels), got [0, 0, 0]"),
+        ({"arch": "unet_lite", "arch_args": {"evil": 1}}, "'arch_args' has 'evil', which architecture 'unet_lite'"),
+        ({"arch": "unet_lite", "arch_args": {"widths": [1_000_000] * 5}}, "'arch_args' make a network of"),
+        ({"arch": "isnet", "arch_args": {"width": 0.3}}, "'arch_args' do not build a isnet: isnet width 0.3"),
+        ({"arch": "nope"}, "unknown architecture 'nope'"),
+    ],
+)
+def test_odd_config_json_is_one_line(tmp_path: Path, luma_weights: Path, config: object, error: str) -> None:
+    """Before: tracebacks of 46 to 65 lines, a ZeroDivisionError, a 16 TB allocation, or (std 0) exit 0
+    with all-transparent outputs."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bgcut.cli import app
+
+    folder = tmp_path / "w"
+    folder.mkdir()
+    shutil.copy(luma_weights / "model.safetensors", folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config))
+    (tmp_path / "p.png").write_bytes((Path(__file__).parent / "photos" / "camera.png").read_bytes())
+    result = CliRunner().invoke(app, [str(tmp_path / "p.png"), "-o", str(tmp_path / "o"), "-w", str(folder)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bgcut: error: {folder / 'config.json'}: ") and error in lines[0]
+    assert not (tmp_path / "o").exists()

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import DEFAULT_MODEL, PretrainedCfg
 from ..errors import UsageError, WeightsUnavailableError
+from ._config import cfg_from_config_json
 from ._hub import resolve_weights
 from ._registry import build_arch, get_pretrained_cfg
 from ._weights import load_into, read_state_dict, verify_sha256
@@ -38,7 +39,7 @@ def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg, st
             data = json.loads(config.read_text())
         except json.JSONDecodeError as e:
             raise UsageError(f"{config}: not valid JSON ({e})") from None
-        cfg = PretrainedCfg.from_json(data, **({"name": data.get("name", weights.parent.name)}))
+        cfg = cfg_from_config_json(data, config, weights.parent.name)
         # `bgcut train` records the sha256 of the weights it wrote: damaged bytes are caught here.
         recorded = data.get("sha256") if weights.name == "model.safetensors" else None
         return weights, cfg, recorded if isinstance(recorded, str) else None
