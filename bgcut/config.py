@@ -77,20 +77,6 @@ class PretrainedCfg:
             "license": self.license,
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any], **overrides: Any) -> PretrainedCfg:
-        known = {
-            k: data[k]
-            for k in ("name", "arch", "arch_args", "input_size", "output", "interpolation", "license")
-            if k in data
-        }
-        if "mean" in data:
-            known["mean"] = tuple(data["mean"])
-        if "std" in data:
-            known["std"] = tuple(data["std"])
-        known.update(overrides)
-        return cls(**known)
-
 
 @dataclass(frozen=True)
 class Format:
