@@ -506,3 +506,8 @@ class ServeOptions:
             raise UsageError(f"--max-wait-ms {self.max_wait_ms}: expected 0 to 1000")
         if not 0 < self.max_upload_mb <= 1024:
             raise UsageError(f"--max-upload-mb {self.max_upload_mb}: expected more than 0, at most 1024")
+
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond this machine (not a loopback address)."""
+        return self.host not in ("127.0.0.1", "localhost", "::1") and not self.host.startswith("127.")

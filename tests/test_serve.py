@@ -140,6 +140,9 @@ def test_limits_and_token(predictor: Predictor) -> None:
         auth = {"Authorization": "Bearer s3cret"}
         assert c.post("/remove", content=png_bytes(square_image())).status_code == 401
         assert c.get("/models").status_code == 401 and c.get("/health").status_code == 200
+        # Without the token, /health says the server is up and nothing about its model or queue.
+        assert c.get("/health").json() == {"status": "ok"}
+        assert c.get("/health", headers={"Authorization": "Bearer s3cret"}).json()["model"] == "luma-test"
         ok = c.post("/remove", content=png_bytes(square_image()), headers=auth)
         assert ok.status_code == 200
         big = c.post("/remove", content=b"\0" * 20_000, headers=auth)
@@ -180,3 +183,20 @@ def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPat
 def test_serve_bad_options_are_one_line() -> None:
     res = CliRunner().invoke(cli_app, ["serve", "--port", "0"])
     assert res.exit_code == 2 and res.output == "bgcut: error: --port 0: expected 1 to 65535\n"
+
+
+def test_serving_beyond_loopback_without_a_token_warns(monkeypatch: pytest.MonkeyPatch, luma_weights: Path) -> None:
+    import uvicorn
+
+    started: list[str] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: started.append(host))
+    base = ["serve", "-w", str(luma_weights), "--device", "cpu"]
+    res = CliRunner().invoke(cli_app, [*base, "--host", "0.0.0.0"])
+    assert res.exit_code == 0 and started == ["0.0.0.0"]
+    assert res.output.splitlines()[0] == (
+        "bgcut: warning: listening on 0.0.0.0 with no --token: anyone who can reach this machine can use the "
+        "server; set --token (or BGCUT_TOKEN)"
+    )
+    for extra in (["--host", "0.0.0.0", "--token", "t"], []):  # a token, or loopback: no warning
+        res = CliRunner().invoke(cli_app, [*base, *extra])
+        assert res.exit_code == 0 and "warning" not in res.output

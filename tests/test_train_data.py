@@ -262,6 +262,7 @@ def test_a_config_naming_an_unknown_resampler_is_one_usage_error(tmp_path: Path,
     res = CliRunner().invoke(app, [str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "-w", str(weights)])
     assert res.exit_code == 2
     assert res.output == (
-        "bgcut: error: model luma-test: interpolation 'nearest', expected one of bilinear, bicubic, lanczos, box\n"
+        f"bgcut: error: {weights / 'config.json'}: 'interpolation' must be one of bilinear, bicubic, lanczos, box, "
+        "got 'nearest'\n"
     )
     assert not (tmp_path / "out").exists()

@@ -67,5 +67,11 @@ def serve_cli(
         run = RunOptions(model=model, weights=weights, device=device, batch_size=opts.max_batch)
         predictor = Predictor.from_options(run, pad=False)
         app = create_app(opts, predictor)
+    if opts.exposed and opts.token is None:
+        typer.echo(
+            f"bgcut: warning: listening on {opts.host} with no --token: anyone who can reach this machine "
+            "can use the server; set --token (or BGCUT_TOKEN)",
+            err=True,
+        )
     typer.echo(f"bgcut serve: {predictor.model_name} on {predictor.device}, http://{opts.host}:{opts.port}/", err=True)
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -107,7 +108,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return _finite(dequantize(load_file(str(path))), path)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns in two lines about what the file holds before it refuses it; bgcut's
+            # one line below says so.
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message suggests weights_only=False, i.e. running the file's code: never.
         raise WeightsMismatchError(

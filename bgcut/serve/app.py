@@ -180,7 +180,13 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, object]:
-        """Liveness, the model, and the queue and batching so far."""
+        """Liveness for anyone; with the token (when the server has one), also the model, and the
+        queue and batching so far: a stranger learns no more than that the server is up."""
+        if opts.token is not None:
+            try:
+                check_token(request)
+            except Refused:
+                return {"status": "ok"}
         batcher: Batcher = request.app.state.batcher
         stats = batcher.stats
         return {

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError, UsageError
 from ..pipeline.decode import open_named
+from ..pipeline.loader import worker_context
 from ..pipeline.preprocess import resize_rgb
 from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
 
@@ -115,7 +116,12 @@ def cache_items(
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8) if into is None else into[0]
     masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8) if into is None else into[1]
     kept: list[int] = []
-    loader = DataLoader(_Decoder(items, decode, size), batch_size=None, num_workers=workers)
+    # The engine's worker start (a fork server, never a fork of this threaded process, which can
+    # hang a worker on its first OpenCV call; and never re-running the caller's script).
+    ctx = worker_context() if workers else None
+    loader = DataLoader(
+        _Decoder(items, decode, size), batch_size=None, num_workers=workers, multiprocessing_context=ctx
+    )
     for i, got in enumerate(loader):
         if isinstance(got, str):
             log(f"skipped: {got}")
