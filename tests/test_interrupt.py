@@ -44,3 +44,32 @@ def test_sigint_mid_run_then_resume(tmp_path: Path, luma_weights: Path) -> None:
     assert f"{n - len(written)} done, {len(written)} skipped, 0 failed" in rerun.stderr
     assert len(list(out.glob("*.png"))) == n
     assert os.path.getsize(written[0]) > 0
+
+
+def test_kill_9_leaves_a_row_for_every_finished_output(tmp_path: Path, luma_weights: Path) -> None:
+    """Rows used to be written when the main thread collected a write, up to a dozen outputs behind:
+    after kill -9, 6 to 12 finished outputs per run had no row. Now each is written as its output is."""
+    import json
+
+    src = tmp_path / "in"
+    src.mkdir()
+    # Large JPEGs that are slow to decode (in the main process: -j 0) and quick to write as PNGs: the
+    # outputs finish while the main thread is busy, which is when rows fell behind.
+    picture = np.zeros((2000, 3000, 3), np.uint8)
+    picture[500:1500, 800:2200] = 255
+    for i in range(40):
+        Image.fromarray(np.roll(picture, 7 * i, axis=1)).save(src / f"in{i:02d}.jpg", quality=95)
+    out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
+    cmd = [sys.executable, "-m", "bgcut", str(src), "-o", str(out), "-w", str(luma_weights), "-j", "0", "-b", "4",
+           "--manifest", str(manifest)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 14):
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait(timeout=30)
+    finished = {p.name for p in out.glob("*.png")}
+    assert 14 <= len(finished) < 40
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.endswith("}")]
+    in_rows = {Path(o).name for r in rows for o in r["outputs"]}
+    assert finished <= in_rows, f"finished outputs with no row: {sorted(finished - in_rows)}"

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -153,6 +154,8 @@ class _Manifest:
 
     def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
         self.path, self.log = path, log
+        self.lock = threading.Lock()
+        self.written: set[int] = set()  # rows (by id) already written by a writer thread
         self.error: str | None = None
         self.file: TextIO | None = None
         self.remote_lines: list[str] | None = [] if path and is_url(path) else None
@@ -168,15 +171,19 @@ class _Manifest:
             raise UsageError(f"--manifest {path}: cannot write it: {e.strerror or e}") from None
 
     def add(self, row: Row) -> None:
+        """Append ``row``'s line; safe from the writer threads, each as its output is renamed into
+        place, so that a killed run's manifest has a row for every finished output."""
         line = _json_line(row)
-        if self.remote_lines is not None:
-            self.remote_lines.append(line)
-        elif self.file is not None and self.error is None:
-            try:
-                self.file.write(line)
-                self.file.flush()
-            except OSError as e:
-                self._failed(e)
+        with self.lock:
+            self.written.add(id(row))
+            if self.remote_lines is not None:
+                self.remote_lines.append(line)
+            elif self.file is not None and self.error is None:
+                try:
+                    self.file.write(line)
+                    self.file.flush()
+                except OSError as e:
+                    self._failed(e)
 
     def _failed(self, e: OSError) -> None:
         self.error = f"cannot write the manifest: {e.strerror or e}"
@@ -414,7 +421,8 @@ def remove_backgrounds(
             summary.done += 1
         if row.warning:
             log(f"bgcut: warning: {printable(row.input)}: {printable(row.warning)}")
-        manifest.add(row)
+        if id(row) not in manifest.written:
+            manifest.add(row)
 
     try:
         local_folder = not engine.to_stdout and not is_url(output) and Path(output).is_dir()
@@ -454,7 +462,7 @@ def remove_backgrounds(
                     engine.dest.write(SETTINGS_FILE, settings)
             if isinstance(model, Predictor):
                 if pending:
-                    _process(engine, model, pending, record, progress, summary)
+                    _process(engine, model, pending, record, progress, summary, manifest)
                 if videos and not summary.interrupted:
                     _process_videos(engine, model, videos, video, record, progress)
             else:
@@ -491,6 +499,7 @@ def _process(
     record: Callable[[Row], None],
     progress: bool | None,
     summary: RunSummary,
+    manifest: _Manifest,
 ) -> None:
     run = engine.run
     engine.model_name, engine.sha, engine.model_size = predictor.model_name, predictor.sha256, predictor.size
@@ -514,6 +523,13 @@ def _process(
     def warn(message: str) -> None:
         engine.log(f"bgcut: warning: {message}")
 
+    def written(job: Job) -> Row:
+        """Write one output and, at once, its manifest row: a kill -9 between the rename and the
+        row would leave a finished output that no row accounts for."""
+        row = engine.write(job)
+        manifest.add(row)
+        return row
+
     predictor.warn = warn
     batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
     # Held for the whole run so consecutive forwards reuse each other's memory (cpu/heap.py).
@@ -533,7 +549,7 @@ def _process(
                         record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
                         bar.update(1)
                         continue
-                    inflight.append(pool.submit(engine.write, Job(pending[it.index], it, mask)))
+                    inflight.append(pool.submit(written, Job(pending[it.index], it, mask)))
                 drain(limit)
             drain(0)
         except KeyboardInterrupt:
