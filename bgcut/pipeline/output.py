@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file, parse_colour
 from ..errors import ImageError, UsageError
 from .dataset import DecodeItem
 from .decode import open_image
 from .matting import require_pymatting
-from .postprocess import Background, render
+from .postprocess import Background, bounding_box, hard, render
 from .reader import Source
 from .storage import Destination, is_url
 from .writer import atomic_write, encode
@@ -133,6 +134,31 @@ class OutputStage:
             return self.dest.exists(self.output_name(source, self._first_suffix))
         except OSError:  # an output folder we cannot look into: the write will say why, for this file
             return False
+
+    def read_back(self, source: Source) -> dict | None:
+        """The manifest facts of an existing output, read from the file: its size, box and
+        foreground share. None for outputs that cannot tell them: crops, pictures flattened onto
+        --bg, a remote folder."""
+        spec = self.out.spec
+        if spec.crop or spec.pixels == "flat" or self.out.bg or self.dest is None or self.dest.remote:
+            return None
+        try:
+            with Image.open(self.output_path(source, self._first_suffix)) as im:
+                if spec.pixels == "alpha":
+                    alpha = np.asarray(im.convert("L"))
+                elif "A" in im.getbands():
+                    alpha = np.asarray(im.getchannel("A"))
+                else:
+                    return None
+        except (OSError, ValueError):
+            return None
+        box = bounding_box(alpha, self.post.threshold)
+        return {
+            "width": int(alpha.shape[1]),
+            "height": int(alpha.shape[0]),
+            "bbox": list(box) if box else None,
+            "fg_fraction": round(float(hard(alpha, self.post.threshold).mean()), 6),
+        }
 
     def write(self, job: Job) -> Row:
         """Post-process, encode and write one input (runs in a writer thread)."""

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, TextIO
 
@@ -121,6 +121,43 @@ def _json_line(row: Row) -> str:
     return line + "\n"
 
 
+FACTS = ("width", "height", "bbox", "fg_fraction", "model", "weights_sha256")
+
+
+def _earlier_facts(path: Path) -> dict[str, dict]:
+    """Each input's facts from the rows already in a manifest file (an earlier run's), for the rows
+    of outputs a rerun skips. A damaged or half-written line (a killed run's last) is left out."""
+    facts: dict[str, dict] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(row, dict) and row.get("width") is not None and isinstance(row.get("input"), str):
+                    facts[row["input"]] = {k: row.get(k) for k in FACTS}
+    except OSError:
+        pass
+    return facts
+
+
+def _skipped_row(engine: OutputStage, source: Source, manifest: _Manifest) -> Row:
+    """The row of an output that exists already, with its facts: from the manifest's earlier row,
+    or, when that row was lost (a run killed between the rename and the row), read back from the
+    output itself. Only when a manifest is written: reading thousands of outputs costs time."""
+    row = Row(source.display, [str(engine.output_path(source))], status="skipped")
+    if not manifest.path:
+        return row
+    earlier = manifest.earlier.get(source.display)
+    if earlier is not None:
+        return replace(row, **earlier)
+    facts = engine.read_back(source)
+    if facts is None:
+        return replace(row, warning="no earlier manifest row, and this format's output cannot tell its facts")
+    return replace(row, **facts)
+
+
 def manifest_path(run: RunOptions) -> str | None:
     """The manifest file: with ``--shard I/N``, ``run.jsonl`` becomes ``run.shard-I-of-N.jsonl``.
 
@@ -156,6 +193,7 @@ class _Manifest:
         self.path, self.log = path, log
         self.lock = threading.Lock()
         self.written: set[int] = set()  # rows (by id) already written by a writer thread
+        self.earlier: dict[str, dict] = {}  # input -> the facts an earlier run's row in this file gave
         self.error: str | None = None
         self.file: TextIO | None = None
         self.remote_lines: list[str] | None = [] if path and is_url(path) else None
@@ -164,6 +202,7 @@ class _Manifest:
         target = Path(path)
         if target.is_dir():
             raise UsageError(f"--manifest {path} is a folder; give a file name, e.g. {target / 'run.jsonl'}")
+        self.earlier = _earlier_facts(target)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
@@ -444,7 +483,7 @@ def remove_backgrounds(
                 else:
                     videos.append(source)
             elif engine.finished(source):
-                record(Row(source.display, [str(engine.output_path(source))], status="skipped"))
+                record(_skipped_row(engine, source, manifest))
             else:
                 pending.append(source)
         if passed_over:
