@@ -4,7 +4,8 @@
 
 One row per photo (sorted by name; ``--every K`` takes every K-th, ``--limit N`` the first N of
 those): the photo, then each folder's cut-out of the same stem (RGBA PNGs, as ``bgcut
---format png-alpha`` writes them) on a grey checkerboard, each labelled with its folder's name.
+--format png-alpha`` writes them, or masks, as ``bgcut eval --save-masks`` keeps them) on a grey
+checkerboard, each labelled with its folder's name.
 A scorer's number says how far a mask is from the ground truth; this shows whether the cut-out
 is usable (a kept wall, a lost arm, a halo).
 """
@@ -57,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         for col, folder in enumerate(args.cutouts, start=1):
             found = next((p for p in folder.rglob(f"{photo.stem}.png")), None)
             if found is not None:
-                sheet.paste(tile(Image.open(found).convert("RGBA")), (col * CELL, y + label_h))
+                cut = Image.open(found)
+                if cut.mode == "L":  # a mask (bgcut eval --save-masks): the photo cut out by it
+                    cut = Image.open(photo).convert("RGB").resize(cut.size)
+                    cut.putalpha(Image.open(found))
+                sheet.paste(tile(cut.convert("RGBA")), (col * CELL, y + label_h))
             draw.text((col * CELL + 4, y + 2), folder.name if found else f"{folder.name}: missing", fill="black")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out)

@@ -119,7 +119,7 @@ def import_cli(
     typer.echo(f"{name}: {target} (sha256 {sha})")
     if registered and cfg.sha256 and sha != cfg.sha256:
         typer.echo(
-            f"bgcut: warning: the sha256 differs from the registry's ({cfg.sha256[:12]}…): "
-            f"this is not the checkpoint {name!r} was published from; use it with --weights {target.parent}",
+            f"bgcut: warning: the sha256 differs from the registry's ({cfg.sha256[:12]}…): this is not the file "
+            f"{name!r} is published as (another checkpoint, or another --storage); use it with --weights {target.parent}",
             err=True,
         )
