@@ -139,3 +139,20 @@ def test_disk_cache_is_built_once_and_shared(tmp_path: Path) -> None:
     code, _ = _train(tmp_path, "c", "--epochs", "1", "--seed", "3")
     rows = [json.loads((tmp_path / r / "history.json").read_text())[0] for r in ("a", "b", "c")]
     assert rows[0]["loss"] == rows[1]["loss"] == rows[2]["loss"] and rows[0]["maxF"] == rows[2]["maxF"]
+
+
+def test_the_relay_goes_on_from_the_committed_state(tmp_path: Path) -> None:
+    """A fresh machine resumes the relay from weights/bgcut-s/relay/ (weights/recipes/relay.py):
+    the committed weights load into the architecture they were trained as, and train on."""
+    relay = Path(__file__).resolve().parent.parent / "weights" / "bgcut-s" / "relay"
+    config = json.loads((relay / "config.json").read_text())
+    training = config["training"]
+    history = json.loads((relay / "history.json").read_text())
+    assert history and all("maxF" in row and "cpu_seconds" in row for row in history)
+    make_pairs(tmp_path, n=6)
+    extra = ["--arch-args", json.dumps(training["arch_args"])] if training["arch_args"] else []
+    code, output = _train(tmp_path, "next", "-m", training["model"], *extra, "--init",
+                          str(relay / "model.safetensors"), "--epochs", "1")  # fmt: skip
+    assert code == 0, output
+    assert f"initialised from {relay / 'model.safetensors'}" in output
+    assert json.loads((tmp_path / "next" / "config.json").read_text())["arch"] == config["arch"]

@@ -1,0 +1,73 @@
+"""The CPU training relay of ``bgcut-s`` (issue 32): the state a fresh machine needs, committed.
+
+Each session trains in the background (``nice -n 19``), stops about 15 minutes before its end, and
+commits the run's best EMA weights with their config and validation history to
+``weights/bgcut-s/relay/`` (at most 25 MB a session). The next session resumes from the run folder
+when its machine still has it (``--resume``), else from the committed weights (``--init``):
+
+    python weights/recipes/relay.py commit runs/relay          # copy the state into weights/bgcut-s/relay/
+    python weights/recipes/relay.py command                    # print the command that goes on from it
+
+``tests/test_student.py::test_the_relay_goes_on_from_the_committed_state`` runs a few steps from
+the committed state on generated pairs, through the same ``bgcut train`` command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RELAY = HERE.parent / "bgcut-s" / "relay"
+MAX_BYTES = 25 * 2**20  # what one session may add to the repository
+DATA = "../shared/data/duts-tr"
+
+
+def commit(run: Path) -> None:
+    weights = run / "best.safetensors"
+    if not weights.is_file():
+        raise SystemExit(f"{run}: no best.safetensors yet (no epoch has finished)")
+    if weights.stat().st_size > MAX_BYTES:
+        size = weights.stat().st_size / 2**20
+        raise SystemExit(f"{weights} is {size:.1f} MiB, over the {MAX_BYTES >> 20} MiB one session may add")
+    RELAY.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, RELAY / "model.safetensors")
+    history = json.loads((run / "history.json").read_text())
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    (RELAY / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    (RELAY / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"committed {run} -> {RELAY} ({len(history)} epochs)")
+
+
+def command() -> str:
+    """The ``bgcut train`` line that goes on from the committed state."""
+    training = json.loads((RELAY / "config.json").read_text())["training"]
+    args = [
+        "nice -n 19 bgcut train",
+        f"--images {DATA}/images --masks {DATA}/masks -o runs/relay",
+        f"-m {training['model']}",
+        f"--arch-args '{json.dumps(training['arch_args'])}'" if training["arch_args"] else "",
+        f"--size {training['size']} -b {training['batch_size']} --lr {training['lr']} --ema {training['ema']}",
+        f"--epochs {training['epochs']} --device cpu -j 1 --cache-dir runs/cache",
+        "--resume" if Path("runs/relay/last.pt").is_file() else f"--init {RELAY / 'model.safetensors'}",
+    ]
+    return " ".join(a for a in args if a)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    sub.add_parser("commit").add_argument("run", type=Path)
+    sub.add_parser("command")
+    args = ap.parse_args(argv)
+    if args.what == "commit":
+        commit(args.run)
+    else:
+        print(command())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
