@@ -164,7 +164,7 @@ def test_concurrent_requests_share_batches_and_each_gets_its_own_result(predicto
 
 
 def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    slow = Predictor.from_options(RunOptions(weights=None, device="cpu"), pad=False)
+    slow = Predictor.from_options(RunOptions(model="bgcut-lite", device="cpu"), pad=False)
     real = slow.masks
 
     def masks(inputs, sizes, **kwargs):  # noqa: ANN001, ANN003, ANN202 - the model, made slow

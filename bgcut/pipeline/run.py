@@ -128,8 +128,10 @@ def _earlier_facts(path: Path) -> dict[str, dict]:
     """Each input's facts from the rows already in a manifest file (an earlier run's), for the rows
     of outputs a rerun skips. A damaged or half-written line (a killed run's last) is left out."""
     facts: dict[str, dict] = {}
+    if not path.is_file():  # not yet written, or a device (/dev/full would be read forever)
+        return facts
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
                     row = json.loads(line)
