@@ -491,6 +491,10 @@ class ServeOptions:
     max_upload_mb: float = 32.0
     max_pixels: int = 50_000_000
     token: str | None = None  # if set, API calls need "Authorization: Bearer TOKEN"
+    # Host header values answered (DNS rebinding: a page elsewhere must not reach a loopback
+    # server through a name of its own). None: the bound address and localhost's names, or any
+    # host for a wildcard bind (0.0.0.0, ::), which the token guards; "*" in the list: any.
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -506,6 +510,20 @@ class ServeOptions:
             raise UsageError(f"--max-wait-ms {self.max_wait_ms}: expected 0 to 1000")
         if not 0 < self.max_upload_mb <= 1024:
             raise UsageError(f"--max-upload-mb {self.max_upload_mb}: expected more than 0, at most 1024")
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a request's Host header (``name`` or ``name:port``, ``[v6]:port``) is answered."""
+        name = header.strip().lower()
+        if name.startswith("["):
+            name = name[1 : name.find("]")] if "]" in name else name
+        elif name.count(":") == 1:
+            name = name.split(":", 1)[0]
+        allowed = self.allowed_hosts
+        if allowed is None:
+            if self.host in ("0.0.0.0", "::", ""):
+                return True
+            allowed = (self.host, "localhost", "127.0.0.1", "::1")
+        return "*" in allowed or name in {a.lower().strip("[]") for a in allowed}
 
     @property
     def exposed(self) -> bool:

@@ -200,3 +200,20 @@ def test_serving_beyond_loopback_without_a_token_warns(monkeypatch: pytest.Monke
     for extra in (["--host", "0.0.0.0", "--token", "t"], []):  # a token, or loopback: no warning
         res = CliRunner().invoke(cli_app, [*base, *extra])
         assert res.exit_code == 0 and "warning" not in res.output
+
+
+def test_the_host_header_is_checked_against_dns_rebinding(predictor: Predictor) -> None:
+    """A page on evil.example that resolves its own name to 127.0.0.1 reaches a loopback server
+    with Host: evil.example; that is refused unless --allowed-hosts names it."""
+    with running(ServeOptions(), predictor) as c:
+        assert c.get("/health").status_code == 200  # Host: 127.0.0.1:PORT
+        assert c.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
+        evil = c.post("/remove", content=png_bytes(square_image()), headers={"Host": "evil.example:8000"})
+        assert evil.status_code == 400
+        assert evil.json() == {"error": "Host 'evil.example:8000' is not one this server answers: see --allowed-hosts"}
+    with running(ServeOptions(allowed_hosts=("cutter.lan",)), predictor) as c:
+        assert c.get("/health", headers={"Host": "cutter.lan:8000"}).status_code == 200
+        assert c.get("/health").status_code == 400  # the list replaces the default
+    wildcard = ServeOptions(host="0.0.0.0")
+    assert wildcard.host_allowed("192.168.1.20:8000") and ServeOptions(allowed_hosts=("*",)).host_allowed("x")
+    assert ServeOptions(host="::1").host_allowed("[::1]:8000") and not ServeOptions().host_allowed("[::2]:80")

@@ -33,6 +33,13 @@ def serve_cli(
     ] = SERVE.max_queue,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload.")] = SERVE.max_upload_mb,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest image, in pixels.")] = SERVE.max_pixels,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="Comma-separated Host header names answered (default: the --host address and localhost; any for 0.0.0.0); * for any.",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
         typer.Option("--token", envvar="BGCUT_TOKEN", help="Require 'Authorization: Bearer TOKEN' on API calls."),
@@ -53,6 +60,7 @@ def serve_cli(
             max_upload_mb=max_upload_mb,
             max_pixels=max_pixels,
             token=token,
+            allowed_hosts=tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()) if allowed_hosts else None,
         )
         try:
             import uvicorn

@@ -153,6 +153,16 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
         lifespan=lifespan,
     )
 
+    @app.middleware("http")
+    async def host_check(request: Request, call_next):  # noqa: ANN001, ANN202 - Starlette's middleware signature
+        host = request.headers.get("host", "")
+        if not opts.host_allowed(host):
+            return JSONResponse(
+                {"error": f"Host {shown_value(host)} is not one this server answers: see --allowed-hosts"},
+                status_code=400,
+            )
+        return await call_next(request)
+
     def check_token(request: Request) -> None:
         if opts.token is None:
             return
