@@ -217,3 +217,61 @@ def test_the_host_header_is_checked_against_dns_rebinding(predictor: Predictor) 
     wildcard = ServeOptions(host="0.0.0.0")
     assert wildcard.host_allowed("192.168.1.20:8000") and ServeOptions(allowed_hosts=("*",)).host_allowed("x")
     assert ServeOptions(host="::1").host_allowed("[::1]:8000") and not ServeOptions().host_allowed("[::2]:80")
+
+
+def test_a_chunked_multipart_upload_is_cut_off_at_the_limit(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no Content-Length, the form parser used to spool a 300 MiB file part to a temporary
+    file before the 413 came: anyone who could reach the server could fill its disk."""
+    import tempfile
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+
+    def visible(**kwargs: object):  # noqa: ANN202 - the spooled file, made visible to measure it
+        return tempfile.NamedTemporaryFile(dir=spool, delete=False)  # noqa: SIM115
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", visible)
+    peak = {"disk": 0, "rss": 0}
+    stop = threading.Event()
+
+    def rss() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak["disk"] = max(peak["disk"], sum(f.stat().st_size for f in spool.iterdir()))
+            peak["rss"] = max(peak["rss"], rss())
+            time.sleep(0.01)
+
+    boundary = "bgcutboundary"
+    chunk = b"\xab" * (1 << 16)
+
+    def body() -> Iterator[bytes]:
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n"
+               "Content-Type: image/png\r\n\r\n").encode()  # fmt: skip
+        for _ in range(300 * 16):  # 300 MiB
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    before = rss()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with running(ServeOptions(max_upload_mb=1), predictor) as c:
+            headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+            try:
+                reply = c.post("/remove", content=body(), headers=headers)
+                status = reply.status_code
+                assert status == 413 and "over the limit" in reply.json()["error"]
+            except httpx.TransportError:
+                status = None  # the server answered and closed while the client was still sending
+    finally:
+        stop.set()
+        watcher.join()
+    assert peak["disk"] <= 2 * 2**20, f"spooled {peak['disk']} bytes"
+    assert peak["rss"] - before < 64 * 2**20, f"memory grew by {peak['rss'] - before} bytes"

@@ -108,13 +108,34 @@ def _decode(data: bytes, max_pixels: int) -> Decoded:
         raise Refused(400, str(e)) from None
 
 
+FORM_OVERHEAD = 64 * 1024  # a multipart body's boundaries, headers and small fields, beyond the image
+
+
+def _counted(request: Request, most: int) -> Request:
+    """The same request, whose body stops with a 413 once more than ``most`` bytes have arrived."""
+    received = 0
+
+    async def receive() -> dict:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > most:
+                raise Refused(413, f"upload is over the limit of {most - FORM_OVERHEAD} bytes")
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def _body(request: Request, limit: int) -> bytes:
     """The image: the ``image`` field of a multipart form, or the raw body; at most ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
         raise Refused(413, f"upload of {int(declared)} bytes is over the limit of {limit}")
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=16)
+        # The form parser spools file parts to disk with no limit of its own, and a chunked body
+        # has no Content-Length to refuse up front: count the bytes as they arrive instead.
+        form = await _counted(request, limit + FORM_OVERHEAD).form(max_files=1, max_fields=16)
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise Refused(400, "multipart upload without an 'image' file field")
