@@ -71,3 +71,18 @@ def test_unicode_and_spaces(tmp_path: Path) -> None:
 def test_duplicate_inputs_are_read_once(tmp_path: Path) -> None:
     f = touch(tmp_path / "in" / "a.jpg")
     assert keys(list_sources([str(tmp_path / "in"), str(f)])) == ["a"]
+
+
+def test_a_link_to_a_file_already_found_is_a_duplicate_and_the_file_keeps_its_name(tmp_path: Path) -> None:
+    """The fuzz corpus's links/target.jpg: its symlink was taken, the real file got no row."""
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    (root / "links").mkdir()
+    (root / "real" / "target.jpg").write_bytes(b"x")
+    (root / "links" / "target.jpg").symlink_to(root / "real" / "target.jpg")  # found first: "links" < "real"
+    listing = list_sources([str(root)])
+    assert [s.key for s in listing.sources] == ["real/target"]
+    assert listing.passed_over == [
+        (str(root / "links" / "target.jpg"),
+         f"the same file as {root / 'real' / 'target.jpg'}, which is read under that name"),
+    ]  # fmt: skip

@@ -164,16 +164,39 @@ def list_sources(
                     found.extend(_expand(line, skip, listing))
         else:
             found.extend(_expand(arg, skip, listing))
-    seen: set[str] = set()
-    unique: list[tuple[str, str, str]] = []
-    for path, key, display in found:
-        real = path if is_url(path) else _real(path)
-        if real in seen:
-            continue
-        seen.add(real)
-        unique.append((path, key, display))
-    listing.sources = listing.sources + _assign_keys(unique)
+    listing.sources = listing.sources + _assign_keys(_one_per_file(found, listing))
     return listing
+
+
+def _one_per_file(found: list[tuple[str, str, str]], listing: Listing) -> list[tuple[str, str, str]]:
+    """The same file reached twice (a repeated argument, a symlink) is read once, in the place it
+    was first found, under its own name rather than a link's; each other way of reaching it is a
+    passed-over row that names the file it duplicates."""
+    by_real: dict[str, int] = {}
+    unique: list[tuple[str, str, str]] = []
+    for entry in found:
+        path = entry[0]
+        real = path if is_url(path) else _real(path)
+        if real not in by_real:
+            by_real[real] = len(unique)
+            unique.append(entry)
+            continue
+        kept = unique[by_real[real]]
+        if _is_link(kept[0]) and not _is_link(path):  # the real file keeps its own name
+            unique[by_real[real]] = entry
+            entry, kept = kept, entry
+        if entry[2] != kept[2]:
+            listing.passed_over.append((entry[2], f"the same file as {kept[2]}, which is read under that name"))
+    return unique
+
+
+def _is_link(path: str) -> bool:
+    if is_url(path):
+        return False
+    try:
+        return Path(path).is_symlink()
+    except OSError:
+        return False
 
 
 def _real(path: str) -> str:
