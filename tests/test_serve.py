@@ -275,3 +275,26 @@ def test_a_chunked_multipart_upload_is_cut_off_at_the_limit(
         watcher.join()
     assert peak["disk"] <= 2 * 2**20, f"spooled {peak['disk']} bytes"
     assert peak["rss"] - before < 64 * 2**20, f"memory grew by {peak['rss'] - before} bytes"
+
+
+def test_a_client_that_goes_away_mid_upload_is_one_log_line(
+    predictor: Predictor, capfd: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with running(ServeOptions(), predictor) as c:
+        host, port = c.base_url.host, c.base_url.port
+        part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
+        for kind, start in (("image/png", b""), ("multipart/form-data; boundary=b", part)):
+            sock = socket.create_connection((host, port))
+            sock.sendall(f"POST /remove HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {kind}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + start + b"x" * 1000)  # fmt: skip
+            sock.close()  # 99,000 bytes short
+        err, deadline = "", time.monotonic() + 10
+        while time.monotonic() < deadline and err.count("went away") < 2:
+            time.sleep(0.05)
+            err += capfd.readouterr().err
+        assert c.get("/health").status_code == 200  # still serving
+    err += capfd.readouterr().err
+    assert err.count("went away during its upload") == 2, err
+    assert "Traceback" not in err and not [r for r in caplog.records if r.exc_info], "a traceback was logged"

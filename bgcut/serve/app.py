@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour, shown_value
 from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageError
@@ -253,7 +255,13 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
         """
         check_token(request)
         settings = _settings(dict(request.query_params))
-        data = await _body(request, limit)
+        try:
+            data = await _body(request, limit)
+        except ClientDisconnect:
+            # Nobody is left to answer: one line in the server's log, not an ASGI traceback.
+            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+            print(f"bgcut serve: {client} went away during its upload", file=sys.stderr, flush=True)
+            return Response(status_code=400)
         decoded = await run_in_threadpool(_decode, data, opts.max_pixels)
         model_input = await run_in_threadpool(predictor.prepare, decoded.rgb)
         batcher: Batcher = request.app.state.batcher
