@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import PretrainedCfg
 from ._registry import register_arch, register_model
-from .unet_lite import DecoderBlock, GlobalContext
+from .unet_lite import UNetDecoding
 
 # (expansion, kernel, stride, output channels, repeats) per stage of EfficientNet-Lite0.
 LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -137,21 +137,13 @@ _DROPPED = re.compile(r"^(_conv_head|_bn1|_fc)\.")
 
 
 @register_arch("effnet_unet")
-class EffUNet(nn.Module):
+class EffUNet(UNetDecoding):
     def __init__(self, decoder_widths: Sequence[int] = (96, 64, 40, 24)) -> None:
         super().__init__()
         if len(decoder_widths) != 4:
             raise ValueError("effnet_unet needs 4 decoder widths")
         self.encoder = EfficientNetLite()
-        enc = self.encoder.channels
-        self.context = GlobalContext(enc[4])
-        dec, cin = [], enc[4]
-        for skip, cout in zip(reversed(enc[:4]), decoder_widths, strict=True):
-            dec.append(DecoderBlock(cin, skip, cout))
-            cin = cout
-        self.decoder = nn.ModuleList(dec)
-        self.head = nn.Conv2d(decoder_widths[-1], 1, 3, padding=1)
-        self.side_heads = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in decoder_widths[:-1])
+        self._build_decoder(self.encoder.channels, decoder_widths)
 
     @staticmethod
     def encoder_state_from(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -167,21 +159,7 @@ class EffUNet(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        size = x.shape[-2:]
-        feats = self.encoder(x)
-        y = self.context(feats[-1])
-        outs = []
-        for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
-            y = block(y, skip)
-            outs.append(y)
-        main = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
-        if not self.training:
-            return main
-        sides = [
-            F.interpolate(h(o), size=size, mode="bilinear", align_corners=False)
-            for h, o in zip(self.side_heads, outs[:-1], strict=True)
-        ]
-        return [main, *sides]
+        return self._decode(self.encoder(x), x.shape[-2:])
 
 
 register_model(

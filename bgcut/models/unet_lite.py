@@ -81,8 +81,43 @@ class GlobalContext(nn.Module):
         return x + self.proj(x.mean(dim=(2, 3), keepdim=True))
 
 
+class UNetDecoding(nn.Module):
+    """The light UNet decoder both compact architectures share (``unet_lite``, ``effnet_unet``):
+    image-level context on the deepest features, a ``DecoderBlock`` per coarser scale, a head at
+    the finest decoded scale, and deep-supervision heads on the three coarser ones (training only).
+    Subclasses build their encoder, then call ``_build_decoder``; the attribute names are the
+    weight files' keys (``context.*``, ``decoder.N.*``, ``head.*``, ``side_heads.N.*``)."""
+
+    def _build_decoder(self, channels: Sequence[int], decoder_widths: Sequence[int]) -> None:
+        """``channels``: the encoder's feature maps, finest first (five of them)."""
+        self.context = GlobalContext(channels[4])
+        dec = []
+        cin = channels[4]
+        for skip, cout in zip(reversed(channels[:4]), decoder_widths, strict=True):
+            dec.append(DecoderBlock(cin, skip, cout))
+            cin = cout
+        self.decoder = nn.ModuleList(dec)
+        self.head = nn.Conv2d(decoder_widths[-1], 1, 3, padding=1)
+        self.side_heads = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in decoder_widths[:-1])
+
+    def _decode(self, feats: list[torch.Tensor], size: torch.Size) -> torch.Tensor | list[torch.Tensor]:
+        y = self.context(feats[-1])
+        outs = []
+        for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
+            y = block(y, skip)
+            outs.append(y)
+        main = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
+        if not self.training:
+            return main
+        sides = [
+            F.interpolate(h(o), size=size, mode="bilinear", align_corners=False)
+            for h, o in zip(self.side_heads, outs[:-1], strict=True)
+        ]
+        return [main, *sides]
+
+
 @register_arch("unet_lite")
-class LiteUNet(nn.Module):
+class LiteUNet(UNetDecoding):
     def __init__(
         self,
         widths: Sequence[int] = (16, 24, 40, 80, 160),
@@ -101,35 +136,13 @@ class LiteUNet(nn.Module):
             blocks += [InvertedResidual(cout, cout, 1, expand) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
-        self.context = GlobalContext(widths[4])
-        dec = []
-        cin = widths[4]
-        for skip, cout in zip(reversed(widths[:4]), decoder_widths, strict=True):
-            dec.append(DecoderBlock(cin, skip, cout))
-            cin = cout
-        self.decoder = nn.ModuleList(dec)
-        self.head = nn.Conv2d(decoder_widths[-1], 1, 3, padding=1)
-        # Deep supervision heads on the three coarser decoder outputs (training only).
-        self.side_heads = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in decoder_widths[:-1])
+        self._build_decoder(widths, decoder_widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        size = x.shape[-2:]
         feats = [self.stem(x)]
         for stage in self.stages:
             feats.append(stage(feats[-1]))
-        y = self.context(feats[-1])
-        outs = []
-        for block, skip in zip(self.decoder, reversed(feats[:-1]), strict=True):
-            y = block(y, skip)
-            outs.append(y)
-        main = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
-        if not self.training:
-            return main
-        sides = [
-            F.interpolate(h(o), size=size, mode="bilinear", align_corners=False)
-            for h, o in zip(self.side_heads, outs[:-1], strict=True)
-        ]
-        return [main, *sides]
+        return self._decode(feats, x.shape[-2:])
 
 
 register_model(
