@@ -194,7 +194,6 @@ class _Manifest:
     def __init__(self, path: str | None, log: Callable[[str], None]) -> None:
         self.path, self.log = path, log
         self.lock = threading.Lock()
-        self.written: set[int] = set()  # rows (by id) already written by a writer thread
         self.earlier: dict[str, dict] = {}  # input -> the facts an earlier run's row in this file gave
         self.error: str | None = None
         self.file: TextIO | None = None
@@ -216,7 +215,6 @@ class _Manifest:
         place, so that a killed run's manifest has a row for every finished output."""
         line = _json_line(row)
         with self.lock:
-            self.written.add(id(row))
             if self.remote_lines is not None:
                 self.remote_lines.append(line)
             elif self.file is not None and self.error is None:
@@ -446,7 +444,9 @@ def remove_backgrounds(
     settings = _check_settings(engine, output, video)
     manifest = _Manifest(manifest_path(run), log)
 
-    def record(row: Row) -> None:
+    def record(row: Row, in_manifest: bool = False) -> None:
+        """Count ``row`` in the summary, say its error or warning, and add it to the manifest unless
+        a writer thread did so already (``in_manifest``)."""
         summary.rows.append(row)
         if row.status == "failed":
             summary.failed += 1
@@ -462,7 +462,7 @@ def remove_backgrounds(
             summary.done += 1
         if row.warning:
             log(f"bgcut: warning: {printable(row.input)}: {printable(row.warning)}")
-        if id(row) not in manifest.written:
+        if not in_manifest:
             manifest.add(row)
 
     try:
@@ -537,7 +537,7 @@ def _process(
     engine: OutputStage,
     predictor: Predictor,
     pending: list[Source],
-    record: Callable[[Row], None],
+    record: Callable[..., None],
     progress: bool | None,
     summary: RunSummary,
     manifest: _Manifest,
@@ -558,7 +558,7 @@ def _process(
 
     def drain(keep: int) -> None:
         while len(inflight) > keep:
-            record(inflight.popleft().result())
+            record(inflight.popleft().result(), in_manifest=True)
             bar.update(1)
 
     def warn(message: str) -> None:
@@ -601,7 +601,7 @@ def _process(
             drain_started = [f for f in inflight if not f.cancelled()]
             inflight.clear()
             for fut in drain_started:
-                record(fut.result())
+                record(fut.result(), in_manifest=True)
         finally:
             _finish(
                 summary,
