@@ -41,6 +41,9 @@ IMAGE_EXTENSIONS = (
 )
 
 
+NOT_READ = "not a photo or video bgcut reads"  # a file of another kind: counted, never warned about
+
+
 def why_unreadable(extension: str) -> str:
     """Why a file with this extension is not read, for the summary and the manifest."""
     ext = extension.lower()
@@ -48,4 +51,4 @@ def why_unreadable(extension: str) -> str:
         return "HEIC/HEIF photos need pip install 'bgcut[heic]'"
     if ext in AVIF_EXTENSIONS:
         return "this Pillow cannot read AVIF: pip install -U pillow (11.3 or newer)"
-    return f"not a photo or video bgcut reads ({ext or 'no extension'})"
+    return f"{NOT_READ} ({ext or 'no extension'})"

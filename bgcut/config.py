@@ -479,6 +479,9 @@ class PasteOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # this machine's own names for itself
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """``bgcut serve``: where it listens, and the limits that keep it alive under any load."""
@@ -522,10 +525,10 @@ class ServeOptions:
         if allowed is None:
             if self.host in ("0.0.0.0", "::", ""):
                 return True
-            allowed = (self.host, "localhost", "127.0.0.1", "::1")
+            allowed = (self.host, *LOOPBACK_NAMES)
         return "*" in allowed or name in {a.lower().strip("[]") for a in allowed}
 
     @property
     def exposed(self) -> bool:
         """Listening beyond this machine (not a loopback address)."""
-        return self.host not in ("127.0.0.1", "localhost", "::1") and not self.host.startswith("127.")
+        return self.host not in LOOPBACK_NAMES and not self.host.startswith("127.")

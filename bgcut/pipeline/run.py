@@ -25,6 +25,7 @@ from typing import BinaryIO, TextIO
 import torch
 from tqdm import tqdm
 
+from .. import codecs
 from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
 from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
@@ -529,7 +530,7 @@ def _record_passed_over(
         record(Row(path, status=PASSED_OVER, error=reason))
         by_reason.setdefault(reason, []).append(path)
     for reason, paths in by_reason.items():
-        if not reason.startswith("not a photo"):  # a README beside the photos needs no warning
+        if not reason.startswith(codecs.NOT_READ):  # a README beside the photos needs no warning
             log(f"bgcut: warning: {len(paths)} file(s) passed over, e.g. {printable(paths[0])}: {reason}")
 
 
