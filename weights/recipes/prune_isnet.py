@@ -22,22 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from bgcut.models import build_arch, create_model, get_pretrained_cfg, load_into, save_tensors
 from bgcut.pipeline.preprocess import normalise
-from bgcut.train.data import list_pairs, split_pairs
+from bgcut.train.data import decode_pair, list_pairs, split_pairs
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "duts-tr"
 
 
-def _batch(pairs: list[tuple[Path, Path]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    imgs, msks = [], []
-    for image, mask in pairs:
-        imgs.append(np.asarray(Image.open(image).convert("RGB").resize((size, size), Image.BILINEAR)))
-        msks.append(np.asarray(Image.open(mask).convert("L").resize((size, size), Image.BILINEAR)))
-    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float()
-    y = torch.from_numpy(np.stack(msks))[:, None].float() / 255.0
+def _batch(pairs: list[tuple[Path, Path]], size: int, interpolation: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs decoded as training decodes them (``train.data.decode_pair``: the model's resampler)."""
+    decoded = [decode_pair((image, mask, None), size, interpolation) for image, mask in pairs]
+    x = torch.from_numpy(np.stack([rgb for rgb, _ in decoded])).permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(np.stack([m for _, m in decoded])).float() / 255.0
     return x, y
 
 
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [train_pairs[i] for i in pick]
     model.zero_grad()
     for i in range(0, len(chosen), 4):
-        x, y = _batch(chosen[i : i + 4], args.size)
+        x, y = _batch(chosen[i : i + 4], args.size, cfg.interpolation)
         outs = model(normalise(x, cfg, scale=255.0))
         loss = sum(F.binary_cross_entropy_with_logits(o, y) for o in outs)
         loss.backward()
