@@ -144,6 +144,7 @@ def on_disk(
     channels: int,
     build: Callable[[tuple[torch.Tensor, torch.Tensor]], list[int]],
     log: Callable[[str], None] = print,
+    salt: str = "",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The cache of ``items`` at ``size`` as memory-mapped files in ``folder``, built by ``build``
     (which fills the tensors it is given and returns the indices kept) the first time.
@@ -151,7 +152,8 @@ def on_disk(
     Training processes on one machine then share one copy through the page cache instead of a
     private copy each (gigabytes: two side-by-side runs at 384 px need 11 GB otherwise), and a
     resumed or restarted run skips the decoding. The key is the items (paths with their sizes and
-    modification times), the size and the channels, so changed files never reuse a stale cache.
+    modification times), the size, the channels and ``salt`` (what else decides the pixels: the
+    resampler), so changed files or settings never reuse a stale cache.
     """
     stamp = []
     for item in items:
@@ -161,7 +163,7 @@ def on_disk(
                 stamp.append(f"{p}:{st.st_size}:{st.st_mtime_ns}")
             else:
                 stamp.append(repr(p))
-    key = hashlib.sha1("\n".join([*stamp, str(size), str(channels)]).encode()).hexdigest()[:16]
+    key = hashlib.sha1("\n".join([*stamp, str(size), str(channels), salt]).encode()).hexdigest()[:16]
     base = folder / f"pairs-{size}px-{len(items)}-{key}"
     meta = base.with_suffix(".json")
     if not meta.is_file():
@@ -208,7 +210,7 @@ def cache_pairs(
         def build(into: tuple[torch.Tensor, torch.Tensor]) -> list[int]:
             return cache_items(items, decode, size, channels, workers, log, into)[2]
 
-        return on_disk(disk, [*items, interpolation], size, channels, build, log)
+        return on_disk(disk, items, size, channels, build, log, salt=interpolation)
     images, masks, _ = cache_items(items, decode, size, channels, workers, log)
     return images, masks
 
