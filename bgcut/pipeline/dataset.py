@@ -93,13 +93,35 @@ def init_worker(main_pid: int, _worker_id: int) -> None:
     - A watchdog thread exits the worker when the main process is gone (``kill -9``, the OOM
       killer): workers are children of the fork server, not of the main process, so nothing
       else would end them, and they would keep the caller's stdout and stderr pipes open.
+    - A handoff the main process breaks off prints nothing (``quiet_broken_handoffs``).
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    quiet_broken_handoffs()
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
     threading.Thread(target=_exit_with, args=(main_pid,), name="bgcut-watchdog", daemon=True).start()
+
+
+def quiet_broken_handoffs() -> None:
+    """Keep a worker quiet when the main process hangs up in the middle of taking a tensor.
+
+    A worker's tensors reach the main process as file descriptors, handed over by
+    multiprocessing's resource-sharer thread in the worker. When Ctrl-C or SIGTERM lands in the
+    main process while it is picking one up, it drops the connection, and that thread reports
+    the broken pipe through ``sys.excepthook``: a traceback on the user's terminal under a run
+    that is ending cleanly. Only a lost connection in a thread other than the worker's own is
+    silenced; anything else is still printed.
+    """
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if isinstance(value, (ConnectionError, EOFError)) and threading.current_thread() is not threading.main_thread():
+            return
+        previous(kind, value, tb)  # type: ignore[arg-type]
+
+    sys.excepthook = hook
 
 
 def _exit_with(pid: int) -> None:
