@@ -111,7 +111,8 @@ REFINE = ("none", "guided", "matting")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
 MIN_SIZE = 32  # --size: the smallest inference resolution (the networks downsample 5 times)
-# --erode, --dilate and --feather: 200 px already takes 12 s per 12 MP image; 500 is generous.
+# --erode, --dilate and --feather: their cost no longer grows with the radius (postprocess.morph runs
+# wide ones shrunk), so the bound is about sense: 500 px is more than any edge adjustment needs.
 MAX_EDGE_PIXELS = 500
 
 
@@ -218,7 +219,7 @@ class PostOptions:
             if not 0 <= value <= MAX_EDGE_PIXELS:  # also refuses nan; inf would make OpenCV assert per image
                 raise UsageError(
                     f"{flag} {value}: must be from 0 to {MAX_EDGE_PIXELS} pixels "
-                    "(larger kernels take minutes and gigabytes per image)"
+                    "(an edge adjustment, not a way to reshape the mask)"
                 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -142,3 +143,48 @@ def test_cutout_clears_only_invisible_pixels() -> None:
     assert (out[..., 3] == alpha[:, 1:]).all()
     assert (out[:, :3, :3] == [200, 90, 200]).all()  # alpha 1..255: colour untouched (straight alpha)
     assert (out[:, 3, :3] == 0).all()  # alpha 0: RGB cleared
+
+
+def _shapes(n: int = 600) -> np.ndarray:
+    m = np.zeros((n, n), np.uint8)
+    cv2.circle(m, (n // 2, n // 2), n // 4, 255, -1)
+    cv2.rectangle(m, (20, 20), (n - 20, 22), 255, -1)  # a 3-pixel wire: a dilation must keep it
+    cv2.circle(m, (n - 90, n - 90), 60, 160, -1)  # a soft plateau (hair): keeps its level
+    return cv2.GaussianBlur(m, (0, 0), 1.5)
+
+
+@pytest.mark.parametrize("radius", [37, 80, 200])
+@pytest.mark.parametrize("dilate", [False, True])
+def test_wide_erode_and_dilate_match_the_exact_disk(radius: int, dilate: bool) -> None:
+    # Radii over 36 px run shrunk (the cost would grow as r^1.5); the edge stays within a few pixels.
+    m = _shapes()
+    exact = (cv2.dilate if dilate else cv2.erode)(m, pp._disk(radius))
+    fast = pp.morph(m, radius, dilate)
+    assert fast.shape == m.shape and fast.dtype == np.uint8
+    differ = ((exact >= 128) != (fast >= 128)).mean()
+    assert differ < 0.005, differ
+    assert np.abs(exact.astype(int) - fast).mean() < 1.5
+    assert abs(int((fast >= 128).sum()) - int((exact >= 128).sum())) < 0.003 * m.size  # the same area
+
+
+def test_small_radii_are_exact() -> None:
+    m = _shapes(200)
+    for r in (1, 5, 24, 36):
+        assert np.array_equal(pp.morph(m, r, False), cv2.erode(m, pp._disk(r)))
+        assert np.array_equal(pp.morph(m, r, True), cv2.dilate(m, pp._disk(r)))
+
+
+def test_a_wide_dilation_keeps_thin_parts_and_soft_levels() -> None:
+    m = _shapes()
+    out = pp.morph(m, 60, True)
+    exact = cv2.dilate(m, pp._disk(60))
+    wire, band = m[21, 300], out[21 + 55, 300]  # the wire (its blurred peak) grew into a band
+    assert wire > 150 and abs(int(band) - int(exact[21 + 55, 300])) <= 3 and abs(int(band) - int(wire)) <= 3
+    beside = out[600 - 90, 600 - 90 - 110]  # within 60 px of the plateau: its level, not steepened to 255
+    assert abs(int(beside) - int(exact[600 - 90, 600 - 90 - 110])) <= 3 and 150 <= beside <= 170
+
+
+def test_a_wide_feather_matches_the_exact_blur() -> None:
+    m = _shapes()
+    exact = cv2.GaussianBlur(m, (0, 0), sigmaX=100)
+    assert np.abs(exact.astype(int) - pp.feather(m, 100)).max() <= 3
