@@ -188,3 +188,12 @@ def test_a_wide_feather_matches_the_exact_blur() -> None:
     m = _shapes()
     exact = cv2.GaussianBlur(m, (0, 0), sigmaX=100)
     assert np.abs(exact.astype(int) - pp.feather(m, 100)).max() <= 3
+
+
+def test_composite_in_strips_blends_every_row() -> None:
+    rgb = np.full((600, 7, 3), 200, np.uint8)
+    alpha = np.tile(np.linspace(0, 255, 600).astype(np.uint8)[:, None], (1, 7))
+    out = pp.composite(rgb, alpha, pp.Background(color=(0, 0, 100)))
+    a = (alpha / 255.0)[..., None]
+    want = np.clip(200 * a + np.array([0, 0, 100]) * (1 - a) + 0.5, 0, 255)
+    assert np.array_equal(out, want.astype(np.uint8))

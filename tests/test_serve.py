@@ -189,7 +189,7 @@ def test_serving_beyond_loopback_without_a_token_warns(monkeypatch: pytest.Monke
     import uvicorn
 
     started: list[str] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, log_level: started.append(host))
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **_: started.append(host))
     base = ["serve", "-w", str(luma_weights), "--device", "cpu"]
     res = CliRunner().invoke(cli_app, [*base, "--host", "0.0.0.0"])
     assert res.exit_code == 0 and started == ["0.0.0.0"]
@@ -298,3 +298,81 @@ def test_a_client_that_goes_away_mid_upload_is_one_log_line(
     err += capfd.readouterr().err
     assert err.count("went away during its upload") == 2, err
     assert "Traceback" not in err and not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def _slowed(monkeypatch: pytest.MonkeyPatch, predictor: Predictor, seconds: float) -> list[int]:
+    """The model made slow; the list counts the images each forward pass ran."""
+    real, ran = predictor.masks, []
+
+    def masks(inputs, sizes, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        ran.append(len(inputs))
+        time.sleep(seconds)
+        return real(inputs, sizes, **kwargs)
+
+    monkeypatch.setattr(predictor, "masks", masks)
+    return ran
+
+
+def test_memory_in_flight_is_bounded_by_the_budget(monkeypatch: pytest.MonkeyPatch, luma_weights: Path) -> None:
+    # 1000x1000 counts 32 MB: a 72 MiB budget holds two at once; the others wait their turn.
+    slow = Predictor.from_options(RunOptions(weights=str(luma_weights), device="cpu"), pad=False)
+    _slowed(monkeypatch, slow, 0.3)
+    big = png_bytes(square_image((1000, 1000)))
+    with running(ServeOptions(max_wait_ms=0, max_memory_mb=72), slow) as c, ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: c.post("/remove", content=big), range(6)))
+        health = c.get("/health").json()
+        huge = c.post("/remove", content=png_bytes(square_image((1600, 1600))))
+    assert [r.status_code for r in replies] == [200] * 6
+    assert 61 <= health["memory_peak_mb"] <= 72 and health["memory_in_flight_mb"] == 0
+    assert huge.status_code == 413
+    assert huge.json()["error"] == "the image needs about 78 MB, over the server's --max-memory-mb 72"
+
+
+def test_waiting_for_memory_past_the_deadline_is_503(monkeypatch: pytest.MonkeyPatch, luma_weights: Path) -> None:
+    slow = Predictor.from_options(RunOptions(weights=str(luma_weights), device="cpu"), pad=False)
+    _slowed(monkeypatch, slow, 1.5)
+    big = png_bytes(square_image((1000, 1000)))
+    opts = ServeOptions(max_wait_ms=0, max_memory_mb=48, max_seconds=1.0)  # room for one
+    with running(opts, slow) as c, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(c.post, "/remove", content=big)
+        time.sleep(0.3)
+        second = pool.submit(c.post, "/remove", content=big)
+        late, early = second.result(), first.result()
+    assert early.status_code == 504  # it ran, and the model took longer than the deadline
+    assert late.status_code == 503 and late.headers["retry-after"] == "1"
+    assert late.json()["error"] == "busy: too much work in flight, try again shortly"
+
+
+def test_past_the_deadline_the_answer_is_504_and_the_rest_of_the_work_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, luma_weights: Path
+) -> None:
+    slow = Predictor.from_options(RunOptions(weights=str(luma_weights), device="cpu"), pad=False)
+    ran = _slowed(monkeypatch, slow, 0.8)
+    with running(ServeOptions(max_wait_ms=0, max_batch=1, max_seconds=0.5), slow) as c, ThreadPoolExecutor(3) as pool:
+        t0 = time.monotonic()
+        replies = list(pool.map(lambda _: c.post("/remove", content=png_bytes(square_image())), range(3)))
+        took = time.monotonic() - t0
+        time.sleep(1.0)  # the forward pass running then ends; the queued ones must not run
+        health = c.get("/health").json()
+    assert [r.status_code for r in replies] == [504] * 3 and took < 0.8 + 0.5
+    assert replies[0].json()["error"] == "not done within the server's --max-seconds 0.5; its work is dropped"
+    assert ran == [1] and health["requests"] == 1 and health["memory_in_flight_mb"] == 0
+
+
+def test_a_client_that_goes_away_drops_its_work(
+    monkeypatch: pytest.MonkeyPatch, luma_weights: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    slow = Predictor.from_options(RunOptions(weights=str(luma_weights), device="cpu"), pad=False)
+    ran = _slowed(monkeypatch, slow, 0.8)
+    with running(ServeOptions(max_wait_ms=0, max_batch=1), slow) as c:
+        with ThreadPoolExecutor(1) as pool:
+            kept = pool.submit(c.post, "/remove", content=png_bytes(square_image()))
+            time.sleep(0.2)  # its forward pass is running
+            with pytest.raises(httpx.ReadTimeout):  # this client gives up while its request is queued
+                c.post("/remove", content=png_bytes(square_image()), timeout=0.3)
+            assert kept.result().status_code == 200
+        time.sleep(1.0)
+        health = c.get("/health").json()
+    assert ran == [1] and health["requests"] == 1 and health["memory_in_flight_mb"] == 0
+    err = capfd.readouterr().err
+    assert "went away; its remaining work is dropped" in err and "Traceback" not in err

@@ -33,6 +33,21 @@ def serve_cli(
     ] = SERVE.max_queue,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload.")] = SERVE.max_upload_mb,
     max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest image, in pixels.")] = SERVE.max_pixels,
+    max_memory_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-memory-mb",
+            help="Memory for the images in flight (about 32 bytes per pixel each); more wait, then get 503.",
+        ),
+    ] = SERVE.max_memory_mb,
+    max_seconds: Annotated[
+        float,
+        typer.Option("--max-seconds", help="One request's time limit once uploaded: 503 while waiting, 504 once running."),
+    ] = SERVE.max_seconds,
+    grace_seconds: Annotated[
+        float,
+        typer.Option("--grace-seconds", help="On SIGTERM, how long requests in flight may take to finish."),
+    ] = SERVE.grace_seconds,
     allowed_hosts: Annotated[
         str | None,
         typer.Option(
@@ -59,6 +74,9 @@ def serve_cli(
             max_queue=max_queue,
             max_upload_mb=max_upload_mb,
             max_pixels=max_pixels,
+            max_memory_mb=max_memory_mb,
+            max_seconds=max_seconds,
+            grace_seconds=grace_seconds,
             token=token,
             allowed_hosts=tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()) if allowed_hosts else None,
         )
@@ -82,4 +100,8 @@ def serve_cli(
             err=True,
         )
     typer.echo(f"bgcut serve: {predictor.model_name} on {predictor.device}, http://{opts.host}:{opts.port}/", err=True)
-    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")
+    # SIGTERM: uvicorn stops accepting, waits up to the grace period for the requests in flight,
+    # then cancels them; each cancelled request calls its job off, so only the stage running ends.
+    uvicorn.run(
+        app, host=opts.host, port=opts.port, log_level="warning", timeout_graceful_shutdown=opts.grace_seconds
+    )

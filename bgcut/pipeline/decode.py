@@ -151,6 +151,18 @@ def open_image(source: str | os.PathLike[str] | bytes | Image.Image, max_pixels:
             im.close()
 
 
+def image_size(source: bytes) -> tuple[int, int]:
+    """Width and height from the header alone (nothing is decoded): what admitting work costs."""
+    im = _open_file(source)
+    try:
+        w, h = im.size
+    finally:
+        im.close()
+    if w <= 0 or h <= 0:
+        raise ImageError(f"corrupt header (image size {w}x{h})")
+    return w, h
+
+
 def _decode_opened(im: Image.Image, max_pixels: int) -> Decoded:
     warning = None
     w, h = im.size

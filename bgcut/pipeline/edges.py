@@ -91,6 +91,27 @@ def guided_filter(photo: np.ndarray, mask: np.ndarray, radius: int, eps: float, 
     return np.clip(q * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
+STRIP_ROWS = 256
+
+
+def _fused(photo: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...]) -> np.ndarray:
+    """Blur fusion on a block of rows: the foreground colour, H x W x 3 float32 in [0, 1]."""
+    image = photo.astype(np.float32) * (1 / 255)
+    a1 = alpha.astype(np.float32) * (1 / 255)
+    a = cv2.merge([a1, a1, a1])
+    na = 1 - a
+    fa, b_na = image * a, image * na  # F alpha and B (1 - alpha), with F = B = the photo to start
+    fg = image
+    for r in radii:
+        blurred = _box(a, r)
+        mean_f = _box(fa, r) / (blurred + 1e-5)  # the local foreground colour
+        mean_b = _box(b_na, r) / (1 - blurred + 1e-5)  # the local background colour
+        # Blur fusion: the local means, corrected so that alpha F + (1 - alpha) B gives the photo.
+        fg = np.clip(mean_f + a * (image - a * mean_f - na * mean_b), 0, 1)
+        fa, b_na = fg * a, mean_b * na
+    return fg
+
+
 def estimate_foreground(
     photo: np.ndarray, alpha: np.ndarray, radii: tuple[int, ...] = FOREGROUND_RADII, near: int | None = None
 ) -> np.ndarray:
@@ -102,17 +123,16 @@ def estimate_foreground(
     of a whole region (a shirt, a reflection), whose colours must stay.
 
     Returns H x W x 3 uint8. Only the box around the partial pixels (widened by the passes'
-    reach) is filtered. Dense arithmetic on whole planes: a network's soft mask is partial on
+    reach) is filtered, in strips of rows. Dense arithmetic on whole rows: a network's soft mask is partial on
     most pixels (80% of a davis16 frame for bgcut-lite), where picking pixels out costs more.
     """
     partial = (alpha > 0) & (alpha < 255)
-    weight = None
+    distance = None
     if near is not None:
         inside = (alpha >= 128).astype(np.uint8)
         outline = cv2.morphologyEx(inside, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
         distance = cv2.distanceTransform(1 - outline, cv2.DIST_L2, 3)
-        weight = np.clip((near - distance) / (near / 2), 0, 1)  # 1 near the outline, 0 from `near` px on
-        partial &= weight > 0
+        partial &= distance < near
     rows, cols = np.flatnonzero(partial.any(axis=1)), np.flatnonzero(partial.any(axis=0))
     if rows.size == 0:
         return photo
@@ -120,27 +140,19 @@ def estimate_foreground(
     h, w = alpha.shape
     y0, y1 = max(0, int(rows[0]) - reach), min(h, int(rows[-1]) + 1 + reach)
     x0, x1 = max(0, int(cols[0]) - reach), min(w, int(cols[-1]) + 1 + reach)
-    image = photo[y0:y1, x0:x1].astype(np.float32) * (1 / 255)
-    a1 = alpha[y0:y1, x0:x1].astype(np.float32) * (1 / 255)
-    a = cv2.merge([a1, a1, a1])
-    na = 1 - a
-    fa, b_na = image * a, image * na  # F alpha and B (1 - alpha), with F = B = the photo to start
-    for r in radii:
-        blurred = _box(a, r)
-        mean_f = _box(fa, r) / (blurred + 1e-5)  # the local foreground colour
-        mean_b = _box(b_na, r) / (1 - blurred + 1e-5)  # the local background colour
-        # Blur fusion: the local means, corrected so that alpha F + (1 - alpha) B gives the photo.
-        fg = np.clip(mean_f + a * (image - a * mean_f - na * mean_b), 0, 1)
-        fa, b_na = fg * a, mean_b * na
-    if weight is not None:
-        w3 = weight[y0:y1, x0:x1, None]
-        fg = w3 * fg + (1 - w3) * image
-    estimated = np.clip(fg * 255 + 0.5, 0, 255).astype(np.uint8)
     out = photo.copy()
-    box = out[y0:y1, x0:x1]
-    keep = ~partial[y0:y1, x0:x1]
-    estimated[keep] = box[keep]
-    out[y0:y1, x0:x1] = estimated
+    # In strips of rows, each with `reach` rows of context either side: the float planes of a
+    # 7000 x 7000 photo would take about 6 GB at once (a server's memory budget counts on this).
+    for s0 in range(y0, y1, STRIP_ROWS):
+        s1 = min(y1, s0 + STRIP_ROWS)
+        c0, c1 = max(y0, s0 - reach), min(y1, s1 + reach)
+        fg = _fused(photo[c0:c1, x0:x1], alpha[c0:c1, x0:x1], radii)[s0 - c0 : s1 - c0]
+        if distance is not None:  # 1 near the outline, fading to 0 at `near` px
+            weight = np.clip((near - distance[s0:s1, x0:x1]) / (near / 2), 0, 1)[:, :, None]
+            fg = weight * fg + (1 - weight) * (photo[s0:s1, x0:x1].astype(np.float32) * (1 / 255))
+        estimated = np.clip(fg * 255 + 0.5, 0, 255).astype(np.uint8)
+        where = partial[s0:s1, x0:x1]
+        out[s0:s1, x0:x1][where] = estimated[where]
     return out
 
 

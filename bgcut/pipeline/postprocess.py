@@ -177,6 +177,9 @@ def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = No
     return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
 
+COMPOSITE_ROWS = 256
+
+
 def composite(rgb: np.ndarray, alpha: np.ndarray, bg: Background) -> np.ndarray:
     """Alpha-blend the cut-out onto a colour or a photo; returns RGB uint8."""
     h, w = alpha.shape
@@ -185,8 +188,12 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, bg: Background) -> np.ndarray:
         back[:] = cover(bg.image, w, h)
     else:
         back[:] = bg.color
-    a = alpha.astype(np.float32)[:, :, None] / 255.0
-    return np.clip(rgb * a + back * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    # In strips of rows: float planes of the whole picture would take ~50 bytes a pixel at once.
+    for y in range(0, h, COMPOSITE_ROWS):
+        rows = slice(y, y + COMPOSITE_ROWS)
+        a = alpha[rows].astype(np.float32)[:, :, None] / 255.0
+        back[rows] = np.clip(rgb[rows] * a + back[rows] * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    return back
 
 
 def bounding_box(mask: np.ndarray, threshold: float) -> Box | None:

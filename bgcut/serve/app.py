@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -26,13 +27,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..config import FORMATS, OutputOptions, PostOptions, ServeOptions, parse_colour, shown_value
+from ..config import (
+    FORMATS,
+    SERVE_BYTES_PER_PIXEL,
+    OutputOptions,
+    PostOptions,
+    ServeOptions,
+    parse_colour,
+    shown_value,
+)
 from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageError
 from ..models import list_models
-from ..pipeline.decode import Decoded, open_image
+from ..pipeline.decode import Decoded, image_size, open_image
 from ..pipeline.infer import Predictor
 from ..pipeline.postprocess import Background, render
 from ..pipeline.writer import encode
+from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
 from .batcher import Batcher, Busy
 
 MEDIA_TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg"}
@@ -97,6 +107,17 @@ def _settings(params: dict[str, str]) -> Settings:
     except UsageError as e:
         raise Refused(400, str(e).removeprefix("--")) from None  # "threshold 2.0: must be ..."
     return Settings(out, post, Background(color=colour) if colour else None)
+
+
+def _cost(data: bytes, max_pixels: int) -> int:
+    """The bytes this upload's image will hold at its peak, from its header: what admission counts."""
+    try:
+        w, h = image_size(data)
+    except ImageError as e:
+        raise Refused(400, str(e)) from None
+    if w * h > max_pixels:
+        raise Refused(413, f"{w}x{h} = {w * h} pixels is over the server's limit of {max_pixels}")
+    return w * h * SERVE_BYTES_PER_PIXEL
 
 
 def _decode(data: bytes, max_pixels: int) -> Decoded:
@@ -165,6 +186,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batcher = Batcher(predictor, max_batch, opts.max_wait_ms / 1000, opts.max_queue)
+        app.state.budget = MemoryBudget(opts.memory_bytes, opts.max_queue)
         try:
             yield
         finally:
@@ -221,6 +243,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
             except Refused:
                 return {"status": "ok"}
         batcher: Batcher = request.app.state.batcher
+        budget: MemoryBudget = request.app.state.budget
         stats = batcher.stats
         return {
             "status": "ok",
@@ -232,6 +255,10 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
             "batches": stats.batches,
             "requests": stats.requests,
             "mean_batch": round(stats.mean_batch, 3),
+            "memory_in_flight_mb": round(budget.used / 2**20, 1),
+            "memory_peak_mb": round(budget.peak / 2**20, 1),
+            "max_memory_mb": opts.max_memory_mb,
+            "waiting_for_memory": budget.waiting,
         }
 
     @app.get("/models")
@@ -259,26 +286,86 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
             data = await _body(request, limit)
         except ClientDisconnect:
             # Nobody is left to answer: one line in the server's log, not an ASGI traceback.
-            client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
-            print(f"bgcut serve: {client} went away during its upload", file=sys.stderr, flush=True)
+            _log(f"{_client(request)} went away during its upload")
             return Response(status_code=400)
-        decoded = await run_in_threadpool(_decode, data, opts.max_pixels)
-        model_input = await run_in_threadpool(predictor.prepare, decoded.rgb)
+        return await _answer(request, data, settings, time.monotonic() + opts.max_seconds)
+
+    async def _answer(request: Request, data: bytes, settings: Settings, deadline: float) -> Response:
+        """Admit the request by its memory, run its stages as a job, and answer within the deadline."""
+        cost = await run_in_threadpool(_cost, data, opts.max_pixels)
+        budget: MemoryBudget = request.app.state.budget
+        try:
+            await budget.admit(cost, timeout=max(0.0, deadline - time.monotonic()))
+        except TooLarge:
+            raise Refused(
+                413, f"the image needs about {cost >> 20} MB, over the server's --max-memory-mb {opts.max_memory_mb}"
+            ) from None
+        except (Full, TimeoutError):
+            raise Refused(
+                503, "busy: too much work in flight, try again shortly", {"Retry-After": str(RETRY_AFTER_S)}
+            ) from None
+        job = Job()
+        work = asyncio.create_task(_work(request, job, data, settings))
+        # The bytes are given back when the work has stopped, not when the answer goes out: a stage
+        # still running in a thread still holds its image.
+        work.add_done_callback(lambda task: _finished(task, budget, cost))
+        went_away = asyncio.create_task(_disconnected(request))
+        try:
+            done, _ = await asyncio.wait(
+                {work, went_away}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            went_away.cancel()
+            if not work.done():
+                job.call_off()  # the deadline, the client, or the server stopping: its next stage does not run
+        if work in done:
+            body, media_type = work.result()
+            return Response(body, media_type=media_type)
+        if went_away in done:
+            _log(f"{_client(request)} went away; its remaining work is dropped")
+            return Response(status_code=499)  # nobody reads it
+        raise Refused(504, f"not done within the server's --max-seconds {opts.max_seconds:g}; its work is dropped")
+
+    async def _work(request: Request, job: Job, data: bytes, settings: Settings) -> tuple[bytes, str]:
+        decoded = await run_in_threadpool(job.run, _decode, data, opts.max_pixels)
+        model_input = await run_in_threadpool(job.run, predictor.prepare, decoded.rgb)
         batcher: Batcher = request.app.state.batcher
         try:
-            future = batcher.submit(model_input, decoded.rgb.shape[:2])
+            future = batcher.submit(model_input, decoded.rgb.shape[:2], job)
         except Busy:
             raise Refused(
                 503, "busy: the queue is full, try again shortly", {"Retry-After": str(RETRY_AFTER_S)}
             ) from None
+        del model_input
         try:
             mask = await asyncio.wrap_future(future)
         except DeviceMemoryError as e:
             raise Refused(413, f"too large for the model's device: {e}") from None
-        body, media_type = await run_in_threadpool(_render, decoded, mask, settings, predictor.size)
-        return Response(body, media_type=media_type)
+        return await run_in_threadpool(job.run, _render, decoded, mask, settings, predictor.size)
 
     return app
+
+
+def _log(line: str) -> None:
+    print(f"bgcut serve: {line}", file=sys.stderr, flush=True)
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "a client"
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has gone away (the upload has been read: nothing else can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _finished(task: asyncio.Task, budget: MemoryBudget, cost: int) -> None:
+    asyncio.ensure_future(budget.release(cost))
+    if not task.cancelled():
+        error = task.exception()  # retrieved here too: a job nobody waits for must not log as unhandled
+        if error is not None and not isinstance(error, (CalledOff, Refused)):
+            _log(f"a dropped request failed: {type(error).__name__}: {error}")
 
 
 def _render(decoded: Decoded, mask: np.ndarray, settings: Settings, model_size: int) -> tuple[bytes, str]:

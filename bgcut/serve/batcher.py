@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..pipeline.infer import Predictor
+from .admission import CalledOff, Job
 
 
 class Busy(Exception):
@@ -46,11 +47,12 @@ class Batcher:
         self.thread = threading.Thread(target=self._run, name="bgcut-serve-model", daemon=True)
         self.thread.start()
 
-    def submit(self, model_input: torch.Tensor, size: tuple[int, int]) -> Future[np.ndarray]:
-        """Queue one photo's model input (``Predictor.prepare``); the future gets its (H, W) mask."""
+    def submit(self, model_input: torch.Tensor, size: tuple[int, int], job: Job | None = None) -> Future[np.ndarray]:
+        """Queue one photo's model input (``Predictor.prepare``); the future gets its (H, W) mask,
+        or ``CalledOff`` when ``job`` was called off before its batch ran."""
         future: Future[np.ndarray] = Future()
         try:
-            self.queue.put_nowait((model_input, size, future))
+            self.queue.put_nowait((model_input, size, future, job or Job()))
         except queue.Full:
             raise Busy from None
         return future
@@ -82,16 +84,24 @@ class Batcher:
         return batch
 
     def _run(self) -> None:
-        while (batch := self._collect()) is not None:
+        while (collected := self._collect()) is not None:
+            batch = []
+            for item in collected:  # a request nobody waits for any more costs no forward pass
+                if item[3].called_off:
+                    item[2].set_exception(CalledOff())
+                else:
+                    batch.append(item)
+            if not batch:
+                continue
             try:
                 masks = list(self.predictor.masks([b[0] for b in batch], [b[1] for b in batch], failures="yield"))
             except Exception as e:  # noqa: BLE001 - each waiting request gets the error, the thread lives on
-                for _, _, future in batch:
+                for _, _, future, _ in batch:
                     future.set_exception(e)
                 continue
             self.stats.batches += 1
             self.stats.requests += len(batch)
-            for (_, _, future), mask in zip(batch, masks, strict=True):
+            for (_, _, future, _), mask in zip(batch, masks, strict=True):
                 if isinstance(mask, Exception):  # this image alone does not fit in device memory
                     future.set_exception(mask)
                 else:
