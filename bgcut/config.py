@@ -484,9 +484,11 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")  # this machine's own names f
 
 
 # What one request's image costs the server at its peak, per pixel: 14 bytes plain, 24 with
-# --refine guided and --decontaminate, 29 with --erode/--dilate/--feather at 500 px (a 7000 x 7000
-# upload, 320 and 1024 px models; bench/serve_memory.py). 32 covers each of them.
-SERVE_BYTES_PER_PIXEL = 32
+# --refine guided and --decontaminate, 29 with --erode/--dilate/--feather at 500 px (one 7000 x 7000
+# upload, 320 and 1024 px models). Four such requests at once reached 32 (the allocator's arenas
+# keep some slack): 40 keeps the server's resident memory over idle under --max-memory-mb
+# (bench/serve_memory.py, bench/RESULTS.md).
+SERVE_BYTES_PER_PIXEL = 40
 
 
 @dataclass(frozen=True)

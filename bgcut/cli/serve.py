@@ -37,7 +37,7 @@ def serve_cli(
         int,
         typer.Option(
             "--max-memory-mb",
-            help="Memory for the images in flight (about 32 bytes per pixel each); more wait, then get 503.",
+            help="Memory for the images in flight (40 bytes per pixel each); more wait, then get 503.",
         ),
     ] = SERVE.max_memory_mb,
     max_seconds: Annotated[
