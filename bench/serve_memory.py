@@ -68,8 +68,11 @@ def run(model: str, budget: int, query: str, clients: int, body: bytes) -> dict:
                 time.sleep(0.2)
         before = _status_mb(server.pid, "VmRSS")
         t0 = time.monotonic()
+        def post(_: int) -> httpx.Response:
+            return httpx.post(f"{url}/remove?{query}", content=body, timeout=900)
+
         with ThreadPoolExecutor(clients) as pool:
-            replies = list(pool.map(lambda _: httpx.post(f"{url}/remove?{query}", content=body, timeout=900), range(clients)))
+            replies = list(pool.map(post, range(clients)))
         seconds = time.monotonic() - t0
         time.sleep(1)
         health = httpx.get(f"{url}/health", timeout=5).json()
