@@ -107,6 +107,10 @@ DEFAULT_FORMAT = "png-alpha"
 # does: the first format of the table that writes that extension (.png: png-alpha), and .jpeg.
 FILE_EXTENSIONS = {**{f.extension: n for n, f in reversed(FORMATS.items())}, ".jpeg": "jpg"}
 KEEP = ("all", "largest")
+# --png: "fast" writes RGB and RGBA with fpng (grey masks, or without fpng: zlib level 1 with
+# libpng's fast filters); "small" is zlib level 6 with libpng's adaptive filters, for files that
+# are stored or sent more often than written. The measurements are in bench/RESULTS.md.
+PNG_MODES = ("fast", "small")
 REFINE = ("none", "guided", "matting")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
@@ -232,9 +236,9 @@ class OutputOptions:
     margin: str = "0"  # crop margin: pixels ("16") or percent of the box ("10%")
     per_object: bool = False
     min_area: int = 64  # per-object crops: smaller objects are ignored (pixels)
-    # zlib level 0-9. 1 with libpng's fast filters: 2.6x faster to encode than level 3 with the
-    # default filters on davis16 cut-outs, files within 5% (bench/RESULTS.md); 9 is ~6x slower still.
-    png_compression: int = 1
+    # PNG files: "fast" or "small" (PNG_MODES). The decoded pixels are the same either way; only
+    # the file's bytes differ, so a folder may be resumed with the other one.
+    png: str = "fast"
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -247,8 +251,8 @@ class OutputOptions:
                 raise UsageError(f"--bg {self.bg!r} is neither a colour nor an image file")
         if self.min_area < 0:
             raise UsageError(f"--min-area {self.min_area}: must not be negative")
-        if not 0 <= self.png_compression <= 9:
-            raise UsageError(f"png_compression {self.png_compression}: expected 0 to 9")
+        if self.png not in PNG_MODES:
+            raise UsageError(f"--png {self.png!r}: expected one of {', '.join(PNG_MODES)}")
 
     @property
     def spec(self) -> Format:

@@ -179,7 +179,7 @@ class OutputStage:
                 row.status = "empty"
                 return row
             for suffix, image in result.images:
-                data = encode(image, self.out.extension, self.out.png_compression)
+                data = encode(image, self.out.extension, self.out.png)
                 if self.to_stdout:
                     assert self.stdout is not None
                     self.stdout.write(data)

@@ -14,6 +14,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -22,7 +23,7 @@ from PIL import Image
 TMP_SUFFIX = ".bgcut-tmp"
 
 
-def _webp(image: np.ndarray, png_compression: int, jpeg_quality: int) -> bytes:
+def _webp(image: np.ndarray, png: str, jpeg_quality: int) -> bytes:
     buf = io.BytesIO()
     # Lossless either way; the fastest effort setting encodes ~20x faster than PIL's default
     # (10 ms vs 230 ms for 854x480 RGBA) for files ~20% larger, still half the PNG size.
@@ -37,14 +38,32 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _png(image: np.ndarray, png_compression: int, jpeg_quality: int) -> bytes:
-    # libpng's adaptive filter choice among the cheap filters: PNG encoding was the largest
-    # single cost of a run with the default model (py-spy), and this halves it at equal size.
-    params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FAST_FILTERS]
+def _fpng_module() -> ModuleType | None:
+    try:
+        import fpng  # MIT; wraps richgel999/fpng. A dependency with wheels for the common platforms
+    except ImportError:  # elsewhere its absence costs speed only: libpng writes the same pixels
+        return None
+    return fpng
+
+
+_FPNG = _fpng_module()
+
+
+def _png(image: np.ndarray, png: str, jpeg_quality: int) -> bytes:
+    if png == "small":
+        # zlib's default level with libpng's adaptive choice among all five filters: level 9 made
+        # files no smaller than 6 at twice to three times the time (bench/RESULTS.md).
+        return _opencv(".png", _bgr(image), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if _FPNG is not None and image.ndim == 3 and image.shape[2] in (3, 4):
+        # fpng: 10-20x faster than libpng at level 1 on cut-outs, files ~15% larger (bench/RESULTS.md).
+        return _FPNG.from_ndarray(np.ascontiguousarray(image))
+    # Grey masks (fpng writes RGB and RGBA only), or no fpng: zlib level 1 with libpng's adaptive
+    # choice among the cheap filters, half the time of level 3 with the default filters at equal size.
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FAST_FILTERS]
     return _opencv(".png", _bgr(image), params)
 
 
-def _jpg(image: np.ndarray, png_compression: int, jpeg_quality: int) -> bytes:
+def _jpg(image: np.ndarray, png: str, jpeg_quality: int) -> bytes:
     if image.ndim == 3 and image.shape[2] == 4:
         raise ValueError("JPEG has no alpha channel: composite onto a background first")
     return _opencv(".jpg", _bgr(image), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
@@ -59,16 +78,17 @@ def _opencv(ext: str, image: np.ndarray, params: list[int]) -> bytes:
 
 # One encoder per file type that ``config.FORMATS`` writes. OpenCV for PNG/JPEG (fast, releases
 # the GIL), PIL for WebP.
-ENCODERS: dict[str, Callable[[np.ndarray, int, int], bytes]] = {".png": _png, ".jpg": _jpg, ".webp": _webp}
+ENCODERS: dict[str, Callable[[np.ndarray, str, int], bytes]] = {".png": _png, ".jpg": _jpg, ".webp": _webp}
 
 
-def encode(image: np.ndarray, ext: str, png_compression: int = 1, jpeg_quality: int = 95) -> bytes:
-    """Encode an RGB, RGBA or L uint8 array as a file of type ``ext`` (".png", ".jpg", ".webp")."""
+def encode(image: np.ndarray, ext: str, png: str = "fast", jpeg_quality: int = 95) -> bytes:
+    """Encode an RGB, RGBA or L uint8 array as a file of type ``ext`` (".png", ".jpg", ".webp");
+    ``png`` is ``OutputOptions.png``."""
     try:
         encoder = ENCODERS[ext]
     except KeyError:
         raise ValueError(f"unsupported output extension {ext!r}") from None
-    return encoder(image, png_compression, jpeg_quality)
+    return encoder(image, png, jpeg_quality)
 
 
 NAME_MAX = 255  # bytes in one file name, on every common Linux and macOS file system

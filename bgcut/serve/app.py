@@ -373,4 +373,4 @@ def _render(decoded: Decoded, mask: np.ndarray, settings: Settings, model_size: 
     if not result.images:
         raise Refused(422, "no foreground found: nothing to crop")
     ext = settings.out.extension
-    return encode(result.images[0][1], ext, settings.out.png_compression), MEDIA_TYPES[ext]
+    return encode(result.images[0][1], ext, settings.out.png), MEDIA_TYPES[ext]

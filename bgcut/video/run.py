@@ -116,7 +116,7 @@ def cut_video(
         try:
             if spec.pixels == "image":
                 sink: VideoSink | FrameFolder = FrameFolder(
-                    final, out.extension, lambda px: encode(px, out.extension, out.png_compression)
+                    final, out.extension, lambda px: encode(px, out.extension, out.png)
                 )
                 frame_out = out
             else:
