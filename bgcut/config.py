@@ -90,16 +90,17 @@ class Format:
     pixels: str
     crop: bool  # cut to the object's box (--margin), or one file per object (--per-object)
     help: str
+    media_type: str  # what ``bgcut serve`` answers it as
 
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("png-alpha", ".png", "cutout", False, "RGBA cut-out"),
-        Format("mask", ".png", "alpha", False, "8-bit alpha"),
-        Format("crop", ".png", "cutout", True, "RGBA cropped to the object"),
-        Format("webp", ".webp", "cutout", False, "lossless RGBA"),
-        Format("jpg", ".jpg", "flat", False, "flattened onto --bg (white by default)"),
+        Format("png-alpha", ".png", "cutout", False, "RGBA cut-out", "image/png"),
+        Format("mask", ".png", "alpha", False, "8-bit alpha", "image/png"),
+        Format("crop", ".png", "cutout", True, "RGBA cropped to the object", "image/png"),
+        Format("webp", ".webp", "cutout", False, "lossless RGBA", "image/webp"),
+        Format("jpg", ".jpg", "flat", False, "flattened onto --bg (white by default)", "image/jpeg"),
     )
 }
 DEFAULT_FORMAT = "png-alpha"

@@ -45,7 +45,6 @@ from ..pipeline.writer import encode
 from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
 from .batcher import Batcher, Busy
 
-MEDIA_TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg"}
 RETRY_AFTER_S = 1
 
 
@@ -269,7 +268,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
 
     @app.post(
         "/remove",
-        responses={200: {"content": {m: {} for m in MEDIA_TYPES.values()}, "description": "The cut-out."}},
+        responses={200: {"content": {f.media_type: {} for f in FORMATS.values()}, "description": "The cut-out."}},
         response_class=Response,
     )
     async def remove(request: Request) -> Response:
@@ -373,4 +372,4 @@ def _render(decoded: Decoded, mask: np.ndarray, settings: Settings, model_size: 
     if not result.images:
         raise Refused(422, "no foreground found: nothing to crop")
     ext = settings.out.extension
-    return encode(result.images[0][1], ext, settings.out.png), MEDIA_TYPES[ext]
+    return encode(result.images[0][1], ext, settings.out.png), settings.out.spec.media_type
