@@ -156,3 +156,33 @@ def test_the_relay_goes_on_from_the_committed_state(tmp_path: Path) -> None:
     assert code == 0, output
     assert f"initialised from {relay / 'model.safetensors'}" in output
     assert json.loads((tmp_path / "next" / "config.json").read_text())["arch"] == config["arch"]
+
+
+def test_committing_a_relay_segment_keeps_the_history_and_the_better_weights(tmp_path: Path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "weights" / "recipes" / "relay.py"
+    spec = importlib.util.spec_from_file_location("relay_recipe", path)
+    relay_recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relay_recipe)  # type: ignore[union-attr]
+
+    def run(name: str, scores: list[float], weights: bytes) -> Path:
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        (folder / "best.safetensors").write_bytes(weights)
+        (folder / "config.json").write_text(json.dumps({"name": name}))
+        rows = [{"epoch": i + 1, "maxF": f, "loss": 1.0 / (i + 1), "start": name} for i, f in enumerate(scores)]
+        (folder / "history.json").write_text(json.dumps(rows))
+        return folder
+
+    committed = tmp_path / "relay"
+    relay_recipe.commit(run("s1", [0.90, 0.93], b"one"), committed)
+    relay_recipe.commit(run("s2", [0.91, 0.92], b"two"), committed)  # started afresh, never beat 0.93
+    assert (committed / "model.safetensors").read_bytes() == b"one"
+    history = json.loads((committed / "history.json").read_text())
+    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92)]
+    relay_recipe.commit(run("s2", [0.91, 0.92, 0.94], b"three"), committed)  # s2 resumed: it goes on
+    history = json.loads((committed / "history.json").read_text())
+    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92), (2, 0.94)]
+    assert (committed / "model.safetensors").read_bytes() == b"three"
+    assert json.loads((committed / "config.json").read_text()) == {"name": "s2"}

@@ -5,7 +5,7 @@ commits the run's best EMA weights with their config and validation history to
 ``weights/bgcut-s/relay/`` (at most 25 MB a session). The next session resumes from the run folder
 when its machine still has it (``--resume``), else from the committed weights (``--init``):
 
-    python weights/recipes/relay.py commit runs/relay          # copy the state into weights/bgcut-s/relay/
+    python weights/recipes/relay.py commit runs/relay          # add the state to weights/bgcut-s/relay/
     python weights/recipes/relay.py command                    # print the command that goes on from it
 
 ``tests/test_student.py::test_the_relay_goes_on_from_the_committed_state`` runs a few steps from
@@ -15,6 +15,7 @@ the committed state on generated pairs, through the same ``bgcut train`` command
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -25,20 +26,38 @@ MAX_BYTES = 25 * 2**20  # what one session may add to the repository
 DATA = "../shared/data/duts-tr"
 
 
-def commit(run: Path) -> None:
+def _best(history: list[dict]) -> float:
+    return max((row["maxF"] for row in history), default=float("-inf"))
+
+
+def commit(run: Path, relay: Path = RELAY) -> None:
+    """Add ``run``'s validations to the relay's history, and its best weights when they beat the
+    committed ones: a segment whose schedule restarted can end below where it began."""
     weights = run / "best.safetensors"
     if not weights.is_file():
         raise SystemExit(f"{run}: no best.safetensors yet (no epoch has finished)")
     if weights.stat().st_size > MAX_BYTES:
         size = weights.stat().st_size / 2**20
         raise SystemExit(f"{weights} is {size:.1f} MiB, over the {MAX_BYTES >> 20} MiB one session may add")
-    RELAY.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, RELAY / "model.safetensors")
-    history = json.loads((run / "history.json").read_text())
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-    (RELAY / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    (RELAY / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    print(f"committed {run} -> {RELAY} ({len(history)} epochs)")
+    relay.mkdir(parents=True, exist_ok=True)
+    before = json.loads((relay / "history.json").read_text()) if (relay / "history.json").is_file() else []
+    rows = json.loads((run / "history.json").read_text())
+    # A run is known by its first validation: a run resumed on the same machine (--resume) keeps
+    # it, and its rows replace the ones committed before; a run started afresh adds a segment.
+    run_id = hashlib.sha256(json.dumps(rows[0], sort_keys=True).encode()).hexdigest()[:12]
+    earlier = [row.get("segment", 1) for row in before if row.get("run_id") == run_id]
+    before = [row for row in before if row.get("run_id") != run_id]
+    segment = earlier[0] if earlier else max((row.get("segment", 1) for row in before), default=0) + 1
+    new = [{**row, "segment": segment, "run_id": run_id} for row in rows]
+    if _best(new) > _best(before):
+        shutil.copyfile(weights, relay / "model.safetensors")
+        config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        (relay / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        verdict = f"weights replaced: maxF {_best(new):.4f} > {_best(before):.4f}"
+    else:
+        verdict = f"weights kept: this run's best maxF {_best(new):.4f} <= the committed {_best(before):.4f}"
+    (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
+    print(f"committed {run} -> {relay} (segment {segment}, {len(new)} epochs; {verdict})")
 
 
 def command() -> str:
