@@ -252,3 +252,17 @@ def test_odd_config_json_is_one_line(tmp_path: Path, luma_weights: Path, config:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"bgcut: error: {folder / 'config.json'}: ") and error in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_weights_whose_checksum_matched_are_not_scanned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bgcut.models import _weights
+
+    scanned: list[Path] = []
+    real = _weights._finite
+    monkeypatch.setattr(_weights, "_finite", lambda state, path: scanned.append(path) or real(state, path))
+    create_model("bgcut-lite", device="cpu")  # embedded: its sha256 is the registry's
+    assert scanned == []
+    loose = tmp_path / "w.safetensors"  # a file no checksum vouches for is still scanned
+    loose.write_bytes(embedded_path(get_pretrained_cfg("bgcut-lite")).read_bytes())  # type: ignore[union-attr]
+    create_model("bgcut-lite", weights=str(loose), device="cpu")
+    assert scanned == [loose]
