@@ -236,6 +236,23 @@ def test_files_not_read_are_counted_and_listed(tmp_path: Path, luma_weights: Pat
     assert why_unreadable(".HEIC") == "HEIC/HEIF photos need pip install 'bgcut[heic]'"
 
 
+def test_second_names_of_files_are_one_warning(tmp_path: Path, luma_weights: Path) -> None:
+    """Before, each link to a file found under another name had a warning line of its own."""
+    folder = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        save(square_image(), folder / f"{name}.png")
+        for n in range(3):
+            (folder / f"{name}-link{n}.png").symlink_to(folder / f"{name}.png")
+    result = cli(str(folder), "-o", str(tmp_path / "out"), "-w", str(luma_weights))
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [
+        f"bgcut: warning: 9 file(s) passed over, e.g. {folder / 'a-link0.png'}: the same file as "
+        f"{folder / 'a.png'}, which is read under that name"
+    ]
+    assert "3 done, 0 skipped, 0 failed, 9 passed over (9 .png)" in result.stderr
+
+
 def test_image_bytes_are_not_written_to_a_terminal(photo: Path, luma_weights: Path) -> None:
     primary, secondary = pty.openpty()
     try:

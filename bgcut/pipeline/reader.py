@@ -34,6 +34,9 @@ IMAGE_EXTENSIONS = codecs.IMAGE_EXTENSIONS  # what this installation's Pillow (a
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
 INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 
+# The reason a second name of one file is passed over begins so (the run groups them by it).
+SAME_FILE = "the same file as"
+
 
 def is_video(path: str) -> bool:
     return PurePosixPath(path).suffix.lower() in VIDEO_EXTENSIONS
@@ -172,21 +175,17 @@ def _one_per_file(found: list[tuple[str, str, str]], listing: Listing) -> list[t
     """The same file reached twice (a repeated argument, a symlink) is read once, in the place it
     was first found, under its own name rather than a link's; each other way of reaching it is a
     passed-over row that names the file it duplicates."""
-    by_real: dict[str, int] = {}
-    unique: list[tuple[str, str, str]] = []
+    ways: dict[str, list[tuple[str, str, str]]] = {}  # a file's real path -> each way it was reached
     for entry in found:
-        path = entry[0]
-        real = path if is_url(path) else _real(path)
-        if real not in by_real:
-            by_real[real] = len(unique)
-            unique.append(entry)
-            continue
-        kept = unique[by_real[real]]
-        if _is_link(kept[0]) and not _is_link(path):  # the real file keeps its own name
-            unique[by_real[real]] = entry
-            entry, kept = kept, entry
-        if entry[2] != kept[2]:
-            listing.passed_over.append((entry[2], f"the same file as {kept[2]}, which is read under that name"))
+        ways.setdefault(entry[0] if is_url(entry[0]) else _real(entry[0]), []).append(entry)
+    unique: list[tuple[str, str, str]] = []
+    for group in ways.values():  # in the order the files were first reached
+        # Chosen once the whole walk is known, so that every passed-over row names the name read.
+        kept = next((e for e in group if not _is_link(e[0])), group[0])
+        unique.append(kept)
+        for entry in group:
+            if entry is not kept and entry[2] != kept[2]:
+                listing.passed_over.append((entry[2], f"{SAME_FILE} {kept[2]}, which is read under that name"))
     return unique
 
 

@@ -35,7 +35,7 @@ from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
 from .output import STDOUT, Job, OutputStage, Row, is_file_target
-from .reader import VIDEO_EXTENSIONS, Source, is_animated_gif, is_video, list_sources, shard_of
+from .reader import SAME_FILE, VIDEO_EXTENSIONS, Source, is_animated_gif, is_video, list_sources, shard_of
 from .storage import append_lines, is_url, same_place
 from .writer import sweep_temporaries
 
@@ -525,13 +525,16 @@ def _record_passed_over(
     files: list[tuple[str, str]], record: Callable[[Row], None], log: Callable[[str], None]
 ) -> None:
     """A row for each file not read, and one warning per reason (the summary counts them)."""
-    by_reason: dict[str, list[str]] = {}
+    by_reason: dict[str, list[tuple[str, str]]] = {}
     for path, reason in files:
         record(Row(path, status=PASSED_OVER, error=reason))
-        by_reason.setdefault(reason, []).append(path)
-    for reason, paths in by_reason.items():
-        if not reason.startswith(codecs.NOT_READ):  # a README beside the photos needs no warning
-            log(f"bgcut: warning: {len(paths)} file(s) passed over, e.g. {printable(paths[0])}: {reason}")
+        # Second names of one file differ in the name they point to: one warning for all of them.
+        kind = SAME_FILE if reason.startswith(SAME_FILE) else reason
+        by_reason.setdefault(kind, []).append((path, reason))
+    for kind, found in by_reason.items():
+        if not kind.startswith(codecs.NOT_READ):  # a README beside the photos needs no warning
+            path, reason = found[0]
+            log(f"bgcut: warning: {len(found)} file(s) passed over, e.g. {printable(path)}: {reason}")
 
 
 def _process(
