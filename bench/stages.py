@@ -6,7 +6,7 @@ Runs the engine's own functions in order on each photo, timing each on one threa
 (``torch.set_num_threads(1)``): ``decode.open_image``, ``preprocess.resize_for_model``, the model
 (``Predictor.__call__`` on a batch of ``--batch``: normalise, forward, output rule; the time is
 shared out per image), the mask's upsample to the photo's size, ``postprocess.render`` (the mask
-options and the composite), ``writer.encode`` and ``writer.atomic_write`` into a temporary folder.
+options and the composite), ``writer.encode`` and ``storage.atomic_write`` into a temporary folder.
 Prints a Markdown table of the median ms per image of each stage and the sum, then the images per
 second one core sustains for the host side alone (everything but the model): the figure a GPU
 machine's projection starts from.
@@ -27,7 +27,8 @@ from bgcut.pipeline.decode import open_image
 from bgcut.pipeline.infer import Predictor, upsample_mask
 from bgcut.pipeline.postprocess import render
 from bgcut.pipeline.preprocess import resize_for_model
-from bgcut.pipeline.writer import atomic_write, encode
+from bgcut.pipeline.writer import encode
+from bgcut.storage import atomic_write
 
 HOST = ("decode", "model input resize", "mask upsample", "render", "encode", "write")
 

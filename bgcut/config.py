@@ -246,7 +246,7 @@ class OutputOptions:
             raise UsageError(f"--format {self.format!r}: expected one of {', '.join(FORMATS)}")
         parse_margin(self.margin)
         if self.bg is not None and parse_colour(self.bg) is None:
-            from .pipeline.storage import is_url  # lazily: config is imported by every module
+            from .storage import is_url  # lazily: config is imported by every module
 
             if not is_url(self.bg) and not Path(self.bg).is_file():
                 raise UsageError(f"--bg {self.bg!r} is neither a colour nor an image file")

@@ -26,7 +26,7 @@ from bgcut import OutputOptions, PostOptions, RunOptions, remove_backgrounds
 from bgcut.cli import app
 from bgcut.errors import UsageError, WeightsMismatchError
 from bgcut.models import create_model
-from bgcut.pipeline.writer import NAME_MAX, sweep_temporaries, temp_name
+from bgcut.storage import NAME_MAX, sweep_temporaries, temp_name
 
 from .conftest import save, square_image
 

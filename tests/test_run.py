@@ -163,12 +163,12 @@ def test_unwritable_output_is_a_failed_row_and_leaves_nothing(
     photos: Path, tmp_path: Path, luma_weights: Path, monkeypatch
 ) -> None:  # noqa: ANN001
     """Simulates a write failing half way (read-only folder as root, full disk): no partial file remains."""
-    import bgcut.pipeline.writer as writer
+    import bgcut.storage as storage
 
     real_open = open
 
     def failing_open(path, mode="r", *a, **k):  # noqa: ANN001, ANN202
-        if "w" in mode and writer.TMP_SUFFIX in str(path):
+        if "w" in mode and storage.TMP_SUFFIX in str(path):
             f = real_open(path, mode, *a, **k)
             f.write(b"partial")
             f.close()

@@ -23,7 +23,7 @@ from PIL import Image
 from bgcut import OutputOptions, RunOptions, remove_backgrounds
 from bgcut.errors import StorageError, UsageError
 from bgcut.pipeline.reader import list_sources
-from bgcut.pipeline.storage import Destination, append_lines, is_url
+from bgcut.storage import Destination, append_lines, is_url
 
 from .conftest import s3_filesystem, save, square_image
 

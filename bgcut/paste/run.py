@@ -34,7 +34,8 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import BgcutError, UsageError
 from ..pipeline.edges import estimate_foreground
-from ..pipeline.writer import TMP_SUFFIX, atomic_write, encode
+from ..pipeline.writer import encode
+from ..storage import TMP_SUFFIX, atomic_write
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
 from .options import PasteOptions

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import codecs  # noqa: F401 - registers the HEIC plugin where installed, in every decoding process
 from ..errors import ImageError, ImageTooLargeError
-from .storage import is_url, read_bytes
+from ..storage import is_url, read_bytes
 
 DEFAULT_MAX_PIXELS = 100_000_000
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from .. import codecs
 from ..errors import UsageError
-from .storage import is_under, is_url, join_url, list_url
+from ..storage import is_under, is_url, join_url, list_url
 
 IMAGE_EXTENSIONS = codecs.IMAGE_EXTENSIONS  # what this installation's Pillow (and plugins) can read
 # Folders are walked for both; a video becomes a clip of frames (bgcut/video), not one image.

@@ -31,13 +31,12 @@ from ..cpu.cores import available_cores, threads_for_model
 from ..cpu.heap import retained_heap
 from ..errors import DeviceMemoryError, UsageError
 from ..models import DEFAULT_MODEL, create_model, sha256_file
+from ..storage import append_lines, is_url, same_place, sweep_temporaries
 from .dataset import DecodeDataset
 from .infer import Predictor, pick_device, pick_dtype
 from .loader import decoded_batches
 from .output import STDOUT, Job, OutputStage, Row, is_file_target
 from .reader import SAME_FILE, VIDEO_EXTENSIONS, Source, is_animated_gif, is_video, list_sources, shard_of
-from .storage import append_lines, is_url, same_place
-from .writer import sweep_temporaries
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Writing a video: frames in, one finished file out, never a half-written one.
 
-The output is written under a hidden temporary name in the output folder (``writer.temp_name``,
+The output is written under a hidden temporary name in the output folder (``storage.temp_name``,
 which a later run sweeps up if this process is killed) and renamed to its real name only after
 the last frame and the container's index are in. Frames keep their input timestamps, so a
 variable frame rate survives. The input's audio is copied packet by packet, interleaved by
@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import VideoFormat
 from ..errors import VideoError
-from ..pipeline.writer import atomic_write, temp_name
+from ..storage import atomic_write, temp_name
 from ._av import require_av
 
 # VP9: libvpx's default ("good" deadline, cpu-used 1) encoded 24 blackswan frames with alpha at

@@ -5,19 +5,26 @@ fsspec, which picks the filesystem from the scheme; credentials and endpoints co
 usual places (the provider's credential chain, ``AWS_ENDPOINT_URL``, ``FSSPEC_<PROTOCOL>_<OPTION>``
 environment variables or fsspec's config files), so bgcut needs no options of its own.
 
-Object stores have no rename, but they never show a half-uploaded object: an upload is one
-request (or a multipart upload that appears only when completed), so writing the final name
-directly is as safe as the local temporary-file-and-rename.
+Local files are written atomically (``atomic_write``): the bytes go to a hidden temporary name
+in the destination folder (``temp_name``), renamed over the final name only when complete, so an
+interrupt, a full disk or a crash never leaves a half-written file under a name that a rerun would
+trust; ``sweep_temporaries`` removes what a killed run left. Object stores have no rename, but
+they never show a half-uploaded object: an upload is one request (or a multipart upload that
+appears only when completed), so writing the final name directly is as safe.
+
+A leaf: it imports nothing of bgcut but its errors, so options, stages and subsystems all use it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import StorageError, UsageError
-from .writer import atomic_write
+from .errors import StorageError, UsageError
 
 # "s3://", "gs://", "file://", or a chained URL like "simplecache::s3://"; a Windows drive ("C:\") is not one.
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*(::[A-Za-z][A-Za-z0-9+.\-]*)*://")
@@ -156,3 +163,80 @@ def append_lines(url: str, lines: list[str]) -> None:
         fs.pipe_file(path, old + "".join(lines).encode("utf-8"))
     except Exception as e:  # noqa: BLE001 - the outputs are written; say clearly that the manifest is not
         raise StorageError(f"{url}: cannot write the manifest: {type(e).__name__}: {e}") from None
+
+
+TMP_SUFFIX = ".bgcut-tmp"
+NAME_MAX = 255  # bytes in one file name, on every common Linux and macOS file system
+
+
+def temp_name(final: str) -> str:
+    """The hidden name a file is written under before it is renamed to ``final``.
+
+    ``.NAME.PID.RANDOM.bgcut-tmp``: the process id lets a later run tell a dead run's leftover
+    from a live concurrent run's file (``sweep_temporaries``). A long ``final`` is shortened
+    so that the temporary name, 20-odd bytes longer, still fits the file system's limit; a
+    character cut in half by that is dropped.
+    """
+    tail = f".{os.getpid()}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+    head = os.fsencode(final)[: NAME_MAX - 1 - len(tail)].decode("utf-8", "ignore")
+    return f".{head}{tail}"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / temp_name(path.name)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# The whole of ``temp_name``'s pattern: a hidden name, the writer's PID, 8 hex digits, the suffix.
+# Anything else that merely ends in the suffix (a user's ``notes.bgcut-tmp``) is not bgcut's.
+_TEMP_PID = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}" + re.escape(TMP_SUFFIX) + "$", re.S)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
+
+
+def sweep_temporaries(folder: Path, older_than: float) -> list[Path]:
+    """Remove the temporary files a killed run left under ``folder``; returns what was removed.
+
+    Only names of ``temp_name``'s whole pattern, last written before ``older_than`` (this run's
+    start), whose writer is not a live process on this machine: a concurrent run's file in the
+    middle of being written is never touched, and neither is a file of the user's that merely ends
+    in the suffix.
+    """
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        # A video's frame sequence is written into a temporary folder (video/encode.FrameFolder).
+        for name in [*files, *dirs]:
+            if not name.endswith(TMP_SUFFIX):
+                continue
+            path = Path(root, name)
+            m = _TEMP_PID.match(name)
+            if m is None:
+                continue
+            try:
+                if path.stat().st_mtime >= older_than or _pid_alive(int(m.group(1))):
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue  # gone already, or not ours to remove: neither stops the run
+            removed.append(path)
+        dirs[:] = [d for d in dirs if not d.endswith(TMP_SUFFIX)]
+    return removed
