@@ -170,7 +170,9 @@ def test_committing_a_relay_segment_keeps_the_history_and_the_better_weights(tmp
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
         (folder / "best.safetensors").write_bytes(weights)
-        (folder / "config.json").write_text(json.dumps({"name": name}))
+        training = {"model": "bgcut-s", "arch_args": {}, "size": 384, "batch_size": 8, "lr": 0.001, "ema": 0.999,
+                    "epochs": len(scores), "backgrounds": f"bg-{name}", "boundary_gain": 4.0}  # fmt: skip
+        (folder / "config.json").write_text(json.dumps({"name": name, "training": training}))
         rows = [{"epoch": i + 1, "maxF": f, "loss": 1.0 / (i + 1), "start": name} for i, f in enumerate(scores)]
         (folder / "history.json").write_text(json.dumps(rows))
         return folder
@@ -179,10 +181,11 @@ def test_committing_a_relay_segment_keeps_the_history_and_the_better_weights(tmp
     relay_recipe.commit(run("s1", [0.90, 0.93], b"one"), committed)
     relay_recipe.commit(run("s2", [0.91, 0.92], b"two"), committed)  # started afresh, never beat 0.93
     assert (committed / "model.safetensors").read_bytes() == b"one"
+    assert "--backgrounds bg-s2 --boundary-gain 4.0" in relay_recipe.command(committed)  # s2's settings go on
     history = json.loads((committed / "history.json").read_text())
     assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92)]
     relay_recipe.commit(run("s2", [0.91, 0.92, 0.94], b"three"), committed)  # s2 resumed: it goes on
     history = json.loads((committed / "history.json").read_text())
     assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92), (2, 0.94)]
     assert (committed / "model.safetensors").read_bytes() == b"three"
-    assert json.loads((committed / "config.json").read_text()) == {"name": "s2"}
+    assert json.loads((committed / "config.json").read_text())["name"] == "s2"

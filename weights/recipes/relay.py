@@ -57,12 +57,20 @@ def commit(run: Path, relay: Path = RELAY) -> None:
     else:
         verdict = f"weights kept: this run's best maxF {_best(new):.4f} <= the committed {_best(before):.4f}"
     (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
+    # The settings to go on with are the last segment's, whether or not its weights were kept.
+    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    if training := config.get("training"):
+        (relay / "training.json").write_text(json.dumps(training, indent=2) + "\n")
     print(f"committed {run} -> {relay} (segment {segment}, {len(new)} epochs; {verdict})")
 
 
-def command() -> str:
-    """The ``bgcut train`` line that goes on from the committed state."""
-    training = json.loads((RELAY / "config.json").read_text())["training"]
+def command(relay: Path = RELAY) -> str:
+    """The ``bgcut train`` line that goes on from the committed state, with the last segment's settings."""
+    settings = relay / "training.json"
+    if settings.is_file():
+        training = json.loads(settings.read_text())
+    else:
+        training = json.loads((relay / "config.json").read_text())["training"]
     args = [
         "nice -n 19 bgcut train",
         f"--images {DATA}/images --masks {DATA}/masks -o runs/relay",
@@ -70,7 +78,9 @@ def command() -> str:
         f"--arch-args '{json.dumps(training['arch_args'])}'" if training["arch_args"] else "",
         f"--size {training['size']} -b {training['batch_size']} --lr {training['lr']} --ema {training['ema']}",
         f"--epochs {training['epochs']} --device cpu -j 1 --cache-dir runs/cache",
-        "--resume" if Path("runs/relay/last.pt").is_file() else f"--init {RELAY / 'model.safetensors'}",
+        f"--backgrounds {training['backgrounds']}" if training.get("backgrounds") else "",
+        f"--boundary-gain {training['boundary_gain']}" if training.get("boundary_gain") else "",
+        "--resume" if Path("runs/relay/last.pt").is_file() else f"--init {relay / 'model.safetensors'}",
     ]
     return " ".join(a for a in args if a)
 
