@@ -173,7 +173,7 @@ def test_committing_a_relay_segment_keeps_the_history_and_the_better_weights(tmp
         training = {"model": "bgcut-s", "arch_args": {}, "size": 384, "batch_size": 8, "lr": 0.001, "ema": 0.999,
                     "epochs": len(scores), "backgrounds": f"bg-{name}", "boundary_gain": 4.0}  # fmt: skip
         (folder / "config.json").write_text(json.dumps({"name": name, "training": training}))
-        rows = [{"epoch": i + 1, "maxF": f, "loss": 1.0 / (i + 1), "start": name} for i, f in enumerate(scores)]
+        rows = [{"epoch": i + 1, "maxF": f, "mae": 0.05, "loss": 1 / (i + 1), "at": name} for i, f in enumerate(scores)]
         (folder / "history.json").write_text(json.dumps(rows))
         return folder
 

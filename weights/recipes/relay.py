@@ -27,7 +27,8 @@ DATA = "../shared/data/duts-tr"
 
 
 def _best(history: list[dict]) -> float:
-    return max((row["maxF"] for row in history), default=float("-inf"))
+    """The training loop's own criterion for its best epoch: maxF - MAE."""
+    return max((row["maxF"] - row["mae"] for row in history), default=float("-inf"))
 
 
 def commit(run: Path, relay: Path = RELAY) -> None:
@@ -53,9 +54,9 @@ def commit(run: Path, relay: Path = RELAY) -> None:
         shutil.copyfile(weights, relay / "model.safetensors")
         config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
         (relay / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        verdict = f"weights replaced: maxF {_best(new):.4f} > {_best(before):.4f}"
+        verdict = f"weights replaced: maxF - MAE {_best(new):.4f} > {_best(before):.4f}"
     else:
-        verdict = f"weights kept: this run's best maxF {_best(new):.4f} <= the committed {_best(before):.4f}"
+        verdict = f"weights kept: this run's best maxF - MAE {_best(new):.4f} <= the committed {_best(before):.4f}"
     (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
     # The settings to go on with are the last segment's, whether or not its weights were kept.
     config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
