@@ -151,13 +151,20 @@ def open_image(source: str | os.PathLike[str] | bytes | Image.Image, max_pixels:
             im.close()
 
 
-def image_size(source: bytes) -> tuple[int, int]:
-    """Width and height from the header alone (nothing is decoded): what admitting work costs."""
+def image_size(source: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Width and height from the header alone (nothing is decoded), checked as ``open_image``
+    checks them: what admitting work costs."""
     im = _open_file(source)
     try:
-        w, h = im.size
+        return _checked_size(im, max_pixels)
     finally:
         im.close()
+
+
+def _checked_size(im: Image.Image, max_pixels: int) -> tuple[int, int]:
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageTooLargeError(w, h, max_pixels)
     if w <= 0 or h <= 0:
         raise ImageError(f"corrupt header (image size {w}x{h})")
     return w, h
@@ -165,11 +172,7 @@ def image_size(source: bytes) -> tuple[int, int]:
 
 def _decode_opened(im: Image.Image, max_pixels: int) -> Decoded:
     warning = None
-    w, h = im.size
-    if w * h > max_pixels:
-        raise ImageTooLargeError(w, h, max_pixels)
-    if w <= 0 or h <= 0:
-        raise ImageError(f"corrupt header (image size {w}x{h})")
+    _checked_size(im, max_pixels)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
         warning = f"animated image with {frames} frames; only the first frame is used"

@@ -46,7 +46,8 @@ def _png(image: np.ndarray, png: str, jpeg_quality: int) -> bytes:
         # files no smaller than 6 at twice to three times the time (bench/RESULTS.md).
         return _opencv(".png", _bgr(image), [cv2.IMWRITE_PNG_COMPRESSION, 6])
     if _FPNG is not None and image.ndim == 3 and image.shape[2] in (3, 4):
-        # fpng: 10-20x faster than libpng at level 1 on cut-outs, files ~15% larger (bench/RESULTS.md).
+        # fpng: 8x faster than libpng at level 1 on davis16 cut-outs, files 6-21% larger; it holds the
+        # GIL, where libpng does not (bench/RESULTS.md).
         return _FPNG.from_ndarray(np.ascontiguousarray(image))
     # Grey masks (fpng writes RGB and RGBA only), or no fpng: zlib level 1 with libpng's adaptive
     # choice among the cheap filters, half the time of level 3 with the default filters at equal size.
@@ -67,8 +68,8 @@ def _opencv(ext: str, image: np.ndarray, params: list[int]) -> bytes:
     return data.tobytes()
 
 
-# One encoder per file type that ``config.FORMATS`` writes. OpenCV for PNG/JPEG (fast, releases
-# the GIL), PIL for WebP.
+# One encoder per file type that ``config.FORMATS`` writes: fpng or OpenCV for PNG, OpenCV for
+# JPEG, PIL for WebP.
 ENCODERS: dict[str, Callable[[np.ndarray, str, int], bytes]] = {".png": _png, ".jpg": _jpg, ".webp": _webp}
 
 

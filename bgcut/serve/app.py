@@ -108,26 +108,28 @@ def _settings(params: dict[str, str]) -> Settings:
     return Settings(out, post, Background(color=colour) if colour else None)
 
 
+def _refused(e: ImageError) -> Refused:
+    """An upload's image error as the server answers it."""
+    if isinstance(e, ImageTooLargeError):
+        pixels = e.width * e.height
+        return Refused(413, f"{e.width}x{e.height} = {pixels} pixels is over the server's limit of {e.limit}")
+    return Refused(400, str(e))
+
+
 def _cost(data: bytes, max_pixels: int) -> int:
     """The bytes this upload's image will hold at its peak, from its header: what admission counts."""
     try:
-        w, h = image_size(data)
+        w, h = image_size(data, max_pixels)
     except ImageError as e:
-        raise Refused(400, str(e)) from None
-    if w * h > max_pixels:
-        raise Refused(413, f"{w}x{h} = {w * h} pixels is over the server's limit of {max_pixels}")
+        raise _refused(e) from None
     return w * h * SERVE_BYTES_PER_PIXEL
 
 
 def _decode(data: bytes, max_pixels: int) -> Decoded:
     try:
         return open_image(data, max_pixels)  # the pixel limit is checked on the header, before decoding
-    except ImageTooLargeError as e:
-        raise Refused(
-            413, f"{e.width}x{e.height} = {e.width * e.height} pixels is over the server's limit of {e.limit}"
-        ) from None
     except ImageError as e:
-        raise Refused(400, str(e)) from None
+        raise _refused(e) from None
 
 
 FORM_OVERHEAD = 64 * 1024  # a multipart body's boundaries, headers and small fields, beyond the image
