@@ -401,6 +401,9 @@ class TrainConfig:
     resume: bool = False
     limit: int | None = None  # use only the first N pairs (smoke tests)
     init: Path | None = None  # start from these weights (fine-tuning, warm restarts) instead of random
+    # Go on from a run's state.safetensors (another machine's, committed): its weights, epoch and
+    # step, so the schedule continues where --init would start it again. OUTPUT/last.pt wins with --resume.
+    resume_from: Path | None = None
     # ImageNet weights for the architecture's encoder only (an arch with ``encoder_state_from``)
     init_encoder: Path | None = None
     # Stop after this much CPU time of the training process (all its threads): the budget two runs

@@ -40,7 +40,7 @@ def test_training_mode_returns_deep_supervision() -> None:
 def test_default_model_is_embedded_and_checksummed() -> None:
     assert DEFAULT_MODEL == "isnet-general" and FAST_MODEL == "bgcut-lite"
     sizes = 0
-    for name in (DEFAULT_MODEL, FAST_MODEL):
+    for name in (DEFAULT_MODEL, FAST_MODEL, "bgcut-s"):
         cfg = get_pretrained_cfg(name)
         path = embedded_path(cfg)
         assert path is not None, f"{name}'s weights must ship inside the package"

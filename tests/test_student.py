@@ -3,6 +3,7 @@ training options they need (an ImageNet encoder, a CPU-time budget, architecture
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -124,6 +125,42 @@ def test_cpu_budget_stops_and_carries_over_a_resume(tmp_path: Path) -> None:
     assert history[1]["cpu_seconds"] > history[0]["cpu_seconds"]
 
 
+def test_a_fresh_machine_goes_on_from_the_state_file(tmp_path: Path) -> None:
+    """state.safetensors (the EMA weights, epoch and step; no pickle, no optimiser) lets another
+    machine go on at the same point of the schedule, where --init would start it again."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    make_pairs(tmp_path, n=10)
+    code, output = _train(tmp_path, "a", "-m", "bgcut-s", "--epochs", "2", "--ema", "0.9")
+    assert code == 0, output
+    state = tmp_path / "a" / "state.safetensors"
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert meta["epoch"] == "2" and int(meta["step"]) == history[-1]["step"] > 0
+    ckpt = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert int(meta["ema_updates"]) == ckpt["ema"]["updates"]
+    saved = load_file(str(state))
+    assert saved.keys() == ckpt["ema"]["module"].keys()
+    assert all(torch.equal(saved[k], v) for k, v in ckpt["ema"]["module"].items())  # the EMA, not the raw weights
+
+    moved = tmp_path / "committed.safetensors"  # as on a fresh machine: no run folder, only the file
+    state.replace(moved)
+    code, output = _train(tmp_path, "b", "-m", "bgcut-s", "--epochs", "4", "--ema", "0.9", "--resume-from", str(moved))
+    assert code == 0, output
+    assert f"resumed from {moved} at epoch 2, step {meta['step']} (a fresh optimiser)" in output
+    rows = json.loads((tmp_path / "b" / "history.json").read_text())
+    per_epoch = history[0]["step"]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(3, 3 * per_epoch), (4, 4 * per_epoch)]
+    assert rows[0]["cpu_seconds"] > history[-1]["cpu_seconds"]  # the CPU time spent before is carried
+
+    code, output = _train(tmp_path, "c", "-m", "bgcut-s", "--resume-from", str(moved), "--init", str(moved))
+    assert code == 2 and "--resume-from goes on from a state file's weights: leave out --init" in output
+    weights_only = tmp_path / "b" / "model.safetensors"  # weights, but no counters
+    code, output = _train(tmp_path, "d", "-m", "bgcut-s", "--resume-from", str(weights_only))
+    assert code == 2 and f"--resume-from {weights_only}: not a training state file" in output
+
 
 def test_disk_cache_is_built_once_and_shared(tmp_path: Path) -> None:
     make_pairs(tmp_path, n=8)
@@ -141,51 +178,101 @@ def test_disk_cache_is_built_once_and_shared(tmp_path: Path) -> None:
     assert rows[0]["loss"] == rows[1]["loss"] == rows[2]["loss"] and rows[0]["maxF"] == rows[2]["maxF"]
 
 
-def test_the_relay_goes_on_from_the_committed_state(tmp_path: Path) -> None:
-    """A fresh machine resumes the relay from weights/bgcut-s/relay/ (weights/recipes/relay.py):
-    the committed weights load into the architecture they were trained as, and train on."""
-    relay = Path(__file__).resolve().parent.parent / "weights" / "bgcut-s" / "relay"
-    config = json.loads((relay / "config.json").read_text())
-    training = config["training"]
-    history = json.loads((relay / "history.json").read_text())
-    assert history and all("maxF" in row and "cpu_seconds" in row for row in history)
-    make_pairs(tmp_path, n=6)
-    extra = ["--arch-args", json.dumps(training["arch_args"])] if training["arch_args"] else []
-    code, output = _train(tmp_path, "next", "-m", training["model"], *extra, "--init",
-                          str(relay / "model.safetensors"), "--epochs", "1")  # fmt: skip
-    assert code == 0, output
-    assert f"initialised from {relay / 'model.safetensors'}" in output
-    assert json.loads((tmp_path / "next" / "config.json").read_text())["arch"] == config["arch"]
-
-
-def test_committing_a_relay_segment_keeps_the_history_and_the_better_weights(tmp_path: Path) -> None:
+def _relay_recipe():  # noqa: ANN202
     import importlib.util
 
     path = Path(__file__).resolve().parent.parent / "weights" / "recipes" / "relay.py"
     spec = importlib.util.spec_from_file_location("relay_recipe", path)
     relay_recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(relay_recipe)  # type: ignore[union-attr]
+    return relay_recipe
 
-    def run(name: str, scores: list[float], weights: bytes) -> Path:
+
+def test_the_relay_goes_on_from_the_committed_state(tmp_path: Path) -> None:
+    """A fresh machine goes on with the relay from what is committed (weights/recipes/relay.py): the
+    command it prints starts from the state file (or, before there is one, the embedded weights),
+    which loads into the architecture it was trained as, and trains on."""
+    from safetensors import safe_open
+
+    relay_recipe = _relay_recipe()
+    relay = relay_recipe.RELAY
+    training = json.loads((relay / "training.json").read_text())
+    history = json.loads((relay / "history.json").read_text())
+    assert history and all("maxF" in row and "cpu_seconds" in row for row in history)
+    shipped = json.loads((relay / "scores.json").read_text())
+    assert shipped["sha256"] == get_pretrained_cfg("bgcut-s").sha256  # the record is of the embedded file
+    assert set(shipped["scores"]) == {"DUTS-TR", "davis16", "human-seg"}
+    line = relay_recipe.command(relay, run=tmp_path / "no-run").split()
+    how = next(a for a in line if a in ("--resume-from", "--init"))
+    start = Path(line[line.index(how) + 1])
+    assert start.is_file()
+    epochs = 1
+    if how == "--resume-from":
+        with safe_open(str(start), "pt") as f:
+            epochs = int(f.metadata()["epoch"]) + 1  # one epoch past where the committed run stopped
+    make_pairs(tmp_path, n=6)
+    extra = ["--arch-args", json.dumps(training["arch_args"])] if training["arch_args"] else []
+    code, output = _train(tmp_path, "next", "-m", training["model"], *extra, how, str(start), "--epochs", str(epochs))
+    assert code == 0, output
+    assert (f"resumed from {start}" if how == "--resume-from" else f"initialised from {start}") in output
+    assert json.loads((tmp_path / "next" / "config.json").read_text())["arch"] == "effnet_unet"
+    # A state whose run already reached --epochs has nothing left to train: said, not a crash.
+    if how == "--resume-from":
+        code, output = _train(tmp_path, "done", "-m", "bgcut-s", how, str(start), "--epochs", str(epochs - 1))
+        assert code == 2 and f"stopped at epoch {epochs - 1}: give --epochs above it" in output
+
+
+def test_committing_a_relay_segment_keeps_the_history_and_ships_the_better_weights(tmp_path: Path) -> None:
+    from bgcut.models import read_state_dict, save_tensors
+
+    relay_recipe = _relay_recipe()
+    out_of_domain: dict[str, float] = {}  # weights' fill value -> its maxF on both outside sets
+
+    def score(path: Path) -> dict[str, dict[str, float]]:
+        value = float(read_state_dict(path)["w"][0, 0])
+        return {name: {"maxF": out_of_domain[value], "mae": 0.05} for name in relay_recipe.OUT_OF_DOMAIN}
+
+    def run(name: str, held_out: list[float], best: float, last: float) -> Path:
         folder = tmp_path / name
         folder.mkdir(exist_ok=True)
-        (folder / "best.safetensors").write_bytes(weights)
+        save_tensors({"w": torch.full((2, 2), best)}, folder / "best.safetensors")
+        save_tensors({"w": torch.full((2, 2), last)}, folder / "state.safetensors")
         training = {"model": "bgcut-s", "arch_args": {}, "size": 384, "batch_size": 8, "lr": 0.001, "ema": 0.999,
-                    "epochs": len(scores), "backgrounds": f"bg-{name}", "boundary_gain": 4.0}  # fmt: skip
+                    "epochs": 12, "backgrounds": f"bg-{name}", "boundary_gain": 4.0}  # fmt: skip
         (folder / "config.json").write_text(json.dumps({"name": name, "training": training}))
-        rows = [{"epoch": i + 1, "maxF": f, "mae": 0.05, "loss": 1 / (i + 1), "at": name} for i, f in enumerate(scores)]
+        rows = [{"epoch": i + 1, "maxF": f, "mae": 0.05, "loss": 1 / (i + 1)} for i, f in enumerate(held_out)]
         (folder / "history.json").write_text(json.dumps(rows))
         return folder
 
-    committed = tmp_path / "relay"
-    relay_recipe.commit(run("s1", [0.90, 0.93], b"one"), committed)
-    relay_recipe.commit(run("s2", [0.91, 0.92], b"two"), committed)  # started afresh, never beat 0.93
-    assert (committed / "model.safetensors").read_bytes() == b"one"
-    assert "--backgrounds bg-s2 --boundary-gain 4.0" in relay_recipe.command(committed)  # s2's settings go on
+    committed, embedded, registry = tmp_path / "relay", tmp_path / "bgcut-s.safetensors", tmp_path / "registry.py"
+    registry.write_text('x = dict(\n    sha256=None,  # set by weights/recipes/relay.py\n    other="kept",\n)\n')
+    card = tmp_path / "config.json"
+    card.write_text(json.dumps({"name": "bgcut-s", "sha256": None}))
+
+    def commit(folder: Path) -> None:
+        relay_recipe.commit(folder, committed, embedded, registry, card, score)
+
+    def shipped() -> float:
+        return float(read_state_dict(embedded)["w"][0, 0])
+
+    out_of_domain.update({1.0: 0.80, 2.0: 0.78, 3.0: 0.70, 4.0: 0.75, 5.0: 0.90})
+    commit(run("s1", [0.90, 0.93], best=1.0, last=2.0))  # nothing shipped yet: the better candidate goes
+    assert shipped() == 1.0 and read_state_dict(embedded)["w"].dtype == torch.float16  # stored in fp16
+    sha = hashlib.sha256(embedded.read_bytes()).hexdigest()
+    assert registry.read_text() == f'x = dict(\n    sha256="{sha}",{relay_recipe.MARK}\n    other="kept",\n)\n'
+    assert json.loads((committed / "scores.json").read_text())["sha256"] == sha
+    assert json.loads(card.read_text()) == {"name": "bgcut-s", "sha256": sha}
+    assert read_state_dict(committed / "state.safetensors")["w"][0, 0] == 2.0  # where s1 stopped, to go on from
+    # s2 started afresh: better on the held-out split than s1 ever was, worse outside it: not shipped.
+    commit(run("s2", [0.91, 0.95], best=3.0, last=4.0))
+    assert shipped() == 1.0 and read_state_dict(committed / "state.safetensors")["w"][0, 0] == 4.0
+    line = relay_recipe.command(committed, run=tmp_path / "no-run")
+    assert "--backgrounds bg-s2 --boundary-gain 4.0" in line  # s2's settings go on
+    assert f"--resume-from {committed / 'state.safetensors'}" in line
     history = json.loads((committed / "history.json").read_text())
-    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92)]
-    relay_recipe.commit(run("s2", [0.91, 0.92, 0.94], b"three"), committed)  # s2 resumed: it goes on
+    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.95)]
+    commit(run("s2", [0.91, 0.95, 0.96], best=5.0, last=5.0))  # s2 resumed: its rows go on, and it ships
     history = json.loads((committed / "history.json").read_text())
-    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.92), (2, 0.94)]
-    assert (committed / "model.safetensors").read_bytes() == b"three"
+    assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.95), (2, 0.96)]
+    assert shipped() == 5.0
     assert json.loads((committed / "config.json").read_text())["name"] == "s2"

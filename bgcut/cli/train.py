@@ -79,7 +79,9 @@ def train_cli(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help=f"The registry entry whose architecture and input contract are trained (default: {TrainConfig.model})."
+            "--model",
+            "-m",
+            help=f"The registry entry whose architecture and input contract are trained (default: {TrainConfig.model}).",
         ),
     ] = None,
     name: Annotated[
@@ -108,6 +110,15 @@ def train_cli(
     limit: Annotated[
         int | None, typer.Option("--limit", help="Use only the first N pairs (smoke tests).")
     ] = TrainConfig.limit,
+    resume_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-from",
+            help="Go on from a run's state.safetensors (committed, or from another machine): its weights, epoch and step; the optimiser starts afresh. OUTPUT/last.pt wins when --resume finds it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = TrainConfig.resume_from,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -127,7 +138,7 @@ def train_cli(
     arch_args: Annotated[
         str | None,
         typer.Option(
-            "--arch-args", help='The architecture\'s arguments as JSON, over the model\'s own, e.g. \'{"width": 0.25}\'.'
+            "--arch-args", help="The architecture's arguments as JSON, over the model's own, e.g. '{\"width\": 0.25}'."
         ),
     ] = None,
     cache_dir: Annotated[
@@ -204,6 +215,7 @@ def train_cli(
         resume=resume,
         limit=limit,
         init=init,
+        resume_from=resume_from,
         init_encoder=init_encoder,
         max_cpu_minutes=max_cpu_minutes,
         cache_dir=cache_dir,

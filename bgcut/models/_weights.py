@@ -28,13 +28,13 @@ def _umask() -> int:
     return mask
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """``safetensors.torch.save_file`` with the permissions any other file would get.
 
     safetensors creates its files with mode 0600 whatever the umask, so weights imported for a
     team's shared cache could not be read by the rest of the team.
     """
-    save_file(tensors, str(path))
+    save_file(tensors, str(path), metadata=metadata)
     os.chmod(path, 0o666 & ~_umask())
 
 

@@ -172,8 +172,11 @@ register_model(
         std=(128 / 255, 128 / 255, 128 / 255),
         hf_repo_id="bgcut/bgcut-s",
         hf_revision="v0.1.0",
-        sha256=None,  # in training (weights/bgcut-s): nothing published yet
+        # The relay's best weights so far, in fp16 (weights/bgcut-s/README.md); each session that
+        # improves them ships them with this line.
+        sha256="1a969d96b252e87eeee8ee2a43a08d72250ad819b782302d58b1612a4c613a47",  # set by weights/recipes/relay.py
         license="apache-2.0",
-        description="EfficientNet-Lite0 encoder + light UNet decoder (3M params), 384 px; in training",
+        embedded="bgcut-s.safetensors",
+        description="ours, in training: EfficientNet-Lite0 encoder + light UNet decoder (3M params), 384 px",
     )
 )

@@ -3,6 +3,11 @@
 Decodes the pairs once into memory, trains with AdamW and a warm-up + cosine schedule,
 validates each epoch with the same metrics as ``bgcut eval``, checkpoints every epoch
 (``last.pt``, resumable) and exports the best epoch as ``model.safetensors`` + ``config.json``.
+
+Each epoch also writes ``state.safetensors``: the validated (EMA) weights with the epoch, step and
+CPU time in the file's metadata. It holds no optimiser state and no pickle, so it is small and
+safe to commit: a fresh machine goes on from it (``--resume-from``) at the same point of the
+learning-rate schedule, where ``--init`` would start the schedule again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 
 from ..config import PretrainedCfg, TrainConfig
 from ..errors import UsageError
@@ -38,6 +44,33 @@ from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_
 from .ema import Ema
 from .losses import deep_supervision_loss, distillation_loss
 from .teacher import teacher_masks
+
+STATE_FILE = "state.safetensors"
+# Steps over which a run resumed from a state file ramps its learning rate back to the schedule's:
+# the optimiser's moment estimates start at zero again, and a full-size first step would jolt
+# the weights away from where the committed run left them.
+REWARM_STEPS = 100
+
+
+def save_state(
+    module: torch.nn.Module, path: Path, *, epoch: int, step: int, ema_updates: int, cpu_seconds: float
+) -> None:
+    """The weights a fresh machine goes on from, with where the run stood (see the module doc)."""
+    meta = {"epoch": str(epoch), "step": str(step), "ema_updates": str(ema_updates), "cpu_seconds": str(cpu_seconds)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_tensors({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, tmp, metadata=meta)
+    tmp.replace(path)  # a run killed mid-write keeps the previous epoch's state
+
+
+def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Tensors and counters of a file written by ``save_state``; one usage error for anything else."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        numbers = {k: float(meta[k]) for k in ("epoch", "step", "ema_updates", "cpu_seconds")}
+    except (SafetensorError, OSError, ValueError, KeyError) as e:
+        raise UsageError(f"--resume-from {path}: not a training state file ({type(e).__name__}: {e})") from e
+    return read_state_dict(path), numbers
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -143,6 +176,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     # that draws from torch's generator, or read from --cache-dir) must not change the initial weights.
     torch.manual_seed(cfg.seed)
     model = build_arch(model_cfg)
+    ckpt_path = out / "last.pt"
+    resumed_here = cfg.resume and ckpt_path.exists()
+    state = None
+    if cfg.resume_from is not None and not resumed_here:
+        if cfg.init is not None or cfg.init_encoder is not None:
+            raise UsageError("--resume-from goes on from a state file's weights: leave out --init and --init-encoder")
+        weights, state = read_state(Path(cfg.resume_from))
+        if state["epoch"] >= cfg.epochs:
+            raise UsageError(
+                f"--resume-from {cfg.resume_from} stopped at epoch {int(state['epoch'])}: give --epochs above it"
+            )
+        load_into(model, weights, cfg.resume_from)
     if cfg.init is not None:
         load_into(model, read_state_dict(Path(cfg.init)), cfg.init)
         log(f"initialised from {cfg.init}")
@@ -160,8 +205,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     total = steps_per_epoch * cfg.epochs
     warmup = min(300, total // 10 + 1)
     start_epoch, step, best, history = 0, 0, -1.0, []
-    ckpt_path = out / "last.pt"
-    if cfg.resume and ckpt_path.exists():
+    rewarm_from = None  # the step a state file's run went on from, with a fresh optimiser
+    cpu_spent = 0.0
+    if resumed_here:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -170,10 +216,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         start_epoch, step, best = int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["best"])
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
+        # CPU time spent by earlier segments of a resumed run counts against the budget too.
+        cpu_spent = float(history[-1].get("cpu_seconds", 0.0)) if history else 0.0
+    elif state is not None:
+        start_epoch, step, cpu_spent = int(state["epoch"]), int(state["step"]), state["cpu_seconds"]
+        if ema is not None:
+            ema.updates = int(state["ema_updates"])  # the average goes on at its full decay
+        rewarm_from = step
+        log(f"resumed from {cfg.resume_from} at epoch {start_epoch}, step {step} (a fresh optimiser)")
     gen = torch.Generator().manual_seed(cfg.seed)
     deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else None
-    # CPU time spent by earlier segments of a resumed run counts against the budget too.
-    cpu_spent = float(history[-1].get("cpu_seconds", 0.0)) if history else 0.0
     cpu_start = time.process_time()
 
     def out_of_time() -> bool:
@@ -181,6 +233,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             return True
         used = cpu_spent + time.process_time() - cpu_start
         return bool(cfg.max_cpu_minutes) and used > cfg.max_cpu_minutes * 60
+
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         gen.manual_seed(cfg.seed * 1000 + epoch)  # same epoch -> same order, also after resume
@@ -192,8 +245,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             x = normalise(x.to(device, non_blocking=True), model_cfg, scale=1.0)
             x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
+            lr = _lr_at(step, total, cfg.lr, warmup)
+            if rewarm_from is not None:
+                lr *= min(1.0, (step - rewarm_from + 1) / REWARM_STEPS)
             for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, cfg.lr, warmup)
+                g["lr"] = lr
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 outputs = model(x)
             outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
@@ -234,6 +290,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 "best": best,
             },
             ckpt_path,
+        )
+        save_state(
+            judged,
+            out / STATE_FILE,
+            epoch=epoch + 1,
+            step=step,
+            ema_updates=ema.updates if ema is not None else 0,
+            cpu_seconds=row["cpu_seconds"],
         )
         (out / "history.json").write_text(json.dumps(history, indent=1))
         if out_of_time():
