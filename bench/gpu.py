@@ -50,7 +50,7 @@ from PIL import Image
 from bgcut.config import OutputOptions, RunOptions
 from bgcut.models import create_model
 from bgcut.pipeline.infer import Predictor, pick_device, pick_dtype
-from bgcut.pipeline.run import remove_backgrounds
+from bgcut.run import remove_backgrounds
 
 HERE = Path(__file__).resolve().parent
 DAVIS = HERE.parent.parent / "shared" / "data" / "eval" / "davis16" / "images"

@@ -35,7 +35,7 @@ from PIL import Image
 
 from bgcut.config import VIDEO_FORMATS, OutputOptions, RunOptions, VideoOptions
 from bgcut.evaluate import MaskMetrics
-from bgcut.pipeline.run import remove_backgrounds
+from bgcut.run import remove_backgrounds
 from bgcut.video.decode import VideoReader
 from bgcut.video.encode import VideoSink
 from bgcut.video.stability import Steady

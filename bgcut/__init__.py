@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "remove": "bgcut.api",
     "Remover": "bgcut.api",
-    "remove_backgrounds": "bgcut.pipeline.run",
-    "RunSummary": "bgcut.pipeline.run",
+    "remove_backgrounds": "bgcut.run",
+    "RunSummary": "bgcut.run",
     "OutputOptions": "bgcut.config",
     "PostOptions": "bgcut.config",
     "RunOptions": "bgcut.config",

@@ -319,6 +319,10 @@ class VideoFormat:
     audio: tuple[str, ...]  # audio codecs the container holds: the input's audio is copied when it is one
     help: str
 
+    def output_name(self, key: str) -> str:
+        """A video's output inside the output folder: ``KEY.webm``, or the folder ``KEY`` of frames."""
+        return f"{key}{self.extension}"
+
 
 VIDEO_FORMATS: dict[str, VideoFormat] = {
     f.name: f

@@ -216,7 +216,7 @@ def evaluate(
     import tempfile
 
     from .config import OutputOptions, RunOptions
-    from .pipeline.run import remove_backgrounds
+    from .run import remove_backgrounds
 
     with tempfile.TemporaryDirectory(prefix="bgcut-eval-") as tmp:
         out = Path(save_masks) if save_masks else Path(tmp)

@@ -18,7 +18,7 @@ from bgcut import Remover
 from bgcut.config import OutputOptions, RunOptions
 from bgcut.errors import DeviceMemoryError
 from bgcut.pipeline.infer import Predictor
-from bgcut.pipeline.run import remove_backgrounds
+from bgcut.run import remove_backgrounds
 
 from .conftest import square_image
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from bgcut.cli import app
 from bgcut.config import OutputOptions, RunOptions, VideoOptions
-from bgcut.pipeline.run import remove_backgrounds
+from bgcut.run import remove_backgrounds
 from bgcut.video.stability import Steady
 
 av = pytest.importorskip("av")

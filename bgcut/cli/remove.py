@@ -251,7 +251,7 @@ def remove_cli(
 
       cat portrait.jpg | bgcut - -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
     """
-    from ..pipeline.run import remove_backgrounds
+    from ..run import remove_backgrounds
 
     if output == "-" and sys.stdout.isatty():
         raise fail("refusing to write image bytes to a terminal: redirect stdout (> cut.png) or give -o FILE", 2)

@@ -17,7 +17,11 @@ measured, 16.6-19.4 fixed, 2 runs each on 2 cores).
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+
+import torch
 
 # The model's measured share of a CPU run's work, by model input size: 256 px bgcut-lite
 # 0.014 s of 0.049 s per image (0.29); 1024 px IS-Net 1.7 s of 1.73 s (0.98).
@@ -46,3 +50,17 @@ def threads_for_model(cores: int, input_size: int) -> int:
     if input_size >= LARGE_INPUT:
         return cores
     return model_threads(cores, SMALL_MODEL_SHARE, 1 - SMALL_MODEL_SHARE)
+
+
+@contextlib.contextmanager
+def cores_for_model(device_type: str, input_size: int) -> Iterator[None]:
+    """Give a model its share of the cores on a CPU run (``threads_for_model``) while the block
+    runs, then torch's thread count as it was: a library must not keep a changed global. The
+    photo loop and the video loop both run under it."""
+    before = torch.get_num_threads()
+    if device_type == "cpu":
+        torch.set_num_threads(threads_for_model(available_cores(), input_size))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

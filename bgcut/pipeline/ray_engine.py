@@ -1,4 +1,4 @@
-"""The Ray Data engine: the same stages as ``run.py``, scheduled by Ray across a cluster.
+"""The Ray Data engine: the same stages as ``local_engine.py``, scheduled by Ray across a cluster.
 
 listing (driver) -> decode (CPU tasks) -> model (actors, one GPU each when there are GPUs;
 the model is loaded once per actor) -> post-process, encode and write (CPU tasks) -> manifest
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..config import OutputOptions, PostOptions, RunOptions
+from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
 from .infer import default_batch_size
 from .output import Job, OutputStage, Row
 from .reader import Source
+from .report import RunSummary
 
 if TYPE_CHECKING:
     import ray.data
@@ -164,3 +166,29 @@ def connect(address: str | None) -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if "File" not in type(handler).__name__:
             handler.setLevel(logging.ERROR)
+
+
+def run_on_ray(
+    engine: OutputStage,
+    cfg: PretrainedCfg,
+    pending: list[Source],
+    record: Callable[[Row], None],
+    summary: RunSummary,
+) -> None:
+    """The photos on Ray Data; rows come back as each input is written. The model is loaded by
+    each actor; ``cfg`` gives the decode tasks its input size and resampler."""
+    connect(engine.run.ray_address)
+    rows = cutout_dataset(
+        sources_dataset(pending),
+        engine.dest.where if engine.dest else "",
+        engine.run,
+        engine.out,
+        engine.post,
+        engine.run.size or cfg.input_size,
+        cfg.interpolation,
+    )
+    try:
+        for r in rows.iter_rows():
+            record(Row(**json.loads(r["row"])))
+    except KeyboardInterrupt:
+        summary.interrupted = True

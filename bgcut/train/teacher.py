@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import OutputOptions, RunOptions
 from ..errors import UsageError
 from ..models import create_model
-from ..pipeline.run import remove_backgrounds
+from ..run import remove_backgrounds
 
 
 def teacher_run_options(teacher: str, device: str, workers: int) -> RunOptions:

@@ -45,11 +45,6 @@ def _reason(e: Exception) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def output_name(key: str, spec: VideoFormat) -> str:
-    """A video's output inside the output folder: ``KEY.webm``, or the folder ``KEY`` of frames."""
-    return f"{key}{spec.extension}"
-
-
 def audio_plan(info: VideoInfo, spec: VideoFormat) -> tuple[bool, str | None]:
     """Whether the input's audio is copied, and else why not (a warning), or (False, None) without audio."""
     if info.audio_codec is None or spec.pixels == "image":

@@ -1,0 +1,183 @@
+"""The checks before any work: where the outputs may go, and whether a folder may be resumed.
+
+bgcut never writes over one of its inputs, and resumes a folder by output name only when its
+outputs were made with the same settings (``.bgcut-settings.json``, written once work starts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions
+from ..errors import UsageError
+from ..models import DEFAULT_MODEL, sha256_file
+from ..storage import is_url, same_place
+from .output import STDOUT, OutputStage, is_file_target
+from .reader import VIDEO_EXTENSIONS, Listing, Source
+
+
+def check_output(output: str) -> None:
+    if output == STDOUT or is_url(output) or is_file_target(output):
+        return
+    if Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(
+            f"-o {output} is a file; -o names the folder the outputs are written into "
+            "(or one output file ending in .png, .webp, .jpg)"
+        )
+
+
+def check_output_count(engine: OutputStage, output: str, listing: Listing) -> None:
+    """One output file, or stdout, takes exactly one input."""
+    found = len(listing.sources) + len(listing.errors)
+    if engine.to_stdout and found != 1:
+        raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
+    if engine.to_file is not None and found != 1:
+        raise UsageError(f"-o {output} names one output file, but the inputs name {found} images; give a folder")
+
+
+def check_output_not_input(inputs: list[str], output: str) -> None:
+    for arg in inputs:
+        if is_url(arg) or is_url(output):
+            same = same_place(arg, output)
+        else:
+            same = arg != STDOUT and Path(arg).is_dir() and Path(arg).resolve() == Path(output).resolve()
+        if same:
+            raise UsageError(f"the output folder {output} is the input folder {arg}; choose another -o")
+
+
+def check_no_output_is_an_input(
+    engine: OutputStage, sources: list[Source], clips: set[str], video: VideoOptions
+) -> None:
+    """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`,
+    `bgcut clip.webm -o .`): each source's output as its kind names it, a photo's or a video's."""
+    folders: dict[str, str] = {}
+    inputs = {_same_key(s.path, folders): s for s in sources}
+    for source in sources:
+        if source.path in clips and engine.dest is not None:
+            target: str | None = engine.dest.locate(video.spec.output_name(source.key))
+        else:
+            target = engine.output_file(source)
+        if target is not None and (clash := inputs.get(_same_key(target, folders))) is not None:
+            raise UsageError(
+                f"the output for {source.display} would be {target}, "
+                f"which is the input {clash.display}; choose another -o or --format"
+            )
+
+
+def _same_key(path: str, folders: dict[str, str]) -> str:
+    """A name that two paths to one file share: the folder's real path (links to folders followed,
+    once per folder, not once per file) joined with the file's own name. A link to a file is left
+    as it is: an output is renamed over its own name, which replaces such a link, not its target."""
+    if is_url(path):
+        return path
+    folder, name = os.path.split(os.path.abspath(path))
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], name)
+
+
+def check_video_output(engine: OutputStage, output: str, out: OutputOptions) -> None:
+    """Where a video can go: a local folder (its output is renamed into place when complete)."""
+    if engine.to_stdout or engine.to_file is not None:
+        raise UsageError(f"-o {output}: a video's output is a video file or a folder of frames; give a folder")
+    if not is_url(output) and Path(output).suffix.lower() in VIDEO_EXTENSIONS and not Path(output).is_dir():
+        raise UsageError(f"-o {output}: videos are written into a folder (as NAME.webm ...); give a folder")
+    if out.per_object:
+        raise UsageError("--per-object writes several files per image; it cannot apply to a video's frames")
+
+
+SETTINGS_FILE = ".bgcut-settings.json"  # hidden: never read back as an input
+MODEL_KEY = "--model/--weights"  # a registry name, or sha256:HEX of a --weights file
+# Options added after the settings file was: the value that reproduces what came before them.
+SETTINGS_BEFORE_OPTION: dict[str, object] = {
+    "--refine": "none",
+    "--refine-eps": PostOptions.refine_eps,  # no refinement: any value made the same outputs
+    "--decontaminate": False,
+    "--video-format": VideoOptions.format,
+    "--steady": VideoOptions.steady,
+    "--video-quality": VideoOptions.quality,
+}
+
+
+def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: VideoOptions) -> dict[str, object]:
+    """What decides an output's content: a folder holds outputs of one kind (see ``check_settings``)."""
+    model = _weights_identity(run.weights) if run.weights else run.model or DEFAULT_MODEL
+    return {
+        "--format": out.format,
+        MODEL_KEY: model,
+        "--size": run.size,
+        "--precision": run.precision,
+        "--bg": out.bg,
+        "--margin": out.margin,
+        "--per-object": out.per_object,
+        "--min-area": out.min_area,
+        **{f"--{k.replace('_', '-')}": v for k, v in asdict(post).items()},
+        "--video-format": video.format,
+        "--steady": video.steady,
+        "--video-quality": video.quality,
+    }
+
+
+def _weights_identity(weights: str) -> str:
+    """A ``--weights`` file by its content: ``-w runs/x`` and ``-w runs/x/model.safetensors``, or a
+    copy elsewhere, are the same weights. A file that cannot be read is named by its path (loading
+    it will say what is wrong)."""
+    path = Path(weights)
+    path = path / "model.safetensors" if path.is_dir() else path
+    try:
+        return f"sha256:{sha256_file(path)}"
+    except OSError:
+        return str(path.resolve())
+
+
+def _same_model(before: object, now: str, run: RunOptions) -> bool:
+    """A folder from before weights were named by content recorded the resolved path."""
+    if before == now:
+        return True
+    old_path = bool(run.weights) and isinstance(before, str) and Path(before).is_absolute()
+    return old_path and _weights_identity(str(before)) == now
+
+
+def check_settings(engine: OutputStage, output: str, video: VideoOptions) -> bytes | None:
+    """Resume by name is only right when the old outputs were made the same way.
+
+    The folder keeps the settings of the run that filled it (``.bgcut-settings.json``). A run
+    with other settings is refused in one line, unless ``--overwrite`` redoes every file; a
+    folder from before this file existed is taken as it is. Returns the settings file to write
+    once work starts, or None when it is already there.
+    """
+    if engine.dest is None:
+        return None
+    wanted = _settings(engine.run, engine.out, engine.post, video)
+    try:
+        found = engine.dest.read(SETTINGS_FILE)
+        before = json.loads(found) if found else None
+    except (OSError, ValueError):
+        before = None  # unreadable or damaged: taken as absent, and written afresh when work starts
+    if isinstance(before, dict):
+        # A folder written before an option existed was made with what is now that option's "off" value.
+        before = {**SETTINGS_BEFORE_OPTION, **before}
+        if _same_model(before.get(MODEL_KEY), str(wanted[MODEL_KEY]), engine.run):
+            before[MODEL_KEY] = wanted[MODEL_KEY]
+    if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
+        changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
+        raise UsageError(
+            f"{output} holds outputs made with other settings: {', '.join(changed)}; "
+            f"{_default_model_hint(engine.run, before)}rerun with those to resume, "
+            "add --overwrite to redo every file with these, or choose another -o"
+        )
+    return (json.dumps(wanted, indent=1) + "\n").encode() if before != wanted else None
+
+
+def _default_model_hint(run: RunOptions, before: dict) -> str:
+    """When the folder was made by a model that was the default then, and no model was named now,
+    say that the default changed and how to keep the old one."""
+    was = before.get(MODEL_KEY)
+    if run.model or run.weights or not isinstance(was, str) or was == DEFAULT_MODEL or Path(was).is_absolute():
+        return ""
+    return (
+        f"the default model is now {DEFAULT_MODEL}: add -m {was} to go on with the model this folder was made with, or "
+    )

@@ -1,0 +1,116 @@
+"""The local engine: one process decodes in workers, runs the model, and writes in threads.
+
+decode (DataLoader worker processes) -> infer (one model, batched, on the device) ->
+postprocess + encode + write (a thread pool, so the device never waits on PNG compression),
+each output's manifest row written as it is renamed into place. ``ray_engine`` runs the same
+stages on a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from tqdm import tqdm
+
+from ..cpu.cores import cores_for_model
+from ..cpu.heap import retained_heap
+from ..errors import DeviceMemoryError
+from .dataset import DecodeDataset
+from .infer import Predictor
+from .loader import decoded_batches
+from .output import Job, OutputStage, Row
+from .reader import Source
+from .report import Manifest, RunSummary
+
+
+def process_photos(
+    engine: OutputStage,
+    predictor: Predictor,
+    pending: list[Source],
+    record: Callable[..., None],
+    progress: bool | None,
+    summary: RunSummary,
+    manifest: Manifest,
+) -> None:
+    """Cut out ``pending`` with ``predictor``, recording each row as its output is written."""
+    run = engine.run
+    engine.model_name, engine.sha, engine.model_size = predictor.model_name, predictor.sha256, predictor.size
+    device, batch_size = predictor.device, predictor.batch_size
+    # A handful of images decode faster in this process than it takes to start workers.
+    workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
+    dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
+    order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
+    pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
+    inflight: deque[Future[Row]] = deque()
+    limit = max(2, run.writer_threads) * 2 + batch_size  # bounded: decoded images wait here, in RAM
+
+    def drain(keep: int) -> None:
+        while len(inflight) > keep:
+            record(inflight.popleft().result(), in_manifest=True)
+            bar.update(1)
+
+    def warn(message: str) -> None:
+        engine.log(f"bgcut: warning: {message}")
+
+    def written(job: Job) -> Row:
+        """Write one output and, at once, its manifest row: a kill -9 between the rename and the
+        row would leave a finished output that no row accounts for."""
+        row = engine.write(job)
+        manifest.add(row)
+        return row
+
+    predictor.warn = warn
+    # The model's share of the cores (cpu/cores.py), and freed memory held for the whole run so
+    # consecutive forwards reuse each other's (cpu/heap.py).
+    with cores_for_model(device.type, predictor.size), retained_heap(device.type):
+        batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
+        try:
+            for batch in batches:
+                good = [it for it in batch if it.error is None]
+                for it in batch:
+                    if it.error is not None:
+                        record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
+                        bar.update(1)
+                masks = predictor.masks(
+                    [it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield"
+                )
+                for it, mask in zip(good, masks, strict=True):
+                    if isinstance(mask, DeviceMemoryError):  # this one input fails; the run goes on
+                        record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
+                        bar.update(1)
+                        continue
+                    inflight.append(pool.submit(written, Job(pending[it.index], it, mask)))
+                drain(limit)
+            drain(0)
+        except KeyboardInterrupt:
+            # Stop reading; let the writes already started finish (each is atomic anyway).
+            summary.interrupted = True
+            for fut in inflight:
+                fut.cancel()
+            drain_started = [f for f in inflight if not f.cancelled()]
+            inflight.clear()
+            for fut in drain_started:
+                record(fut.result(), in_manifest=True)
+        finally:
+            _finish(
+                summary,
+                lambda: pool.shutdown(wait=True, cancel_futures=True),
+                batches.close,  # shuts the decode worker processes down
+                bar.close,
+            )
+
+
+def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:
+    """Run every clean-up step even when Ctrl-C or SIGTERM lands in the middle of one: the run
+    is then marked interrupted, the step is run once more, and the next ones still run."""
+    for step in steps:
+        try:
+            step()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            step()

@@ -1,0 +1,225 @@
+"""``remove_backgrounds``: the only place that knows the order of the stages, for photos and clips.
+
+reader (list inputs, skip finished ones) -> guard (where outputs go, whether a folder resumes)
+-> the model -> an engine: ``pipeline.local_engine`` for photos (decode workers, batched
+inference, writer threads), ``video.run`` for clips, or ``pipeline.ray_engine`` on a cluster ->
+``pipeline.report`` (each row counted, said and written to the manifest; the summary).
+A bad file becomes a failed row with its reason; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from .config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
+from .cpu.cores import cores_for_model
+from .cpu.heap import retained_heap
+from .errors import UsageError
+from .models import create_model
+from .pipeline import guard
+from .pipeline.infer import Predictor, pick_device, pick_dtype
+from .pipeline.local_engine import process_photos
+from .pipeline.output import STDOUT, OutputStage, Row
+from .pipeline.reader import Listing, Source, is_animated_gif, is_video, list_sources, shard_of
+from .pipeline.report import (
+    Manifest,
+    Recorder,
+    RunSummary,
+    log_to_stderr,
+    manifest_path,
+    no_inputs_line,
+    printable,
+    record_passed_over,
+    skipped_row,
+)
+from .storage import is_url, sweep_temporaries
+
+__all__ = ["RunSummary", "remove_backgrounds"]
+
+
+def remove_backgrounds(
+    inputs: list[str],
+    output: str | Path,
+    run: RunOptions | None = None,
+    out: OutputOptions | None = None,
+    post: PostOptions | None = None,
+    *,
+    video: VideoOptions | None = None,
+    stdin_lines: Iterable[str] | None = None,
+    stdin_image: str | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] = log_to_stderr,
+    stdout: BinaryIO | None = None,
+) -> RunSummary:
+    """Cut out every image in ``inputs`` into ``output``: a folder, one file (``cut.png``, one
+    input), or ``"-"`` for stdout. ``"-"`` among the inputs reads ``stdin_lines`` (paths), or is
+    the image in the file ``stdin_image``.
+
+    Videos among the inputs (``reader.VIDEO_EXTENSIONS``) become what ``video`` says, one
+    output each, after the images (``bgcut/video``).
+
+    Returns the summary with one row per input; never raises for a bad image or video.
+
+    Raises:
+        UsageError: options that do not fit together, the output folder is an input or a file,
+            or the manifest cannot be written.
+        UnknownModelError, WeightsUnavailableError, ChecksumError, WeightsMismatchError: the model.
+    """
+    run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
+    video = video or VideoOptions()
+    output = str(output)
+    started = time.time()
+    if run.engine == "ray" and output == STDOUT:
+        raise UsageError("--engine ray writes files; use the local engine for -o -")
+    guard.check_output(output)
+    pick_dtype(run.precision, pick_device(run.device))  # a device or precision that cannot work: before any work
+    t0 = time.perf_counter()  # before the output stage: its set-up (pymatting's first import) is part of the run
+    engine = OutputStage(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
+    summary = RunSummary()
+    listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines, stdin_image)
+    found = len(listing.sources) + len(listing.errors)
+    guard.check_output_count(engine, output, listing)
+    clips = {s.path for s in listing.sources if is_video(s.path) or is_animated_gif(s.path)}
+    if clips:
+        guard.check_video_output(engine, output, out)
+    if not engine.to_stdout:
+        guard.check_output_not_input(inputs, output)
+        guard.check_no_output_is_an_input(engine, listing.sources, clips, video)
+    if run.shard is not None:
+        index, count = run.shard
+        listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
+        listing.errors = [(arg, why) for arg, why in listing.errors if shard_of(arg, count) == index]
+    if found == 0:
+        summary.no_inputs = True
+        log(no_inputs_line(inputs, listing.passed_over))
+        return summary
+    settings = guard.check_settings(engine, output, video)
+    manifest = Manifest(manifest_path(run), log)
+    record = Recorder(summary, manifest, log)
+    try:
+        local_folder = not engine.to_stdout and not is_url(output) and Path(output).is_dir()
+        if local_folder and (removed := sweep_temporaries(Path(output), started)):
+            log(f"bgcut: removed {len(removed)} temporary file(s) left under {printable(output)} by a killed run")
+        pending, videos = _sort(engine, listing, clips, inputs, video, record, manifest, log)
+        if pending or videos:
+            # The model before anything is written: weights that cannot be used leave OUT as it was.
+            if run.engine == "ray":
+                model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
+            else:
+                model = Predictor.from_options(run)
+            if settings is not None and engine.dest is not None:
+                # An output folder that cannot be written is not an error here: each file's write says so, by name.
+                with contextlib.suppress(OSError):
+                    engine.dest.write(guard.SETTINGS_FILE, settings)
+            if isinstance(model, Predictor):
+                if pending:
+                    process_photos(engine, model, pending, record, progress, summary, manifest)
+                if videos and not summary.interrupted:
+                    _process_videos(engine, model, videos, video, record, progress)
+            else:
+                from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
+
+                ray_engine.run_on_ray(engine, model, pending, record, summary)
+    except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
+        summary.interrupted = True
+    finally:
+        manifest.close()
+        summary.manifest_error = manifest.error
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _sort(
+    engine: OutputStage,
+    listing: Listing,
+    clips: set[str],
+    inputs: list[str],
+    video: VideoOptions,
+    record: Recorder,
+    manifest: Manifest,
+    log: Callable[[str], None],
+) -> tuple[list[Source], list[Source]]:
+    """The rows known before any work (listing errors, files passed over, finished outputs), and
+    the photos and clips left to do."""
+    for warning in listing.warnings:
+        log(f"bgcut: warning: {printable(warning)}")
+    for arg, reason in listing.errors:
+        record(Row(arg, status="failed", error=reason))
+    record_passed_over(listing.passed_over, record, log)
+    pending, videos, passed_over = [], [], 0
+    can_read_video = not clips or _pyav_installed()
+    for source in listing.sources:
+        if source.path in clips:
+            if not can_read_video and source.path not in inputs:
+                passed_over += 1  # found in a folder: photos-only installs keep working as before
+            elif (row := _video_not_started(engine, source, video)) is not None:
+                record(row)
+            else:
+                videos.append(source)
+        elif engine.finished(source):
+            record(skipped_row(engine, source, manifest))
+        else:
+            pending.append(source)
+    if passed_over:
+        hint = "pip install 'bgcut[video]'"
+        log(f"bgcut: warning: {passed_over} video file(s) in the input folders left out: {hint}")
+    return pending, videos
+
+
+def _pyav_installed() -> bool:
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _video_not_started(engine: OutputStage, source: Source, video: VideoOptions) -> Row | None:
+    """The row of a video that is not to be processed (finished already, or unable to be), else None."""
+    if engine.run.engine == "ray":
+        return Row(source.display, status="failed", error="videos run on the local engine: leave out --engine ray")
+    if is_url(source.path) or engine.dest is None or engine.dest.remote:
+        return Row(source.display, status="failed", error="videos are read from and written to local files")
+    name = video.spec.output_name(source.key)
+    if not engine.run.overwrite and engine.dest.exists(name):
+        return Row(source.display, [engine.dest.locate(name)], status="skipped")
+    return None
+
+
+def _process_videos(
+    engine: OutputStage,
+    predictor: Predictor,
+    videos: list[Source],
+    video: VideoOptions,
+    record: Callable[[Row], None],
+    progress: bool | None,
+) -> None:
+    """Each video in turn, through the same model (``video.run.cut_video``)."""
+    from .video.run import cut_video  # PyAV is an extra: imported only when there are clips
+
+    assert engine.dest is not None
+    show = progress if progress is not None else sys.stderr.isatty()
+    with cores_for_model(predictor.device.type, predictor.size), retained_heap(predictor.device.type):
+        for source in videos:
+            final = Path(engine.dest.locate(video.spec.output_name(source.key)))
+            with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
+                record(
+                    cut_video(
+                        source.path,
+                        source.display,
+                        final,
+                        predictor,
+                        engine.post,
+                        engine.out,
+                        video,
+                        engine.bg,
+                        bar.update,
+                    )
+                )
