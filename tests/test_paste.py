@@ -297,3 +297,27 @@ def test_sigint_mid_run_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -
     assert rerun.returncode == 0, rerun.stderr
     assert f"{n - len(done)} made, {len(done)} skipped, 0 failed" in rerun.stderr
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == n
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_plain_script_without_main_guard(inputs: tuple[Path, Path], tmp_path: Path, how: str) -> None:
+    """``paste_dataset`` from a script with no ``if __name__ == "__main__":`` guard, run as a file or
+    piped into ``python -``: its worker processes must not run the script again."""
+    import subprocess
+    import sys
+
+    cut, bg = inputs
+    script = (
+        "from bgcut.paste import paste_dataset\n"
+        f"s = paste_dataset([{str(cut)!r}], {str(bg)!r}, {str(tmp_path / 'out')!r}, 6, workers=2)\n"
+        "print('made', s.done, s.failed)\n"
+    )
+    (tmp_path / "script.py").write_text(script)
+    cmd = [sys.executable, str(tmp_path / "script.py")] if how == "file" else [sys.executable, "-"]
+    result = subprocess.run(
+        cmd, input=script if how == "stdin" else None, capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["made", "6", "0"], result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(list((tmp_path / "out" / "images").glob("*.jpg"))) == 6

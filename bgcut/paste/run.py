@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import shutil
 import signal
 import sys
@@ -36,6 +35,7 @@ from ..errors import BgcutError, UsageError
 from ..pipeline.edges import estimate_foreground
 from ..pipeline.writer import encode
 from ..storage import TMP_SUFFIX, atomic_write
+from ..workers import worker_context
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
 from .options import PasteOptions
@@ -272,7 +272,7 @@ def paste_dataset(
             for i in pending:
                 collect(make_picture(i))
         else:
-            ctx = multiprocessing.get_context("forkserver")
+            ctx = worker_context(preload=("bgcut.paste.compose",))  # never re-runs the caller's script
             with ctx.Pool(min(workers, len(pending)), initializer=_init, initargs=(plan, True)) as pool:
                 for result in pool.imap_unordered(make_picture, pending, chunksize=1):
                     collect(result)

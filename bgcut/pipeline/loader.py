@@ -10,96 +10,17 @@ so that a file that kills a worker again is reported by name and costs no other 
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import multiprocessing.context
-import multiprocessing.forkserver
-import multiprocessing.popen_forkserver as popen_forkserver
-import multiprocessing.process
-import multiprocessing.spawn as spawn
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 
 from torch.utils.data import DataLoader
 
+from ..workers import worker_context
 from .dataset import DecodeDataset, DecodeItem, collate, init_worker
 
 PREFETCH = 2  # batches each worker decodes ahead
-
-
-_MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
-
-
-@contextmanager
-def _main_left_out() -> Iterator[None]:
-    """While a worker is launched, its start-up data does not name this process's ``__main__``.
-
-    multiprocessing re-runs the main script in every child it starts this way, so that objects
-    defined there can be unpickled. A decode worker needs nothing from it (its dataset is bgcut's
-    own), and a script that calls bgcut without an ``if __name__ == "__main__":`` guard would run
-    again in each worker: each would start its own run, and fail. A script read from stdin
-    (``python - < script``) would be looked for as a file named ``<stdin>``.
-    """
-    prepare = spawn.get_preparation_data
-
-    def without_main(name: str) -> dict:
-        data = prepare(name)
-        for key in _MAIN_KEYS:
-            data.pop(key, None)
-        return data
-
-    spawn.get_preparation_data = without_main
-    try:
-        yield
-    finally:
-        spawn.get_preparation_data = prepare
-
-
-class _Popen(popen_forkserver.Popen):
-    def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
-        with _LAUNCH_LOCK, _main_left_out():
-            super()._launch(process_obj)
-
-
-class _WorkerProcess(multiprocessing.context.ForkServerProcess):
-    @staticmethod
-    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _Popen:  # noqa: N802 - multiprocessing's name
-        return _Popen(process_obj)
-
-
-class _WorkerContext(multiprocessing.context.ForkServerContext):
-    Process = _WorkerProcess
-
-
-_LAUNCH_LOCK = threading.Lock()  # the swap above is process-wide: one launch at a time
-
-
-def worker_context() -> multiprocessing.context.BaseContext:
-    """Decode workers start from a fork server, not by forking this process.
-
-    By the time the DataLoader starts, this process has thread pools (OpenCV's, torch's,
-    the writer threads); a plain fork copies their locks in whatever state they are in,
-    and a worker can hang forever on its first OpenCV call. The fork server is a clean,
-    single-threaded process that imports the decoder once, so workers still start fast.
-
-    Python starts the fork server with ``-c``, which puts the current folder first on its
-    ``sys.path``: a ``concurrent.py`` there would be imported by torch inside it. It is started
-    here with ``PYTHONSAFEPATH`` (Python 3.11+), which leaves the current folder out.
-    """
-    ctx = _WorkerContext()
-    ctx.set_forkserver_preload(["bgcut.pipeline.dataset"])
-    saved = os.environ.get("PYTHONSAFEPATH")
-    os.environ["PYTHONSAFEPATH"] = "1"
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        if saved is None:
-            del os.environ["PYTHONSAFEPATH"]
-        else:
-            os.environ["PYTHONSAFEPATH"] = saved
-    return ctx
 
 
 def decoded_batches(

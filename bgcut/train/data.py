@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError, UsageError
 from ..pipeline.decode import open_named
-from ..pipeline.loader import worker_context
 from ..pipeline.preprocess import resize_rgb
 from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
+from ..workers import worker_context
 
 Pair = tuple[Path, Path]
 T = TypeVar("T")
