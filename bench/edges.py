@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from bgcut.evaluate import MaskMetrics, load_mask
+from bgcut.images import open_named
 from bgcut.pipeline import edges
-from bgcut.pipeline.decode import open_named
 
 HERE = Path(__file__).resolve().parent
 EVAL = HERE.parent.parent / "shared" / "data" / "eval"

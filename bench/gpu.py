@@ -48,8 +48,9 @@ import torch
 from PIL import Image
 
 from bgcut.config import OutputOptions, RunOptions
+from bgcut.devices import pick_device, pick_dtype
 from bgcut.models import create_model
-from bgcut.pipeline.infer import Predictor, pick_device, pick_dtype
+from bgcut.pipeline.infer import Predictor
 from bgcut.run import remove_backgrounds
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,7 @@
     python bench/resampler.py [--model bgcut-lite] [--val-fraction 0.1] [-j 2]
 
 Training used to shrink photos with OpenCV's INTER_AREA; it now calls inference's own
-``preprocess.resize_rgb`` (PIL, the model config's resampler). This scores one model's
+``images.resize_rgb`` (PIL, the model config's resampler). This scores one model's
 weights on the held-out DUTS-TR split (``split_pairs``, by hash of the file stem) both ways,
 through training's own ``validate``, and prints one JSON line: the metrics of each and the
 mean absolute difference of the model inputs (0-255 levels).
@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import torch
 
+from bgcut.images import open_named
 from bgcut.models import create_model
-from bgcut.pipeline.decode import open_named
 from bgcut.train.data import cache_items, decode_pair, list_pairs, split_pairs
 from bgcut.train.loop import validate
 

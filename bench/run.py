@@ -217,8 +217,9 @@ def e2e(args: argparse.Namespace) -> None:
 def model_only(args: argparse.Namespace) -> None:
     import torch
 
+    from bgcut.devices import pick_dtype
     from bgcut.models import create_model
-    from bgcut.pipeline.infer import Predictor, pick_dtype
+    from bgcut.pipeline.infer import Predictor
 
     print(f"# model only: uint8 tensor at the model's size in, [0,1] mask out; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")  # fmt: skip

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bgcut.config import OutputOptions, PostOptions, RunOptions
-from bgcut.pipeline.decode import open_image
+from bgcut.images import open_image
 from bgcut.pipeline.infer import Predictor, upsample_mask
 from bgcut.pipeline.postprocess import render
 from bgcut.pipeline.preprocess import resize_for_model

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .config import OutputOptions, PostOptions, RunOptions
-from .pipeline.decode import Decoded, load_image
+from .images import Decoded, load_image
 from .pipeline.infer import Predictor
 from .pipeline.matting import require_pymatting
 from .pipeline.output import load_background

@@ -21,7 +21,7 @@ DEFAULT_MODEL = "isnet-general"
 FAST_MODEL = "bgcut-lite"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # preprocess.resize_rgb's PIL filters
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # images.resize_rgb's PIL filters
 # How a weights file stores its tensors (``models._weights.quantize``); networks compute in fp32
 # (or --precision) whatever the storage.
 STORAGES = ("fp32", "fp16", "int8")

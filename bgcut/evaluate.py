@@ -267,9 +267,8 @@ def evaluate_colour(
     pasted on B2; the error is the mean absolute difference from a F + (1 - a) B2 over the pixels
     with 0 < a < 1, per picture, then averaged.
     """
-    from .pipeline.decode import open_named
+    from .images import cover, open_named
     from .pipeline.edges import estimate_foreground
-    from .pipeline.postprocess import cover
     from .pipeline.reader import list_sources
 
     estimate = estimator or estimate_foreground

@@ -21,10 +21,11 @@ from tqdm import tqdm
 from .config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
 from .cpu.cores import cores_for_model
 from .cpu.heap import retained_heap
+from .devices import pick_device, pick_dtype
 from .errors import UsageError
 from .models import create_model
 from .pipeline import guard
-from .pipeline.infer import Predictor, pick_device, pick_dtype
+from .pipeline.infer import Predictor
 from .pipeline.local_engine import process_photos
 from .pipeline.output import STDOUT, OutputStage, Row
 from .pipeline.reader import Listing, Source, is_animated_gif, is_video, list_sources, shard_of

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from bgcut.errors import ImageError
+from bgcut.images import load_image, open_image
 from bgcut.pipeline.dataset import DecodeDataset
-from bgcut.pipeline.decode import load_image, open_image
 
 
 def test_grayscale_becomes_rgb(tmp_path: Path) -> None:
@@ -137,5 +137,5 @@ def test_dataset_turns_errors_into_records(tmp_path: Path) -> None:
 
 def test_decoding_does_not_import_torch() -> None:
     # bgcut paste workers decode through this module; torch would cost each of them a second or more.
-    code = "import sys, bgcut.pipeline.decode, bgcut.paste.sources; print('torch' in sys.modules)"
+    code = "import sys, bgcut.images, bgcut.paste.sources; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

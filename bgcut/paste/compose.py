@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..pipeline.postprocess import cover
+from ..images import cover
 from .options import PasteOptions
 
 

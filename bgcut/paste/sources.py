@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, UsageError
-from ..pipeline.decode import open_named
+from ..images import open_named
 from ..pipeline.reader import list_sources
 
 

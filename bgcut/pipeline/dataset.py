@@ -20,7 +20,7 @@ import cv2
 import torch
 
 from ..errors import ImageError
-from .decode import decoder_noise, open_image
+from ..images import decoder_noise, open_image
 from .preprocess import resize_for_model
 
 

@@ -18,9 +18,9 @@ from PIL import Image
 
 from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file, parse_colour
 from ..errors import ImageError, UsageError
+from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
 from .dataset import DecodeItem
-from .decode import open_image
 from .matting import require_pymatting
 from .postprocess import Background, bounding_box, hard, render
 from .reader import Source

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..config import OutputOptions, PostOptions, parse_margin
+from ..images import cover
 from .edges import decontaminate, refine_edges
 from .matting import matting_cost
 
@@ -161,20 +162,6 @@ class Background:
 
 
 WHITE = Background(color=(255, 255, 255))
-
-
-def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = None) -> np.ndarray:
-    """Scale ``image`` to cover w x h (never stretched), then crop w x h out of it: centred, or at
-    ``at`` = (u, v) in [0, 1), the crop's offset as a share of the room left on each axis."""
-    ih, iw = image.shape[:2]
-    s = max(w / iw, h / ih)
-    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    if at is None:
-        x0, y0 = (nw - w) // 2, (nh - h) // 2
-    else:
-        x0, y0 = int(at[0] * (nw - w + 1)), int(at[1] * (nh - h + 1))
-    return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
 
 
 COMPOSITE_ROWS = 256

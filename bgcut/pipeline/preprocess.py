@@ -10,26 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..config import PretrainedCfg
-
-_FILTERS = {
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-}
-
-
-def resize_rgb(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
-    """A square ``size`` x ``size`` copy of an H x W x 3 uint8 photo, aspect ratio ignored.
-
-    PIL's resampling (antialiased when shrinking) because that is what the reference
-    pipelines use: on IS-Net, OpenCV's bilinear, although never more than 1 level off per
-    pixel, moved the mask's IoU with the reference from 0.9998 to 0.967 on one DAVIS frame.
-    """
-    return np.array(Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation]))
+from ..images import resize_rgb
 
 
 def resize_for_model(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> torch.Tensor:

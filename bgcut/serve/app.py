@@ -37,8 +37,8 @@ from ..config import (
     shown_value,
 )
 from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageError
+from ..images import Decoded, image_size, open_image
 from ..models import list_models
-from ..pipeline.decode import Decoded, image_size, open_image
 from ..pipeline.infer import Predictor
 from ..pipeline.postprocess import Background, render
 from ..pipeline.writer import encode

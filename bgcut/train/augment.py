@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pipeline.postprocess import cover
+from ..images import cover
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import UsageError
-from ..pipeline.decode import open_named
-from ..pipeline.preprocess import resize_rgb
+from ..images import open_named, resize_rgb
 
 MODES = ("instances", "classes")
 

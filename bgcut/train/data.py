@@ -21,8 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError, UsageError
-from ..pipeline.decode import open_named
-from ..pipeline.preprocess import resize_rgb
+from ..images import open_named, resize_rgb
 from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
 from ..workers import worker_context
 
@@ -72,7 +71,7 @@ def decode_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image, mask, teacher's mask or None) -> RGB (S, S, 3) and masks (C, S, S), uint8.
 
-    The photo is resized as inference resizes it (``preprocess.resize_rgb``, the model's resampler).
+    The photo is resized as inference resizes it (``images.resize_rgb``, the model's resampler).
     """
     img_path, mask_path, soft_path = item
     rgb = resize_rgb(open_named(img_path).rgb, size, interpolation)

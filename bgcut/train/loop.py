@@ -26,6 +26,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ..config import PretrainedCfg, TrainConfig
+from ..devices import pick_device
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
 from ..models import (
@@ -36,7 +37,6 @@ from ..models import (
     save_tensors,
     sha256_file,
 )
-from ..pipeline.infer import pick_device
 from ..pipeline.preprocess import normalise, to_masks
 from .augment import AugmentOptions, augment
 from .coco import coco_samples, decode_coco

@@ -1,11 +1,13 @@
-"""Decoding: a path or URL (or PIL image, array) -> an RGB uint8 array plus the input's own alpha.
+"""Image helpers shared by the engine, the server, training, paste and evaluation: decoding a path
+or URL (or PIL image, array) to an RGB uint8 array plus the input's own alpha, and resizing
+(``resize_rgb``: a model's square input; ``cover``: a background filling a frame).
 
 Every image mode PIL can hand us is normalised here, once, so later stages only ever see
 RGB uint8: EXIF orientation applied, palette and LA/RGBA alpha kept, CMYK converted,
 16-bit data scaled (not clipped) to 8 bits, animations reduced to their first frame.
 Failures raise ``ImageError`` with the reason, which callers turn into one error line for
 that file. No torch here: ``bgcut paste`` workers decode through this module too, and should
-not pay for importing torch (``dataset.py`` holds the DataLoader side).
+not pay for importing torch (``pipeline/dataset.py`` holds the DataLoader side).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .. import codecs  # noqa: F401 - registers the HEIC plugin where installed, in every decoding process
-from ..errors import ImageError, ImageTooLargeError
-from ..storage import is_url, read_bytes
+from . import codecs  # noqa: F401 - registers the HEIC plugin where installed, in every decoding process
+from .errors import ImageError, ImageTooLargeError
+from .storage import is_url, read_bytes
 
 DEFAULT_MAX_PIXELS = 100_000_000
 
@@ -247,3 +250,35 @@ def _from_array(arr: np.ndarray) -> Decoded:
     if arr.ndim == 3 and arr.shape[2] == 4:
         return Decoded(np.ascontiguousarray(arr[:, :, :3]), arr[:, :, 3].copy())
     raise ImageError(f"array of shape {arr.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
+
+
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+
+
+def resize_rgb(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """A square ``size`` x ``size`` copy of an H x W x 3 uint8 photo, aspect ratio ignored.
+
+    PIL's resampling (antialiased when shrinking) because that is what the reference
+    pipelines use: on IS-Net, OpenCV's bilinear, although never more than 1 level off per
+    pixel, moved the mask's IoU with the reference from 0.9998 to 0.967 on one DAVIS frame.
+    """
+    return np.array(Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation]))
+
+
+def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale ``image`` to cover w x h (never stretched), then crop w x h out of it: centred, or at
+    ``at`` = (u, v) in [0, 1), the crop's offset as a share of the room left on each axis."""
+    ih, iw = image.shape[:2]
+    s = max(w / iw, h / ih)
+    nw, nh = max(w, round(iw * s)), max(h, round(ih * s))
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    if at is None:
+        x0, y0 = (nw - w) // 2, (nh - h) // 2
+    else:
+        x0, y0 = int(at[0] * (nw - w + 1)), int(at[1] * (nh - h + 1))
+    return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
