@@ -8,7 +8,7 @@ per-model code paths.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,9 @@ class PostOptions:
 class OutputOptions:
     """What is written for each input."""
 
-    format: str = DEFAULT_FORMAT
+    # None: the format the output file's name asks for (``-o cut.webp``: webp), else DEFAULT_FORMAT;
+    # ``remove_backgrounds`` settles it (``for_output``) before anything reads it.
+    format: str | None = None
     bg: str | None = None  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
     margin: str = "0"  # crop margin: pixels ("16") or percent of the box ("10%")
     per_object: bool = False
@@ -242,7 +244,7 @@ class OutputOptions:
     png: str = "fast"
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
+        if self.format is not None and self.format not in FORMATS:
             raise UsageError(f"--format {self.format!r}: expected one of {', '.join(FORMATS)}")
         parse_margin(self.margin)
         if self.bg is not None and parse_colour(self.bg) is None:
@@ -255,13 +257,19 @@ class OutputOptions:
         if self.png not in PNG_MODES:
             raise UsageError(f"--png {self.png!r}: expected one of {', '.join(PNG_MODES)}")
 
+    def for_output(self, output: str) -> OutputOptions:
+        """These options with the format settled: the output file name's when none was given."""
+        if self.format is not None:
+            return self
+        return replace(self, format=format_for_file(output) or DEFAULT_FORMAT)
+
     @property
     def spec(self) -> Format:
-        return FORMATS[self.format]
+        return FORMATS[self.format or DEFAULT_FORMAT]
 
     @property
     def extension(self) -> str:
-        return FORMATS[self.format].extension
+        return self.spec.extension
 
 
 @dataclass(frozen=True)

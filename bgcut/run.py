@@ -73,9 +73,9 @@ def remove_backgrounds(
             or the manifest cannot be written.
         UnknownModelError, WeightsUnavailableError, ChecksumError, WeightsMismatchError: the model.
     """
-    run, out, post = run or RunOptions(), out or OutputOptions(), post or PostOptions()
-    video = video or VideoOptions()
     output = str(output)
+    run, out, post = run or RunOptions(), (out or OutputOptions()).for_output(output), post or PostOptions()
+    video = video or VideoOptions()
     started = time.time()
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")

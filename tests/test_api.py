@@ -101,3 +101,18 @@ def test_plain_script_without_main_guard(tmp_path: Path, luma_weights: Path, how
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["20", "0"], result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "died" not in result.stderr
+
+
+def test_one_output_file_takes_its_format_from_its_name(tmp_path: Path, luma_weights: Path) -> None:
+    """``remove_backgrounds([photo], "cut.webp")`` writes a WebP, as ``bgcut photo -o cut.webp``
+    does; a format given with another name is still the one usage error the CLI gives."""
+    Image.fromarray(square_image((80, 60), (20, 10, 60, 50))).save(tmp_path / "photo.png")
+    run = RunOptions(weights=str(luma_weights), device="cpu")
+    for name, kind in (("cut.webp", "WEBP"), ("cut.jpg", "JPEG"), ("cut.png", "PNG")):
+        summary = remove_backgrounds([str(tmp_path / "photo.png")], tmp_path / name, run, progress=False)
+        assert (summary.done, summary.failed) == (1, 0)
+        with Image.open(tmp_path / name) as im:
+            assert im.format == kind
+    assert OutputOptions().format is None and OutputOptions().spec.name == "png-alpha"
+    with pytest.raises(UsageError, match="--format mask writes .png files; name the output cut.png"):
+        remove_backgrounds([str(tmp_path / "photo.png")], tmp_path / "cut.webp", run, OutputOptions(format="mask"))

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from ..config import (
-    DEFAULT_FORMAT,
     FORMATS,
     KEEP,
     PRECISIONS,
@@ -18,7 +17,6 @@ from ..config import (
     PostOptions,
     RunOptions,
     VideoOptions,
-    format_for_file,
     format_help,
     parse_shard,
     video_format_help,
@@ -274,7 +272,7 @@ def remove_cli(
                 ray_address=ray_address,
                 ray_actors=ray_actors,
             )
-            fmt = format.value if format is not None else format_for_file(output) or DEFAULT_FORMAT
+            fmt = format.value if format is not None else None  # None: the output name's, else the default
             out = OutputOptions(format=fmt, bg=bg, margin=margin, per_object=per_object, min_area=min_area, png=png)
             post = PostOptions(
                 threshold=threshold,
