@@ -27,7 +27,8 @@ from .models import create_model
 from .pipeline import guard
 from .pipeline.infer import Predictor
 from .pipeline.local_engine import process_photos
-from .pipeline.output import STDOUT, OutputStage, Row
+from .pipeline.matting import require_pymatting
+from .pipeline.output import STDOUT, OutputTarget, Row
 from .pipeline.reader import Listing, Source, is_animated_gif, is_video, list_sources, shard_of
 from .pipeline.report import (
     Manifest,
@@ -82,17 +83,19 @@ def remove_backgrounds(
     guard.check_output(output)
     pick_dtype(run.precision, pick_device(run.device))  # a device or precision that cannot work: before any work
     t0 = time.perf_counter()  # before the output stage: its set-up (pymatting's first import) is part of the run
-    engine = OutputStage(run, out, post, output, log, stdout if stdout is not None else sys.stdout.buffer)
+    if post.refine == "matting" and (note := require_pymatting()) is not None:
+        log(f"bgcut: note: {note}")
+    target = OutputTarget(run, out, post, output)
     summary = RunSummary()
-    listing = list_sources(inputs, None if engine.to_stdout else output, stdin_lines, stdin_image)
+    listing = list_sources(inputs, None if target.to_stdout else output, stdin_lines, stdin_image)
     found = len(listing.sources) + len(listing.errors)
-    guard.check_output_count(engine, output, listing)
+    guard.check_output_count(target, output, listing)
     clips = {s.path for s in listing.sources if is_video(s.path) or is_animated_gif(s.path)}
     if clips:
-        guard.check_video_output(engine, output, out)
-    if not engine.to_stdout:
+        guard.check_video_output(target, output, out)
+    if not target.to_stdout:
         guard.check_output_not_input(inputs, output)
-        guard.check_no_output_is_an_input(engine, listing.sources, clips, video)
+        guard.check_no_output_is_an_input(target, listing.sources, clips, video)
     if run.shard is not None:
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
@@ -101,33 +104,34 @@ def remove_backgrounds(
         summary.no_inputs = True
         log(no_inputs_line(inputs, listing.passed_over))
         return summary
-    settings = guard.check_settings(engine, output, video)
+    settings = guard.check_settings(target, output, video)
     manifest = Manifest(manifest_path(run), log)
     record = Recorder(summary, manifest, log)
     try:
-        local_folder = not engine.to_stdout and not is_url(output) and Path(output).is_dir()
+        local_folder = not target.to_stdout and not is_url(output) and Path(output).is_dir()
         if local_folder and (removed := sweep_temporaries(Path(output), started)):
             log(f"bgcut: removed {len(removed)} temporary file(s) left under {printable(output)} by a killed run")
-        pending, videos = _sort(engine, listing, clips, inputs, video, record, manifest, log)
+        pending, videos = _sort(target, listing, clips, inputs, video, record, manifest, log)
         if pending or videos:
             # The model before anything is written: weights that cannot be used leave OUT as it was.
             if run.engine == "ray":
                 model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
             else:
                 model = Predictor.from_options(run)
-            if settings is not None and engine.dest is not None:
+            if settings is not None and target.dest is not None:
                 # An output folder that cannot be written is not an error here: each file's write says so, by name.
                 with contextlib.suppress(OSError):
-                    engine.dest.write(guard.SETTINGS_FILE, settings)
+                    target.dest.write(guard.SETTINGS_FILE, settings)
             if isinstance(model, Predictor):
                 if pending:
-                    process_photos(engine, model, pending, record, progress, summary, manifest)
+                    to = stdout if stdout is not None else sys.stdout.buffer
+                    process_photos(target, model, pending, record, progress, summary, manifest, log, to)
                 if videos and not summary.interrupted:
-                    _process_videos(engine, model, videos, video, record, progress)
+                    _process_videos(target, model, videos, video, record, progress)
             else:
                 from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
 
-                ray_engine.run_on_ray(engine, model, pending, record, summary)
+                ray_engine.run_on_ray(target, model, pending, record, summary)
     except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
         summary.interrupted = True
     finally:
@@ -138,7 +142,7 @@ def remove_backgrounds(
 
 
 def _sort(
-    engine: OutputStage,
+    target: OutputTarget,
     listing: Listing,
     clips: set[str],
     inputs: list[str],
@@ -160,12 +164,12 @@ def _sort(
         if source.path in clips:
             if not can_read_video and source.path not in inputs:
                 passed_over += 1  # found in a folder: photos-only installs keep working as before
-            elif (row := _video_not_started(engine, source, video)) is not None:
+            elif (row := _video_not_started(target, source, video)) is not None:
                 record(row)
             else:
                 videos.append(source)
-        elif engine.finished(source):
-            record(skipped_row(engine, source, manifest))
+        elif target.finished(source):
+            record(skipped_row(target, source, manifest))
         else:
             pending.append(source)
     if passed_over:
@@ -182,20 +186,20 @@ def _pyav_installed() -> bool:
     return True
 
 
-def _video_not_started(engine: OutputStage, source: Source, video: VideoOptions) -> Row | None:
+def _video_not_started(target: OutputTarget, source: Source, video: VideoOptions) -> Row | None:
     """The row of a video that is not to be processed (finished already, or unable to be), else None."""
-    if engine.run.engine == "ray":
+    if target.run.engine == "ray":
         return Row(source.display, status="failed", error="videos run on the local engine: leave out --engine ray")
-    if is_url(source.path) or engine.dest is None or engine.dest.remote:
+    if is_url(source.path) or target.dest is None or target.dest.remote:
         return Row(source.display, status="failed", error="videos are read from and written to local files")
     name = video.spec.output_name(source.key)
-    if not engine.run.overwrite and engine.dest.exists(name):
-        return Row(source.display, [engine.dest.locate(name)], status="skipped")
+    if not target.run.overwrite and target.dest.exists(name):
+        return Row(source.display, [target.dest.locate(name)], status="skipped")
     return None
 
 
 def _process_videos(
-    engine: OutputStage,
+    target: OutputTarget,
     predictor: Predictor,
     videos: list[Source],
     video: VideoOptions,
@@ -205,11 +209,11 @@ def _process_videos(
     """Each video in turn, through the same model (``video.run.cut_video``)."""
     from .video.run import cut_video  # PyAV is an extra: imported only when there are clips
 
-    assert engine.dest is not None
+    assert target.dest is not None
     show = progress if progress is not None else sys.stderr.isatty()
     with cores_for_model(predictor.device.type, predictor.size), retained_heap(predictor.device.type):
         for source in videos:
-            final = Path(engine.dest.locate(video.spec.output_name(source.key)))
+            final = Path(target.dest.locate(video.spec.output_name(source.key)))
             with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
                 record(
                     cut_video(
@@ -217,10 +221,10 @@ def _process_videos(
                         source.display,
                         final,
                         predictor,
-                        engine.post,
-                        engine.out,
+                        target.post,
+                        target.out,
                         video,
-                        engine.bg,
+                        target.bg,
                         bar.update,
                     )
                 )

@@ -15,7 +15,7 @@ from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions
 from ..errors import UsageError
 from ..models import DEFAULT_MODEL, sha256_file
 from ..storage import is_url, same_place
-from .output import STDOUT, OutputStage, is_file_target
+from .output import STDOUT, OutputTarget, is_file_target
 from .reader import VIDEO_EXTENSIONS, Listing, Source
 
 
@@ -29,12 +29,12 @@ def check_output(output: str) -> None:
         )
 
 
-def check_output_count(engine: OutputStage, output: str, listing: Listing) -> None:
+def check_output_count(target: OutputTarget, output: str, listing: Listing) -> None:
     """One output file, or stdout, takes exactly one input."""
     found = len(listing.sources) + len(listing.errors)
-    if engine.to_stdout and found != 1:
+    if target.to_stdout and found != 1:
         raise UsageError(f"-o - writes one image to stdout, but the inputs name {len(listing.sources)} images")
-    if engine.to_file is not None and found != 1:
+    if target.to_file is not None and found != 1:
         raise UsageError(f"-o {output} names one output file, but the inputs name {found} images; give a folder")
 
 
@@ -49,20 +49,20 @@ def check_output_not_input(inputs: list[str], output: str) -> None:
 
 
 def check_no_output_is_an_input(
-    engine: OutputStage, sources: list[Source], clips: set[str], video: VideoOptions
+    target: OutputTarget, sources: list[Source], clips: set[str], video: VideoOptions
 ) -> None:
     """bgcut never writes over one of its inputs (`bgcut photo.jpg -o . --format jpg`,
     `bgcut clip.webm -o .`): each source's output as its kind names it, a photo's or a video's."""
     folders: dict[str, str] = {}
     inputs = {_same_key(s.path, folders): s for s in sources}
     for source in sources:
-        if source.path in clips and engine.dest is not None:
-            target: str | None = engine.dest.locate(video.spec.output_name(source.key))
+        if source.path in clips and target.dest is not None:
+            where: str | None = target.dest.locate(video.spec.output_name(source.key))
         else:
-            target = engine.output_file(source)
-        if target is not None and (clash := inputs.get(_same_key(target, folders))) is not None:
+            where = target.output_file(source)
+        if where is not None and (clash := inputs.get(_same_key(where, folders))) is not None:
             raise UsageError(
-                f"the output for {source.display} would be {target}, "
+                f"the output for {source.display} would be {where}, "
                 f"which is the input {clash.display}; choose another -o or --format"
             )
 
@@ -79,9 +79,9 @@ def _same_key(path: str, folders: dict[str, str]) -> str:
     return os.path.join(folders[folder], name)
 
 
-def check_video_output(engine: OutputStage, output: str, out: OutputOptions) -> None:
+def check_video_output(target: OutputTarget, output: str, out: OutputOptions) -> None:
     """Where a video can go: a local folder (its output is renamed into place when complete)."""
-    if engine.to_stdout or engine.to_file is not None:
+    if target.to_stdout or target.to_file is not None:
         raise UsageError(f"-o {output}: a video's output is a video file or a folder of frames; give a folder")
     if not is_url(output) and Path(output).suffix.lower() in VIDEO_EXTENSIONS and not Path(output).is_dir():
         raise UsageError(f"-o {output}: videos are written into a folder (as NAME.webm ...); give a folder")
@@ -141,7 +141,7 @@ def _same_model(before: object, now: str, run: RunOptions) -> bool:
     return old_path and _weights_identity(str(before)) == now
 
 
-def check_settings(engine: OutputStage, output: str, video: VideoOptions) -> bytes | None:
+def check_settings(target: OutputTarget, output: str, video: VideoOptions) -> bytes | None:
     """Resume by name is only right when the old outputs were made the same way.
 
     The folder keeps the settings of the run that filled it (``.bgcut-settings.json``). A run
@@ -149,24 +149,24 @@ def check_settings(engine: OutputStage, output: str, video: VideoOptions) -> byt
     folder from before this file existed is taken as it is. Returns the settings file to write
     once work starts, or None when it is already there.
     """
-    if engine.dest is None:
+    if target.dest is None:
         return None
-    wanted = _settings(engine.run, engine.out, engine.post, video)
+    wanted = _settings(target.run, target.out, target.post, video)
     try:
-        found = engine.dest.read(SETTINGS_FILE)
+        found = target.dest.read(SETTINGS_FILE)
         before = json.loads(found) if found else None
     except (OSError, ValueError):
         before = None  # unreadable or damaged: taken as absent, and written afresh when work starts
     if isinstance(before, dict):
         # A folder written before an option existed was made with what is now that option's "off" value.
         before = {**SETTINGS_BEFORE_OPTION, **before}
-        if _same_model(before.get(MODEL_KEY), str(wanted[MODEL_KEY]), engine.run):
+        if _same_model(before.get(MODEL_KEY), str(wanted[MODEL_KEY]), target.run):
             before[MODEL_KEY] = wanted[MODEL_KEY]
-    if isinstance(before, dict) and before != wanted and not engine.run.overwrite:
+    if isinstance(before, dict) and before != wanted and not target.run.overwrite:
         changed = [f"{k} {before.get(k)} (now {v})" for k, v in wanted.items() if before.get(k) != v]
         raise UsageError(
             f"{output} holds outputs made with other settings: {', '.join(changed)}; "
-            f"{_default_model_hint(engine.run, before)}rerun with those to resume, "
+            f"{_default_model_hint(target.run, before)}rerun with those to resume, "
             "add --overwrite to redo every file with these, or choose another -o"
         )
     return (json.dumps(wanted, indent=1) + "\n").encode() if before != wanted else None

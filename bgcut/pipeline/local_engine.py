@@ -12,6 +12,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -21,26 +22,28 @@ from ..errors import DeviceMemoryError
 from .dataset import DecodeDataset
 from .infer import Predictor
 from .loader import decoded_batches
-from .output import Job, OutputStage, Row
+from .output import Job, ModelFacts, OutputTarget, Row, Writer
 from .reader import Source
 from .report import Manifest, RunSummary
 
 
 def process_photos(
-    engine: OutputStage,
+    target: OutputTarget,
     predictor: Predictor,
     pending: list[Source],
     record: Callable[..., None],
     progress: bool | None,
     summary: RunSummary,
     manifest: Manifest,
+    log: Callable[[str], None],
+    stdout: BinaryIO | None,
 ) -> None:
     """Cut out ``pending`` with ``predictor``, recording each row as its output is written."""
-    run = engine.run
-    engine.model_name, engine.sha, engine.model_size = predictor.model_name, predictor.sha256, predictor.size
+    run = target.run
+    writer = Writer(target, ModelFacts(predictor.model_name, predictor.sha256, predictor.size), stdout)
     device, batch_size = predictor.device, predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
-    workers = 0 if engine.to_stdout or len(pending) <= batch_size else max(0, run.workers)
+    workers = 0 if target.to_stdout or len(pending) <= batch_size else max(0, run.workers)
     dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
     order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
     show = progress if progress is not None else sys.stderr.isatty()
@@ -55,12 +58,12 @@ def process_photos(
             bar.update(1)
 
     def warn(message: str) -> None:
-        engine.log(f"bgcut: warning: {message}")
+        log(f"bgcut: warning: {message}")
 
     def written(job: Job) -> Row:
         """Write one output and, at once, its manifest row: a kill -9 between the rename and the
         row would leave a finished output that no row accounts for."""
-        row = engine.write(job)
+        row = writer.write(job)
         manifest.add(row)
         return row
 

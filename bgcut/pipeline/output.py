@@ -1,14 +1,16 @@
-"""The output stage: one decoded input and its mask -> the written file(s) and a manifest row.
+"""The output stage, in two pieces: where outputs go, and the writer that makes them.
 
-Both engines use it: the local engine in its writer threads, Ray in its write tasks. It knows
-where outputs go (a folder or URL, one named file, or stdout), how they are named (resume),
-and renders, encodes and writes them atomically. It never raises for one input's failure:
-the row says what happened.
+``OutputTarget`` is known before any work: a folder or URL, one named file, or stdout; how each
+input's output is named (so a rerun resumes by name), and what an existing output says of
+itself. ``Writer`` is built once the model is loaded, with its facts (``ModelFacts``): it turns
+one decoded input and its mask into the written file(s) and a manifest row, rendering,
+encoding and writing atomically. Both engines use them: the local engine in its writer threads,
+Ray in its write tasks. A writer never raises for one input's failure: the row says what
+happened.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -21,7 +23,6 @@ from ..errors import ImageError, UsageError
 from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
 from .dataset import DecodeItem
-from .matting import require_pymatting
 from .postprocess import Background, bounding_box, hard, render
 from .reader import Source
 from .writer import encode
@@ -74,25 +75,26 @@ def load_background(spec: str) -> Background:
         raise UsageError(f"--bg {spec}: cannot read image ({e})") from None
 
 
-class OutputStage:
-    def __init__(
-        self,
-        run: RunOptions,
-        out: OutputOptions,
-        post: PostOptions,
-        output: str,
-        log: Callable[[str], None],
-        stdout: BinaryIO | None,
-    ) -> None:
-        self.run, self.out, self.post, self.log = run, out, post, log
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a written output records of the model that made its mask (the manifest row), and the
+    model's input size, which scales the edge refinement."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+class OutputTarget:
+    """Where a run's outputs go and how they are named; checked before any work."""
+
+    def __init__(self, run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> None:
+        self.run, self.out, self.post = run, out, post
         self.to_stdout = output == STDOUT
         # `-o cut.png`: one named file (a local path), not a folder.
         self.to_file = Path(output) if not self.to_stdout and is_file_target(output) else None
         single = self.to_stdout or self.to_file is not None
         self.dest = None if single else Destination(output)  # a folder or a URL
-        self.stdout = stdout
-        if post.refine == "matting" and (note := require_pymatting()) is not None:
-            log(f"bgcut: note: {note}")
         self.bg: Background | None = load_background(out.bg) if out.bg else None
         if single and out.per_object:
             raise UsageError(f"--per-object writes several files; it cannot write to {output} (give a folder)")
@@ -102,10 +104,6 @@ class OutputStage:
                 f"-o {output}: --format {out.format} writes {out.extension} files; "
                 f"name the output {self.to_file.with_suffix(out.extension).name}, or leave --format out"
             )
-        # Set by the engine once the model is loaded: the manifest's facts, and the mask's scale.
-        self.model_name: str | None = None
-        self.sha: str | None = None
-        self.model_size: int | None = None
 
     def output_name(self, source: Source, suffix: str = "") -> str:
         """The output's "/"-separated name inside the output folder."""
@@ -160,17 +158,26 @@ class OutputStage:
             "fg_fraction": round(float(hard(alpha, self.post.threshold).mean()), 6),
         }
 
+
+
+class Writer:
+    """Renders, encodes and writes one input's output(s) into ``target`` (a writer thread's job)."""
+
+    def __init__(self, target: OutputTarget, model: ModelFacts, stdout: BinaryIO | None = None) -> None:
+        self.target, self.model, self.stdout = target, model, stdout
+
     def write(self, job: Job) -> Row:
         """Post-process, encode and write one input (runs in a writer thread)."""
+        target, out = self.target, self.target.out
         item, source = job.item, job.source
         rgb = item.rgb.numpy()
         h, w = rgb.shape[:2]
-        row = Row(
-            source.display, width=w, height=h, model=self.model_name, weights_sha256=self.sha, warning=item.warning
-        )
+        model = self.model
+        row = Row(source.display, width=w, height=h, warning=item.warning)
+        row.model, row.weights_sha256 = model.name, model.sha256
         try:
             alpha = None if item.alpha is None else item.alpha.numpy()
-            result = render(rgb, alpha, job.mask, self.post, self.out, self.bg, self.model_size)
+            result = render(rgb, alpha, job.mask, target.post, out, target.bg, model.size)
             if result.warning:
                 row.warning = f"{row.warning}; {result.warning}" if row.warning else result.warning
             row.bbox = list(result.bbox) if result.bbox else None
@@ -179,20 +186,20 @@ class OutputStage:
                 row.status = "empty"
                 return row
             for suffix, image in result.images:
-                data = encode(image, self.out.extension, self.out.png)
-                if self.to_stdout:
+                data = encode(image, out.extension, out.png)
+                if target.to_stdout:
                     assert self.stdout is not None
                     self.stdout.write(data)
                     self.stdout.flush()
                     row.outputs.append(STDOUT)
-                elif self.to_file is not None:
-                    atomic_write(self.to_file, data)
-                    row.outputs.append(str(self.to_file))
+                elif target.to_file is not None:
+                    atomic_write(target.to_file, data)
+                    row.outputs.append(str(target.to_file))
                 else:
-                    assert self.dest is not None
-                    self.dest.write(self.output_name(source, suffix), data)
-                    row.outputs.append(self.output_path(source, suffix))
-            if self.out.per_object:
+                    assert target.dest is not None
+                    target.dest.write(target.output_name(source, suffix), data)
+                    row.outputs.append(target.output_path(source, suffix))
+            if out.per_object:
                 self._remove_stale_objects(source, len(result.images))
         except OSError as e:
             row.status, row.error = "failed", f"cannot write output: {e.strerror or e}"
@@ -202,6 +209,7 @@ class OutputStage:
 
     def _remove_stale_objects(self, source: Source, n: int) -> None:
         # An --overwrite rerun that finds fewer objects must not leave the old extra crops behind.
-        assert self.dest is not None
-        while self.dest.remove_if_exists(self.output_name(source, f"_obj{n:02d}")):
+        target = self.target
+        assert target.dest is not None
+        while target.dest.remove_if_exists(target.output_name(source, f"_obj{n:02d}")):
             n += 1

@@ -27,7 +27,7 @@ from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
 from .infer import default_batch_size
-from .output import Job, OutputStage, Row
+from .output import Job, ModelFacts, OutputTarget, Row, Writer
 from .reader import Source
 from .report import RunSummary
 
@@ -97,18 +97,16 @@ def _writer(
     run: RunOptions, out: OutputOptions, post: PostOptions, output: str, model: str, sha: str, size: int
 ) -> Any:
     """One writer per worker process and settings: ``--bg PHOTO`` is read once, not once per row."""
-    engine = OutputStage(run, out, post, output, log=lambda _m: None, stdout=None)
-    engine.model_name, engine.sha, engine.model_size = model, sha, size
-    return engine
+    return Writer(OutputTarget(run, out, post, output), ModelFacts(model, sha, size))
 
 
 def _write(row: dict[str, Any], run: RunOptions, out: OutputOptions, post: PostOptions, output: str) -> dict[str, Any]:
-    engine = _writer(run, out, post, output, row["model"], row["sha"], int(row["size"]))
+    writer = _writer(run, out, post, output, row["model"], row["sha"], int(row["size"]))
     item, mask = pickle.loads(row["job"])
     if item.error is not None:
         result = Row(row["display"], status="failed", error=item.error)
     else:
-        result = engine.write(Job(Source(row["path"], row["key"], row["display"]), item, mask))
+        result = writer.write(Job(Source(row["path"], row["key"], row["display"]), item, mask))
     return {"row": json.dumps(asdict(result), ensure_ascii=False)}
 
 
@@ -169,7 +167,7 @@ def connect(address: str | None) -> None:
 
 
 def run_on_ray(
-    engine: OutputStage,
+    target: OutputTarget,
     cfg: PretrainedCfg,
     pending: list[Source],
     record: Callable[[Row], None],
@@ -177,14 +175,14 @@ def run_on_ray(
 ) -> None:
     """The photos on Ray Data; rows come back as each input is written. The model is loaded by
     each actor; ``cfg`` gives the decode tasks its input size and resampler."""
-    connect(engine.run.ray_address)
+    connect(target.run.ray_address)
     rows = cutout_dataset(
         sources_dataset(pending),
-        engine.dest.where if engine.dest else "",
-        engine.run,
-        engine.out,
-        engine.post,
-        engine.run.size or cfg.input_size,
+        target.dest.where if target.dest else "",
+        target.run,
+        target.out,
+        target.post,
+        target.run.size or cfg.input_size,
         cfg.interpolation,
     )
     try:

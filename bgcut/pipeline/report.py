@@ -21,7 +21,7 @@ from .. import codecs
 from ..config import RunOptions
 from ..errors import UsageError
 from ..storage import append_lines, is_url
-from .output import OutputStage, Row
+from .output import OutputTarget, Row
 from .reader import SAME_FILE, Source
 
 
@@ -130,17 +130,17 @@ def _earlier_facts(path: Path) -> dict[str, dict]:
     return facts
 
 
-def skipped_row(engine: OutputStage, source: Source, manifest: Manifest) -> Row:
+def skipped_row(target: OutputTarget, source: Source, manifest: Manifest) -> Row:
     """The row of an output that exists already, with its facts: from the manifest's earlier row,
     or, when that row was lost (a run killed between the rename and the row), read back from the
     output itself. Only when a manifest is written: reading thousands of outputs costs time."""
-    row = Row(source.display, [str(engine.output_path(source))], status="skipped")
+    row = Row(source.display, [str(target.output_path(source))], status="skipped")
     if not manifest.path:
         return row
     earlier = manifest.earlier.get(source.display)
     if earlier is not None:
         return replace(row, **earlier)
-    facts = engine.read_back(source)
+    facts = target.read_back(source)
     if facts is None:
         return replace(row, warning="no earlier manifest row, and this format's output cannot tell its facts")
     return replace(row, **facts)
