@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_MODEL, PostOptions, RunOptions
+from ..config import PostOptions, RunOptions
 from ._common import (
     DeviceOpt,
     ModelOpt,
@@ -96,8 +96,10 @@ def eval_cli(
             allow_missing=allow_missing,
         )
     if as_json:
+        from ..models import resolve_cfg  # torch: only once the command runs, not for --help
+
         data = {
-            "model": str(weights) if weights else model or DEFAULT_MODEL,
+            "model": str(weights) if weights else resolve_cfg(model).name,
             "refine": refine.value,
             **result.to_dict(),
         }

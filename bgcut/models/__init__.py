@@ -12,7 +12,7 @@ model card, config and training recipe live in the repository's top-level ``weig
 
 from ..config import DEFAULT_MODEL
 from . import effnet_unet, luma, u2net, unet_lite  # noqa: F401 - imported for their registrations
-from ._factory import LoadedModel, count_parameters, create_model
+from ._factory import LoadedModel, count_parameters, create_model, resolve_cfg
 from ._fuse import fuse_conv_bn
 from ._hub import imported_dir, local_weights, resolve_weights
 from ._import import import_checkpoint
@@ -26,6 +26,7 @@ from ._registry import (
 from ._weights import load_into, read_state_dict, save_tensors, sha256_file
 
 __all__ = [
+    "resolve_cfg",
     "DEFAULT_MODEL",
     "LoadedModel",
     "build_arch",

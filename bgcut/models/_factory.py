@@ -1,4 +1,8 @@
-"""``create_model``: name or weights path -> a ready, eval-mode module with its config."""
+"""``create_model``: name or weights path -> a ready, eval-mode module with its config.
+
+``resolve_cfg`` is the one place a model name, a weights path or nothing (the default model)
+becomes a config; ``create_model`` and the run's settings both go through it.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,16 @@ def _local_cfg(weights: Path, name: str | None) -> tuple[Path, PretrainedCfg, st
         # `bgcut train` records the sha256 of the weights it wrote: damaged bytes are caught here.
         recorded = data.get("sha256") if weights.name == "model.safetensors" else None
         return weights, cfg, recorded if isinstance(recorded, str) else None
-    return weights, replace(get_pretrained_cfg(name or DEFAULT_MODEL), embedded=None, sha256=None), None
+    return weights, replace(resolve_cfg(name), embedded=None, sha256=None), None
+
+
+def resolve_cfg(name: str | None = None, weights: str | Path | None = None) -> PretrainedCfg:
+    """The config a run with ``-m name`` / ``-w weights`` uses: the weights' own (``config.json``
+    beside them, or ``name``'s architecture for a bare file), else the registry's entry for
+    ``name``, else the default model's. Raises as ``create_model`` does for what it cannot find."""
+    if weights is not None:
+        return _local_cfg(Path(weights), name)[1]
+    return get_pretrained_cfg(name or DEFAULT_MODEL)
 
 
 def create_model(
@@ -65,7 +78,7 @@ def create_model(
         sha = verify_sha256(path, recorded, cfg.name, "its config.json records another sha256: copy or export it again")
         checked = recorded is not None
     else:
-        cfg = get_pretrained_cfg(name or DEFAULT_MODEL)
+        cfg = resolve_cfg(name)
         path, sha = resolve_weights(cfg, force_download=force_download)
         checked = cfg.sha256 is not None
     module = build_arch(cfg)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions
 from ..errors import UsageError
-from ..models import DEFAULT_MODEL, sha256_file
+from ..models import DEFAULT_MODEL, resolve_cfg, sha256_file
 from ..storage import is_url, same_place
 from .output import STDOUT, OutputTarget, is_file_target
 from .reader import VIDEO_EXTENSIONS, Listing, Source
@@ -104,7 +104,7 @@ SETTINGS_BEFORE_OPTION: dict[str, object] = {
 
 def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: VideoOptions) -> dict[str, object]:
     """What decides an output's content: a folder holds outputs of one kind (see ``check_settings``)."""
-    model = _weights_identity(run.weights) if run.weights else run.model or DEFAULT_MODEL
+    model = _weights_identity(run.weights) if run.weights else resolve_cfg(run.model).name
     return {
         "--format": out.format,
         MODEL_KEY: model,
