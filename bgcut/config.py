@@ -389,9 +389,13 @@ def video_format_help() -> str:
     return f"What a video input becomes. {kinds}. Default: {DEFAULT_VIDEO_FORMAT}."
 
 
-@dataclass
+COCO_MODES = ("instances", "classes")  # bgcut train --coco-mode
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """One training run (``bgcut train``); the command's defaults are these."""
+    """One training run (``bgcut train``); the command's defaults are these, and every check of
+    the options alone (no file read yet) is made once, here."""
 
     images: Path
     masks: Path | None
@@ -438,6 +442,37 @@ class TrainConfig:
     coco_min_area: float = 1024.0  # objects smaller than this many pixels are skipped (instances)
     coco_context: float = 0.15  # an object's crop: its box widened by this share of its size per side
     arch_args: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.masks is None) == (self.coco is None):
+            raise UsageError("give either --masks (image/mask pairs) or --coco (a COCO instances file)")
+        if self.teacher and self.coco is not None:
+            # A teacher predicts salient objects, not one COCO object or class: no target to distil.
+            raise UsageError("--teacher works with --masks pairs, not with --coco")
+        if self.resume_from is not None and (self.init is not None or self.init_encoder is not None):
+            raise UsageError("--resume-from goes on from a state file's weights: leave out --init and --init-encoder")
+        if self.coco_mode not in COCO_MODES:
+            raise UsageError(f"--coco-mode {self.coco_mode!r}: expected one of {', '.join(COCO_MODES)}")
+        if self.size < MIN_SIZE:
+            raise UsageError(f"--size {self.size}: must be at least {MIN_SIZE} pixels")
+        for flag, value, least in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
+                                   ("--workers", self.workers, 0)):  # fmt: skip
+            if value < least:
+                raise UsageError(f"{flag} {value}: must be at least {least}")
+        if not self.lr > 0:  # also refuses nan
+            raise UsageError(f"--lr {self.lr}: must be above 0")
+        if not 0.0 <= self.val_fraction <= 0.9:
+            raise UsageError(f"--val-fraction {self.val_fraction}: must be from 0 to 0.9")
+        if not 0.0 <= self.ema < 1.0:
+            raise UsageError(f"--ema {self.ema}: must be from 0 (off) up to, not including, 1")
+        for flag, share in (("--blur", self.blur), ("--jpeg", self.jpeg), ("--paste", self.paste)):
+            if not 0.0 <= share <= 1.0:
+                raise UsageError(f"{flag} {share}: must be a share from 0 to 1")
+        weights = {"--boundary-gain": self.boundary_gain, "--distill-weight": self.distill_weight}
+        coco = {"--coco-min-area": self.coco_min_area, "--coco-context": self.coco_context}
+        for flag, value in {**weights, **coco}.items():
+            if not value >= 0:
+                raise UsageError(f"{flag} {value}: must not be negative")
 
 
 BLENDS = ("none", "gaussian", "poisson", "motion")

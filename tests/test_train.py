@@ -156,3 +156,35 @@ def test_distillation_caches_teacher_masks_once(tmp_path: Path, luma_weights: Pa
     again = CliRunner().invoke(app, [*base, "--epochs", "2", "--resume"], catch_exceptions=False)
     assert again.exit_code == 0 and f"0 masks computed, {len(cached)} cached" in again.output
     assert {p: p.stat().st_mtime_ns for p in cached} == stamps
+
+
+def test_train_options_are_checked_once_before_any_work(tmp_path: Path) -> None:
+    """TrainConfig, as the library builds it, refuses what the command line refuses, in one line,
+    and cannot be changed after its checks."""
+    import dataclasses
+
+    import pytest
+
+    from bgcut.config import TrainConfig
+    from bgcut.errors import UsageError
+
+    ok = TrainConfig(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ok.epochs = 3  # type: ignore[misc]
+    for kwargs, message in (
+        ({"masks": None}, "give either --masks (image/mask pairs) or --coco"),
+        ({"coco": tmp_path / "c.json"}, "give either --masks (image/mask pairs) or --coco"),
+        ({"teacher": "isnet-general", "masks": None, "coco": tmp_path / "c.json"}, "--teacher works with --masks"),
+        ({"resume_from": tmp_path / "s", "init": tmp_path / "w"}, "--resume-from goes on from a state file's weights"),
+        ({"coco_mode": "boxes"}, "--coco-mode 'boxes': expected one of instances, classes"),
+        ({"size": 16}, "--size 16: must be at least 32 pixels"),
+        ({"epochs": 0}, "--epochs 0: must be at least 1"),
+        ({"lr": float("nan")}, "--lr nan: must be above 0"),
+        ({"ema": 1.0}, "--ema 1.0: must be from 0 (off) up to, not including, 1"),
+        ({"paste": 1.5}, "--paste 1.5: must be a share from 0 to 1"),
+        ({"boundary_gain": -1.0}, "--boundary-gain -1.0: must not be negative"),
+    ):
+        args = {"images": tmp_path / "images", "masks": tmp_path / "masks", "output": tmp_path / "out", **kwargs}
+        with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            TrainConfig(**args)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()

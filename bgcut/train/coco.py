@@ -24,10 +24,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..config import COCO_MODES
 from ..errors import UsageError
 from ..images import open_named, resize_rgb
-
-MODES = ("instances", "classes")
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,8 @@ def coco_samples(
     context: float = 0.15,
 ) -> list[CocoSample]:
     """Read a COCO instances file; pictures are looked up in ``images`` by ``file_name``."""
-    if mode not in MODES:
-        raise UsageError(f"--coco-mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode not in COCO_MODES:
+        raise UsageError(f"--coco-mode {mode!r}: expected one of {', '.join(COCO_MODES)}")
     try:
         data = json.loads(Path(annotations).read_text())
         pictures = {int(p["id"]): p for p in data["images"]}

@@ -110,9 +110,6 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpol
     resized with the model's resampler, as inference does."""
     cache_size = int(round(cfg.size * 1.15))  # room for the random crops
     if cfg.coco is not None:
-        if cfg.teacher:
-            # A teacher predicts salient objects, not one COCO object or class: no target to distil.
-            raise UsageError("--teacher works with --masks pairs, not with --coco")
         samples = coco_samples(
             cfg.coco, cfg.images, cfg.coco_mode, cfg.coco_classes, cfg.coco_min_area, cfg.coco_context
         )
@@ -124,8 +121,7 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpol
         tr_img, tr_msk, _ = cache_items(train_s, decode, cache_size, 1, cfg.workers, log)
         va_img, va_msk, _ = cache_items(val_s, decode, cfg.size, 1, cfg.workers, log)
         return tr_img, tr_msk, va_img, va_msk, sorted({s.image.name for s in val_s})
-    if cfg.masks is None:
-        raise UsageError("training needs --masks (a folder of masks named like the images) or --coco")
+    assert cfg.masks is not None  # TrainConfig holds --masks or --coco
     pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
     pairs = pairs[: cfg.limit] if cfg.limit else pairs
     train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction)
@@ -180,8 +176,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     resumed_here = cfg.resume and ckpt_path.exists()
     state = None
     if cfg.resume_from is not None and not resumed_here:
-        if cfg.init is not None or cfg.init_encoder is not None:
-            raise UsageError("--resume-from goes on from a state file's weights: leave out --init and --init-encoder")
         weights, state = read_state(Path(cfg.resume_from))
         if state["epoch"] >= cfg.epochs:
             raise UsageError(
