@@ -8,7 +8,7 @@ per-model code paths.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,23 @@ INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "box")  # images.resize_rgb'
 STORAGES = ("fp32", "fp16", "int8")
 DEFAULT_STORAGE = "fp32"  # what `bgcut models import` writes unless told
 OUTPUT_RULES = ("sigmoid", "sigmoid-minmax", "identity")  # preprocess.to_masks
+
+
+def setting(default: Any, flag: str | None = None) -> Any:
+    """A field whose value decides what an output holds. A run's settings file records it (under
+    ``flag``, else ``--NAME``), and a folder is resumed only with the same value: declared here,
+    beside the option, so a new option that changes outputs cannot be left out of the check."""
+    return field(default=default, metadata={"setting": flag or True})
+
+
+def settings_of(options: Any) -> dict[str, object]:
+    """``{flag: value}`` of the fields of an options object that ``setting`` marks."""
+    found: dict[str, object] = {}
+    for f in fields(options):
+        mark = f.metadata.get("setting")
+        if mark:
+            found[mark if isinstance(mark, str) else "--" + f.name.replace("_", "-")] = getattr(options, f.name)
+    return found
 
 
 @dataclass(frozen=True)
@@ -194,21 +211,21 @@ def format_for_file(name: str) -> str | None:
 class PostOptions:
     """How a predicted soft mask is turned into the final alpha (all in pixels of the input)."""
 
-    threshold: float = 0.5  # the cut for --binary, connected components, boxes and hole filling
-    binary: bool = False
-    keep: str = "all"  # "all" or "largest" connected object
-    fill_holes: bool = False
-    erode: int = 0
-    dilate: int = 0
-    feather: float = 0.0
+    threshold: float = setting(0.5)  # the cut for --binary, connected components, boxes and hole filling
+    binary: bool = setting(False)
+    keep: str = setting("all")  # "all" or "largest" connected object
+    fill_holes: bool = setting(False)
+    erode: int = setting(0)
+    dilate: int = setting(0)
+    feather: float = setting(0.0)
     # The mask's edge at full resolution (pipeline/edges.py), before the options above: "none"
     # keeps the upsampled mask, "guided" moves its soft edge onto the photo's own edge, "matting"
     # solves closed-form alpha matting in a band around the edge (slow; pip install 'bgcut[matting]').
-    refine: str = "none"
-    refine_eps: float = 1e-4  # "guided": smaller follows the photo's edges more closely (bench/edges.py)
+    refine: str = setting("none")
+    refine_eps: float = setting(1e-4)  # "guided": smaller follows the photo's edges more closely (bench/edges.py)
     # Colour outputs: estimate the object's own colour where alpha is partial, so the old
     # background does not come along as a halo (pipeline/edges.estimate_foreground).
-    decontaminate: bool = False
+    decontaminate: bool = setting(False)
 
     def __post_init__(self) -> None:
         # Checked once, here: a bad value is one usage error before any work, not one failure per image.
@@ -234,11 +251,11 @@ class OutputOptions:
 
     # None: the format the output file's name asks for (``-o cut.webp``: webp), else DEFAULT_FORMAT;
     # ``remove_backgrounds`` settles it (``for_output``) before anything reads it.
-    format: str | None = None
-    bg: str | None = None  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
-    margin: str = "0"  # crop margin: pixels ("16") or percent of the box ("10%")
-    per_object: bool = False
-    min_area: int = 64  # per-object crops: smaller objects are ignored (pixels)
+    format: str | None = setting(None)
+    bg: str | None = setting(None)  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
+    margin: str = setting("0")  # crop margin: pixels ("16") or percent of the box ("10%")
+    per_object: bool = setting(False)
+    min_area: int = setting(64)  # per-object crops: smaller objects are ignored (pixels)
     # PNG files: "fast" or "small" (PNG_MODES). The decoded pixels are the same either way; only
     # the file's bytes differ, so a folder may be resumed with the other one.
     png: str = "fast"
@@ -279,8 +296,8 @@ class RunOptions:
     model: str | None = None
     weights: str | None = None
     device: str = "auto"
-    precision: str = "auto"
-    size: int | None = None  # inference resolution; None = the model's own
+    precision: str = setting("auto")
+    size: int | None = setting(None)  # inference resolution; None = the model's own
     batch_size: int | None = None  # None: 8 on a GPU, up to 1 megapixel of model input on CPU
     workers: int = 2  # DataLoader decode processes; 0 decodes in the main process
     writer_threads: int = 2
@@ -365,11 +382,12 @@ DEFAULT_VIDEO_FORMAT = "webm"
 class VideoOptions:
     """What is written for each input video (``bgcut/video``)."""
 
-    format: str = DEFAULT_VIDEO_FORMAT
+    format: str = setting(DEFAULT_VIDEO_FORMAT, "--video-format")
     # Steadying of the mask from one frame to the next (video/stability.py): 0 is off; s in
     # (0, 1) keeps that share of the previous frame's mask where the new one differs only a little.
-    steady: float = 0.0
-    quality: int = 20  # the encoders' constant-quality level (CRF; lower is better and larger)
+    steady: float = setting(0.0)
+    # The encoders' constant-quality level (CRF; lower is better and larger).
+    quality: int = setting(20, "--video-quality")
 
     def __post_init__(self) -> None:
         if self.format not in VIDEO_FORMATS:

@@ -280,3 +280,20 @@ def test_weights_are_written_with_the_umask(tmp_path: Path) -> None:
         finally:
             os.umask(old)
         assert (tmp_path / f"w{umask:o}.safetensors").stat().st_mode & 0o777 == mode
+
+
+def test_the_settings_file_is_what_the_options_declare() -> None:
+    """Each option that changes an output's bytes says so where it is declared (``config.setting``);
+    the settings file holds exactly those, under their flags, and nothing that does not change them."""
+    from bgcut.config import OutputOptions, PostOptions, RunOptions, VideoOptions, settings_of
+    from bgcut.pipeline.guard import MODEL_KEY, _settings
+
+    out = OutputOptions(format="crop", margin="5%", png="small")
+    assert settings_of(out) == {"--format": "crop", "--bg": None, "--margin": "5%", "--per-object": False,
+                                "--min-area": 64}  # fmt: skip
+    assert settings_of(RunOptions(size=512, workers=7, batch_size=3)) == {"--precision": "auto", "--size": 512}
+    assert settings_of(VideoOptions(quality=30)) == {"--video-format": "webm", "--steady": 0.0, "--video-quality": 30}
+    post = PostOptions(erode=2, refine="guided")
+    assert settings_of(post) == {f"--{k.replace('_', '-')}": v for k, v in vars(post).items()}  # every post option
+    settings = _settings(RunOptions(model="bgcut-lite"), out, post, VideoOptions())
+    assert settings[MODEL_KEY] == "bgcut-lite" and "--png" not in settings and "--workers" not in settings

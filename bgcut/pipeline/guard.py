@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
-from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions
+from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions, settings_of
 from ..errors import UsageError
 from ..models import DEFAULT_MODEL, resolve_cfg, sha256_file
 from ..storage import is_url, same_place
@@ -103,22 +102,10 @@ SETTINGS_BEFORE_OPTION: dict[str, object] = {
 
 
 def _settings(run: RunOptions, out: OutputOptions, post: PostOptions, video: VideoOptions) -> dict[str, object]:
-    """What decides an output's content: a folder holds outputs of one kind (see ``check_settings``)."""
+    """What decides an output's content, as each options object declares it (``config.setting``):
+    a folder holds outputs of one kind (see ``check_settings``)."""
     model = _weights_identity(run.weights) if run.weights else resolve_cfg(run.model).name
-    return {
-        "--format": out.format,
-        MODEL_KEY: model,
-        "--size": run.size,
-        "--precision": run.precision,
-        "--bg": out.bg,
-        "--margin": out.margin,
-        "--per-object": out.per_object,
-        "--min-area": out.min_area,
-        **{f"--{k.replace('_', '-')}": v for k, v in asdict(post).items()},
-        "--video-format": video.format,
-        "--steady": video.steady,
-        "--video-quality": video.quality,
-    }
+    return {**settings_of(out), MODEL_KEY: model, **settings_of(run), **settings_of(post), **settings_of(video)}
 
 
 def _weights_identity(weights: str) -> str:
