@@ -163,6 +163,33 @@ def shown_value(spec: str, limit: int = 60) -> str:
     return repr(spec if len(spec) <= limit else spec[: limit - 3] + "...")
 
 
+BLUR = "blur"  # --bg blur[:SIGMA]: the photo's own background, blurred
+DEFAULT_BLUR_SIGMA = 15.0  # pixels: a Gaussian's standard deviation, as a portrait mode's blur
+MAX_BLUR_SIGMA = 500.0
+
+
+def parse_blur(spec: str, option: str = "--bg") -> float | None:
+    """``blur`` or ``blur:SIGMA`` -> the Gaussian's standard deviation in pixels; None for
+    anything else (a colour, a photo). Not a file name: a photo named ``blur`` is ``./blur``.
+
+    Raises:
+        UsageError: ``blur:`` followed by something that is not a sigma from 0.5 to 500.
+    """
+    name, sep, value = spec.partition(":")
+    if name.strip().lower() != BLUR:
+        return None
+    if not sep:
+        return DEFAULT_BLUR_SIGMA
+    try:
+        sigma = float(value)
+    except ValueError:
+        sigma = float("nan")
+    if not 0.5 <= sigma <= MAX_BLUR_SIGMA:  # also refuses nan
+        most = f"{MAX_BLUR_SIGMA:g}"
+        raise UsageError(f"{option} {shown_value(spec)}: blur:SIGMA takes a sigma from 0.5 to {most} pixels")
+    return sigma
+
+
 def parse_colour(spec: str, option: str = "--bg") -> tuple[int, int, int] | None:
     """A colour -> RGB: ``r,g,b``, or anything PIL's ``ImageColor`` reads (a name, ``#rrggbb``,
     ``rgb(0,128,255)``, ``hsl(200,100%,50%)``). None when ``spec`` is no colour at all (a photo's
@@ -264,7 +291,7 @@ class OutputOptions:
         if self.format is not None and self.format not in FORMATS:
             raise UsageError(f"--format {self.format!r}: expected one of {', '.join(FORMATS)}")
         parse_margin(self.margin)
-        if self.bg is not None and parse_colour(self.bg) is None:
+        if self.bg is not None and parse_blur(self.bg) is None and parse_colour(self.bg) is None:
             from .storage import is_url  # lazily: config is imported by every module
 
             if not is_url(self.bg) and not Path(self.bg).is_file():

@@ -65,6 +65,32 @@ def test_composite_on_colour_and_photo() -> None:
     assert pp.composite(rgb, alpha, photo)[0, 1].tolist() == [7, 7, 7]
 
 
+def test_blurred_background_keeps_the_subject_out_of_its_halo() -> None:
+    """--bg blur: the photo's own background, blurred. Near the subject it is the background's
+    colour, not a smear of the subject's (a plain blur puts half of it there), far away it is the
+    plain blur of the background, and the subject itself is as it was."""
+    h, w = 200, 300
+    rng = np.random.default_rng(0)
+    rgb = np.empty((h, w, 3), np.uint8)
+    rgb[:] = (20, 40, 200)
+    rgb[:, :30] = rng.integers(0, 256, (h, 30, 3), dtype=np.uint8)  # a textured strip, far from the subject
+    alpha = np.zeros((h, w), np.uint8)
+    rgb[70:130, 120:180], alpha[70:130, 120:180] = (230, 20, 20), 255  # a red subject
+    out = pp.composite(rgb, alpha, load_background("blur:8"))
+    plain = cv2.GaussianBlur(rgb, (0, 0), 8)
+    for y, x in ((66, 150), (100, 116), (134, 150), (100, 184)):  # 4 px outside the subject
+        assert plain[y, x, 0] >= 70  # what a plain blur does: the red bleeds out
+        assert out[y, x].tolist() == [20, 40, 200], (y, x, out[y, x])
+    assert (out[70:130, 120:180] == (230, 20, 20)).all()
+    strip = out[60:140, 2:20].astype(int) - plain[60:140, 2:20].astype(int)
+    assert np.abs(strip).max() <= 12 and strip.std() < np.abs(rgb[60:140, 2:20].astype(int) - 128).std() / 10
+    assert load_background("blur").blur == 15.0
+    with pytest.raises(UsageError, match=r"--bg 'blur:0': blur:SIGMA takes a sigma from 0.5 to 500 pixels"):
+        OutputOptions(bg="blur:0")
+    with pytest.raises(UsageError, match=r"--bg 'blur:x'"):
+        OutputOptions(bg="blur:x")
+
+
 @pytest.mark.parametrize("spec", ["notacolour", "1,2", "300,0,0"])
 def test_bad_background(spec: str) -> None:
     with pytest.raises(UsageError, match="--bg"):

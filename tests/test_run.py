@@ -62,6 +62,9 @@ def test_jpg_on_background_and_webp(photos: Path, tmp_path: Path, luma_weights: 
     jpg = np.asarray(Image.open(tmp_path / "j" / "a.jpg"))
     assert jpg.shape == (60, 80, 3)
     assert jpg[2, 2, 1] > 240 and jpg[2, 2, 0] < 15  # background became green
+    run([str(photos / "a.png")], tmp_path / "b", luma_weights, "jpg", bg="blur:3")
+    blurred = np.asarray(Image.open(tmp_path / "b" / "a.jpg"))
+    assert blurred.shape == (60, 80, 3) and (np.abs(blurred.astype(int) - jpg.astype(int)).max() > 100)
     run([str(photos / "a.png")], tmp_path / "w", luma_weights, "webp")
     webp = np.asarray(Image.open(tmp_path / "w" / "a.webp"))
     assert webp.shape == (60, 80, 4) and webp[30, 40, 3] == 255

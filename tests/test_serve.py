@@ -99,6 +99,9 @@ def test_options_are_the_command_lines(client: httpx.Client) -> None:
     assert jpg.headers["content-type"] == "image/jpeg"
     corner = np.asarray(Image.open(io.BytesIO(jpg.content)))[2, 2]
     assert abs(int(corner[1]) - 255) < 8 and corner[0] < 8 and corner[2] < 8
+    blurred = client.post("/remove", params={"format": "jpg", "bg": "blur:4"}, content=data)
+    assert blurred.status_code == 200, blurred.text
+    assert Image.open(io.BytesIO(blurred.content)).mode == "RGB"
     mask = client.post("/remove", params={"format": "mask", "binary": "true"}, content=data)
     values = set(np.unique(np.asarray(Image.open(io.BytesIO(mask.content)))).tolist())
     assert values == {0, 255}
@@ -112,6 +115,7 @@ def test_options_are_the_command_lines(client: httpx.Client) -> None:
         ({}, b"", 400, "empty upload: send the image as the body, or as the 'image' field of a form"),
         ({}, b"not an image", 400, "not an image, or a format PIL cannot identify"),
         ({"bg": "/etc/passwd"}, None, 400, "bg '/etc/passwd': expected a colour (white, #00ff00, 0,255,0"),
+        ({"bg": "blur:-1"}, None, 400, "bg 'blur:-1': blur:SIGMA takes a sigma from 0.5 to 500 pixels"),
         # Before: a plain-text 500 with a traceback for each of these three.
         ({"bg": "1,2"}, None, 400, "bg '1,2': expected three numbers 0-255 like 0,128,255"),
         ({"bg": "300,0,0"}, None, 400, "bg '300,0,0': expected three numbers 0-255 like 0,128,255"),

@@ -75,7 +75,8 @@ def remove_cli(
     bg: Annotated[
         str | None,
         typer.Option(
-            "--bg", help="Composite onto a colour (white, #00ff00, 0,255,0) or a photo (path); jpg defaults to white."
+            "--bg",
+            help="Composite onto a colour (white, #00ff00, 0,255,0), a photo (path), or the photo's own background blurred (blur, or blur:SIGMA in pixels, default 15); jpg defaults to white.",
         ),
     ] = OUT.bg,
     threshold: Annotated[

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file, parse_colour
+from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, format_for_file, parse_blur, parse_colour
 from ..errors import ImageError, UsageError
 from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
@@ -65,7 +65,10 @@ def is_file_target(output: str) -> bool:
 
 def load_background(spec: str) -> Background:
     """``--bg`` made ready: a colour, or the photo it names decoded (a path or a URL, EXIF
-    orientation applied). ``OutputOptions`` has checked that it is one or the other."""
+    orientation applied), or the input's own background blurred (``blur[:SIGMA]``).
+    ``OutputOptions`` has checked that it is one of them."""
+    if (sigma := parse_blur(spec)) is not None:
+        return Background(blur=sigma)
     colour = parse_colour(spec)
     if colour is not None:
         return Background(color=colour)

@@ -33,6 +33,7 @@ from ..config import (
     OutputOptions,
     PostOptions,
     ServeOptions,
+    parse_blur,
     parse_colour,
     shown_value,
 )
@@ -89,11 +90,14 @@ def _settings(params: dict[str, str]) -> Settings:
         raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
     bg = params.get("bg")
     try:
-        colour = parse_colour(bg, "bg") if bg else None
+        blur = parse_blur(bg, "bg") if bg else None
+        colour = parse_colour(bg, "bg") if bg and blur is None else None
     except UsageError as e:
         raise Refused(400, str(e)) from None
-    if bg and colour is None:  # never a path: a request must not make the server read a file
-        raise Refused(400, f"bg {shown_value(bg)}: expected a colour (white, #00ff00, 0,255,0, rgb(0,255,0))")
+    if bg and colour is None and blur is None:  # never a path: a request must not make the server read a file
+        raise Refused(
+            400, f"bg {shown_value(bg)}: expected a colour (white, #00ff00, 0,255,0, rgb(0,255,0)) or blur[:SIGMA]"
+        )
     if params.get("refine") == "matting":
         raise Refused(400, "refine 'matting' takes seconds per image: not offered by the server")
     given = {name: _post_value(name, params[name], default) for name, default in POST_PARAMS.items() if name in params}
@@ -105,7 +109,8 @@ def _settings(params: dict[str, str]) -> Settings:
         post = PostOptions(**given)  # type: ignore[arg-type]
     except UsageError as e:
         raise Refused(400, str(e).removeprefix("--")) from None  # "threshold 2.0: must be ..."
-    return Settings(out, post, Background(color=colour) if colour else None)
+    background = Background(blur=blur) if blur is not None else Background(color=colour) if colour else None
+    return Settings(out, post, background)
 
 
 def _refused(e: ImageError) -> Refused:
@@ -277,7 +282,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
         """Cut out one uploaded image (raw body, or the ``image`` field of a multipart form).
 
         Query parameters are the command line's options: ``format`` (png-alpha, mask, crop, webp,
-        jpg), ``bg`` (a colour), ``threshold``, ``binary``, ``keep``, ``fill_holes``, ``erode``,
+        jpg), ``bg`` (a colour, or ``blur[:SIGMA]``), ``threshold``, ``binary``, ``keep``, ``fill_holes``, ``erode``,
         ``dilate``, ``feather``, ``margin``, ``refine`` (none, guided), ``refine_eps``,
         ``decontaminate``.
         """
