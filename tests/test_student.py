@@ -276,3 +276,12 @@ def test_committing_a_relay_segment_keeps_the_history_and_ships_the_better_weigh
     assert [(r["segment"], r["maxF"]) for r in history] == [(1, 0.90), (1, 0.93), (2, 0.91), (2, 0.95), (2, 0.96)]
     assert shipped() == 5.0
     assert json.loads((committed / "config.json").read_text())["name"] == "s2"
+    # A run stopped by hand before it exported: its rows go into the history, nothing else.
+    cut = run("s3", [0.97], best=6.0, last=6.0)
+    (cut / "config.json").unlink()
+    with pytest.raises(SystemExit, match="no config.json yet"):
+        commit(cut)
+    relay_recipe.record(cut, "an ablation, stopped after one epoch", committed)
+    history = json.loads((committed / "history.json").read_text())
+    assert [(r["segment"], r.get("note")) for r in history][-1] == (3, "an ablation, stopped after one epoch")
+    assert shipped() == 5.0 and read_state_dict(committed / "state.safetensors")["w"][0, 0] == 5.0

@@ -16,6 +16,7 @@ commits to the repository:
 
     python weights/recipes/relay.py commit runs/relay          # add the state to the repository
     python weights/recipes/relay.py command                    # print the command that goes on from it
+    python weights/recipes/relay.py record RUN --note TEXT     # a run stopped by hand: its rows only
 
 It needs the workspace's data (``../shared``); it is a development recipe, not part of bgcut.
 """
@@ -95,6 +96,31 @@ def _ship(weights: Path, embedded: Path, registry: Path, card: Path) -> str:
     return sha
 
 
+def _segment_rows(run: Path, before: list[dict]) -> tuple[list[dict], list[dict], int]:
+    """``run``'s validations as a relay segment, and the committed rows they do not replace.
+
+    A run is known by its first validation: a run resumed on the same machine (--resume) keeps
+    it, and its rows replace the ones committed before; a run started afresh adds a segment."""
+    rows = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
+    if not rows:
+        raise SystemExit(f"{run}: no history yet (no epoch has finished)")
+    run_id = hashlib.sha256(json.dumps(rows[0], sort_keys=True).encode()).hexdigest()[:12]
+    earlier = [row.get("segment", 1) for row in before if row.get("run_id") == run_id]
+    before = [row for row in before if row.get("run_id") != run_id]
+    segment = earlier[0] if earlier else max((row.get("segment", 1) for row in before), default=0) + 1
+    return [{**row, "segment": segment, "run_id": run_id} for row in rows], before, segment
+
+
+def record(run: Path, note: str, relay: Path = RELAY) -> None:
+    """Add the validations of a run that was stopped by hand before it exported (an ablation cut
+    short) to the relay's history, as a segment with ``note``; its weights are not committed."""
+    before = json.loads((relay / "history.json").read_text()) if (relay / "history.json").is_file() else []
+    new, before, segment = _segment_rows(run, before)
+    new = [{**row, "note": note} for row in new]
+    (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
+    print(f"recorded {run} in {relay / 'history.json'} (segment {segment}, {len(new)} epochs; weights not committed)")
+
+
 def commit(
     run: Path,
     relay: Path = RELAY,
@@ -106,20 +132,14 @@ def commit(
     """Add ``run``'s state and validations to the relay, and ship a candidate of it when it beats
     the embedded weights: a segment whose schedule restarted can end below where it began."""
     state = run / "state.safetensors"
-    rows = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
-    if not state.is_file() or not rows:
-        raise SystemExit(f"{run}: no state.safetensors and history yet (no epoch has finished)")
+    if not state.is_file():
+        raise SystemExit(f"{run}: no state.safetensors yet (no epoch has finished)")
     if not (run / "config.json").is_file():
         raise SystemExit(f"{run}: no config.json yet: commit a run once it has stopped and exported")
     relay.mkdir(parents=True, exist_ok=True)
     before = json.loads((relay / "history.json").read_text()) if (relay / "history.json").is_file() else []
-    # A run is known by its first validation: a run resumed on the same machine (--resume) keeps
-    # it, and its rows replace the ones committed before; a run started afresh adds a segment.
-    run_id = hashlib.sha256(json.dumps(rows[0], sort_keys=True).encode()).hexdigest()[:12]
-    earlier = [row.get("segment", 1) for row in before if row.get("run_id") == run_id]
-    before = [row for row in before if row.get("run_id") != run_id]
-    segment = earlier[0] if earlier else max((row.get("segment", 1) for row in before), default=0) + 1
-    new = [{**row, "segment": segment, "run_id": run_id} for row in rows]
+    new, before, segment = _segment_rows(run, before)
+    rows = [{k: v for k, v in row.items() if k not in ("segment", "run_id")} for row in new]
 
     # The loop's best epoch (best.safetensors) and where it stopped (state.safetensors) may differ.
     best_row = max(rows, key=lambda r: r["maxF"] - r["mae"])
@@ -185,10 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     sub.add_parser("commit").add_argument("run", type=Path)
+    rec = sub.add_parser("record", help="add a run stopped by hand (no export) to the history only")
+    rec.add_argument("run", type=Path)
+    rec.add_argument("--note", required=True, help="what the run was, and why it stopped")
     sub.add_parser("command")
     args = ap.parse_args(argv)
     if args.what == "commit":
         commit(args.run)
+    elif args.what == "record":
+        record(args.run, args.note)
     else:
         print(command())
     return 0
