@@ -335,6 +335,9 @@ class RunOptions:
     engine: str = "local"  # "local" (this process + decode workers) or "ray" (Ray Data)
     ray_address: str | None = None  # None starts a local Ray instance; "auto" or "ray://host:10001" joins a cluster
     ray_actors: int = 1  # model actors on a cluster without GPUs (with GPUs: one per GPU)
+    # Rows whose doubt (pipeline/doubt.py) is above this are marked ``"review": true`` in the
+    # manifest and counted in the summary; the outputs stay where they are (resume finds them).
+    max_doubt: float | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -352,6 +355,8 @@ class RunOptions:
         ):
             if value is not None and value < least:
                 raise UsageError(f"{flag} {value}: must be at least {least}")
+        if self.max_doubt is not None and not 0.0 <= self.max_doubt <= 1.0:  # also refuses nan
+            raise UsageError(f"--max-doubt {self.max_doubt}: must be a number from 0 to 1")
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             raise UsageError(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N")
 

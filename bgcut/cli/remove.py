@@ -183,6 +183,13 @@ def remove_cli(
             help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256). A URL manifest is written when the run ends.",
         ),
     ] = RUN.manifest,
+    max_doubt: Annotated[
+        float | None,
+        typer.Option(
+            "--max-doubt",
+            help="Mark the rows whose doubt (0-1, from the mask alone: unsure, frame-touching, scattered or odd-sized foreground) is above this as \"review\": true in the manifest, and count them in the summary. Every row has its doubt.",
+        ),
+    ] = RUN.max_doubt,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -268,6 +275,7 @@ def remove_cli(
                 max_pixels=max_pixels,
                 overwrite=overwrite,
                 manifest=manifest,
+                max_doubt=max_doubt,
                 shard=shard_spec,
                 engine=engine,
                 ray_address=ray_address,

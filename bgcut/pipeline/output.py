@@ -46,6 +46,11 @@ class Row:
     weights_sha256: str | None = None
     warning: str | None = None
     frames: int | None = None  # a video's frames written; left out of image rows' manifest lines
+    # How much to doubt the cut-out, 0 to 1, and what it is made of (pipeline/doubt.py); with
+    # --max-doubt, ``review`` marks the rows above it. Left out of the lines of rows without.
+    doubt: float | None = None
+    doubt_parts: dict[str, float] | None = None
+    review: bool | None = None
 
 
 @dataclass
@@ -185,6 +190,10 @@ class Writer:
                 row.warning = f"{row.warning}; {result.warning}" if row.warning else result.warning
             row.bbox = list(result.bbox) if result.bbox else None
             row.fg_fraction = round(result.fg_fraction, 6)
+            if result.doubt is not None:
+                row.doubt, row.doubt_parts = result.doubt.doubt, result.doubt.parts()
+                if target.run.max_doubt is not None:
+                    row.review = result.doubt.doubt > target.run.max_doubt
             if not result.images:
                 row.status = "empty"
                 return row

@@ -37,6 +37,7 @@ class RunSummary:
     manifest_error: str | None = None  # the manifest could not be written (the outputs were)
     no_inputs: bool = False  # the inputs held no image at all
     passed_over: dict[str, int] = field(default_factory=dict)  # files in folders not read, by extension
+    review: int = 0  # rows above --max-doubt
 
     @property
     def processed(self) -> int:
@@ -60,6 +61,8 @@ class RunSummary:
         parts = [f"{self.done} done", f"{self.skipped} skipped", f"{self.failed} failed"]
         if self.empty:
             parts.insert(1, f"{self.empty} with no foreground")
+        if self.review:
+            parts.append(f"{self.review} to review (doubt above --max-doubt)")
         if self.passed_over:
             kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(self.passed_over.items()))
             parts.append(f"{sum(self.passed_over.values())} passed over ({kinds})")
@@ -97,8 +100,9 @@ def _json_line(row: Row) -> str:
     """One manifest line, UTF-8 where the text allows; a non-UTF-8 file name is written with
     JSON escapes (``"\\udcff"``), which ``json.loads`` + ``os.fsencode`` turn back into its bytes."""
     fields = asdict(row)
-    if fields["frames"] is None:  # an image: its line is as it was before videos
-        del fields["frames"]
+    for key in OPTIONAL_FIELDS:  # a line without them is as it was before they existed
+        if fields[key] is None:
+            del fields[key]
     line = json.dumps(fields, ensure_ascii=False)
     try:
         line.encode("utf-8")
@@ -107,7 +111,8 @@ def _json_line(row: Row) -> str:
     return line + "\n"
 
 
-FACTS = ("width", "height", "bbox", "fg_fraction", "model", "weights_sha256")
+OPTIONAL_FIELDS = ("frames", "doubt", "doubt_parts", "review")
+FACTS = ("width", "height", "bbox", "fg_fraction", "model", "weights_sha256", "doubt", "doubt_parts")
 
 
 def _earlier_facts(path: Path) -> dict[str, dict]:
@@ -265,6 +270,8 @@ class Recorder:
             summary.empty += 1
         else:
             summary.done += 1
+        if row.review:
+            summary.review += 1
         if row.warning:
             self.log(f"bgcut: warning: {printable(row.input)}: {printable(row.warning)}")
         if not in_manifest:
