@@ -71,12 +71,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", nargs="+", action="append", required=True, metavar=("NAME GT", "PRED"))
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--weights", help="unsure,frame,pieces,extent to report with instead of doubt.WEIGHTS")
     args = ap.parse_args()
     data = {}
     for name, gt, *preds in args.set:
         for pred in preds:
             data[(name, pred)] = load(Path(gt), Path(pred))
     weights = dict(doubt.WEIGHTS)
+    if args.weights:
+        weights = dict(zip(("unsure", "frame", "pieces", "extent"), map(float, args.weights.split(",")), strict=True))
     if args.fit:
         grid = (0.0, 0.25, 0.5, 1.0, 2.0)
         best = (-2.0, weights)
