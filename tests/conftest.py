@@ -6,6 +6,8 @@ Nothing here reads ../shared or the network: every image a test uses is drawn he
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +87,15 @@ def s3_filesystem(env: dict[str, str]) -> fsspec.AbstractFileSystem:
         endpoint_url=env["AWS_ENDPOINT_URL"],
         skip_instance_cache=True,
     )
+
+
+def run_plain_script(script: str, how: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` (no ``if __name__ == "__main__":`` guard) run as ``folder/script.py`` (``how``
+    "file") or piped into ``python -`` ("stdin"), in ``folder``, as a user runs one."""
+    (folder / "script.py").write_text(script)
+    cmd = [sys.executable, str(folder / "script.py")] if how == "file" else [sys.executable, "-"]
+    stdin = script if how == "stdin" else None
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=folder, timeout=120)
 
 
 def default_sigint() -> None:

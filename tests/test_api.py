@@ -81,8 +81,7 @@ def test_remover_checks_its_options_like_the_cli(luma_weights: Path) -> None:
 def test_plain_script_without_main_guard(tmp_path: Path, luma_weights: Path, how: str) -> None:
     """A script with no ``if __name__ == "__main__":`` guard, run as a file or piped into
     ``python -``: the decode workers must not run it again (each would start a run of its own)."""
-    import subprocess
-    import sys
+    from .conftest import run_plain_script
 
     (tmp_path / "photos").mkdir()
     for i in range(20):
@@ -93,11 +92,7 @@ def test_plain_script_without_main_guard(tmp_path: Path, luma_weights: Path, how
         f"bgcut.RunOptions(weights={str(luma_weights)!r}, workers=2, device='cpu'), progress=False)\n"
         "print(s.done, s.failed)\n"
     )
-    (tmp_path / "script.py").write_text(script)
-    cmd = [sys.executable, str(tmp_path / "script.py")] if how == "file" else [sys.executable, "-"]
-    result = subprocess.run(
-        cmd, input=script if how == "stdin" else None, capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    result = run_plain_script(script, how, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["20", "0"], result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "died" not in result.stderr

@@ -303,8 +303,7 @@ def test_sigint_mid_run_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -
 def test_plain_script_without_main_guard(inputs: tuple[Path, Path], tmp_path: Path, how: str) -> None:
     """``paste_dataset`` from a script with no ``if __name__ == "__main__":`` guard, run as a file or
     piped into ``python -``: its worker processes must not run the script again."""
-    import subprocess
-    import sys
+    from .conftest import run_plain_script
 
     cut, bg = inputs
     script = (
@@ -312,11 +311,7 @@ def test_plain_script_without_main_guard(inputs: tuple[Path, Path], tmp_path: Pa
         f"s = paste_dataset([{str(cut)!r}], {str(bg)!r}, {str(tmp_path / 'out')!r}, 6, workers=2)\n"
         "print('made', s.done, s.failed)\n"
     )
-    (tmp_path / "script.py").write_text(script)
-    cmd = [sys.executable, str(tmp_path / "script.py")] if how == "file" else [sys.executable, "-"]
-    result = subprocess.run(
-        cmd, input=script if how == "stdin" else None, capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    result = run_plain_script(script, how, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["made", "6", "0"], result.stdout + result.stderr
     assert "Traceback" not in result.stderr
