@@ -168,3 +168,15 @@ def test_truncated_weights_file_is_one_line(photos: Path, tmp_path: Path, luma_w
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith(f"bgcut: error: cannot read weights {bad / 'model.safetensors'}") and "truncated" in line
+
+
+def test_steady_has_one_bound_the_options_own(tmp_path: Path, luma_weights: Path) -> None:
+    """--steady was capped at 0.99 by the command line and at < 1 by VideoOptions: now only the
+    options decide, so the CLI takes what the library takes, and refuses the rest in one line."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(square_image()).save(photo)
+    ok = invoke(str(photo), "-o", str(tmp_path / "a"), "-w", str(luma_weights), "--steady", "0.995")
+    assert ok.exit_code == 0, ok.output
+    bad = invoke(str(photo), "-o", str(tmp_path / "b"), "-w", str(luma_weights), "--steady", "1")
+    assert bad.exit_code == 2
+    assert "bgcut: error: --steady 1.0: must be from 0 (off) up to, not including, 1" in bad.output

@@ -32,7 +32,7 @@ def camera_cli(
     ] = True,
     max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
     steady: Annotated[
-        float, typer.Option("--steady", min=0.0, max=0.99, help="Steady the mask across frames (see bgcut remove).")
+        float, typer.Option("--steady", help="Steady the mask across frames, 0 (off) up to 1 (see bgcut remove).")
     ] = VIDEO.steady,
     model: ModelOpt = RUN.model,
     weights: WeightsOpt = RUN.weights,

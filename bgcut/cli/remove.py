@@ -119,9 +119,7 @@ def remove_cli(
         float,
         typer.Option(
             "--steady",
-            min=0.0,
-            max=0.99,
-            help="Videos: steady the mask from frame to frame, keeping up to this share (0-0.99) of the last frame's mask where the new one differs only a little; 0 is off (bench/RESULTS.md measures it).",
+            help="Videos: steady the mask from frame to frame, keeping up to this share (from 0, off, up to but not including 1) of the last frame's mask where the new one differs only a little (bench/RESULTS.md measures it).",
         ),
     ] = VIDEO.steady,
     video_quality: Annotated[
