@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bgcut.config import RunOptions, ServeOptions
+from bgcut.config import RunOptions
 from bgcut.pipeline.infer import Predictor
+from bgcut.serve.options import ServeOptions
 
 from .conftest import square_image
 from .test_serve import running

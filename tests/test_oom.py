@@ -86,7 +86,7 @@ def test_the_server_answers_413_for_the_image_that_never_fits(luma_weights: Path
     import io
 
     pytest.importorskip("fastapi")
-    from bgcut.config import ServeOptions
+    from bgcut.serve.options import ServeOptions
 
     from .test_serve import running
 

@@ -19,9 +19,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bgcut.cli import app as cli_app
-from bgcut.config import RunOptions, ServeOptions
+from bgcut.config import RunOptions
 from bgcut.pipeline.infer import Predictor
 from bgcut.serve.app import create_app
+from bgcut.serve.options import ServeOptions
 
 from .conftest import square_image
 

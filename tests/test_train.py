@@ -165,8 +165,8 @@ def test_train_options_are_checked_once_before_any_work(tmp_path: Path) -> None:
 
     import pytest
 
-    from bgcut.config import TrainConfig
     from bgcut.errors import UsageError
+    from bgcut.train.options import TrainConfig
 
     ok = TrainConfig(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..config import PasteOptions
+from ..paste.options import PasteOptions
 from ._common import QuietOpt, echo_err, fail, reported_errors
 
 

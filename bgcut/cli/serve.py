@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import RunOptions, ServeOptions
+from ..config import RunOptions
+from ..serve.options import ServeOptions
 from ._common import DeviceOpt, ModelOpt, WeightsOpt, reported_errors
 
 SERVE, RUN = ServeOptions(), RunOptions()

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_MODEL, TrainConfig
+from ..config import DEFAULT_MODEL
 from ..errors import UsageError
+from ..train.options import TrainConfig
 from ._common import BatchOpt, DeviceOpt, WorkersOpt, reported_errors
 
 

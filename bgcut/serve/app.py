@@ -29,10 +29,8 @@ from starlette.requests import ClientDisconnect
 
 from ..config import (
     FORMATS,
-    SERVE_BYTES_PER_PIXEL,
     OutputOptions,
     PostOptions,
-    ServeOptions,
     parse_blur,
     parse_colour,
     shown_value,
@@ -45,6 +43,7 @@ from ..pipeline.postprocess import Background, render
 from ..pipeline.writer import encode
 from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
 from .batcher import Batcher, Busy
+from .options import SERVE_BYTES_PER_PIXEL, ServeOptions
 
 RETRY_AFTER_S = 1
 

@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..config import COCO_MODES
 from ..errors import UsageError
 from ..images import open_named, resize_rgb
+from .options import COCO_MODES
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..config import PretrainedCfg, TrainConfig
+from ..config import PretrainedCfg
 from ..devices import pick_device
 from ..errors import UsageError
 from ..evaluate import MaskMetrics
@@ -43,6 +43,7 @@ from .coco import coco_samples, decode_coco
 from .data import cache_items, cache_pairs, list_pairs, load_backgrounds, split_by_stem, split_pairs
 from .ema import Ema
 from .losses import deep_supervision_loss, distillation_loss
+from .options import TrainConfig
 from .teacher import teacher_masks
 
 STATE_FILE = "state.safetensors"

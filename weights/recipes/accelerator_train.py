@@ -125,8 +125,8 @@ def unpack(shard_dirs: list[Path], data: Path) -> int:
 
 
 def segment(args: argparse.Namespace) -> Path:
-    from bgcut.config import TrainConfig
     from bgcut.train.loop import train
+    from bgcut.train.options import TrainConfig
 
     work, out = args.work, args.out
     data = work / "data"
