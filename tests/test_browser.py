@@ -94,3 +94,73 @@ def test_upload_a_photo_and_see_the_cutout(browser: object, tmp_path: Path, luma
         assert broken == 0
         if SCREENSHOT:
             driver.save_screenshot(SCREENSHOT)  # type: ignore[attr-defined]
+
+
+def test_review_page_sorts_filters_marks_and_exports(browser: object, tmp_path: Path) -> None:
+    """bgcut review on 2,000 entries: worst first, a page at a time, filtered by doubt and by
+    folder; two marked with the keyboard and exported as a list bgcut reads back."""
+    import json
+
+    import numpy as np
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bgcut.review import make_review
+
+    out, src = tmp_path / "out", tmp_path / "in"
+    rng = np.random.default_rng(0)
+    doubts = rng.permutation(2000) / 2000
+    lines = []
+    for i, d in enumerate(doubts):
+        folder = "a" if i % 3 else "b"
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        (src / folder).mkdir(parents=True, exist_ok=True)
+        rgba = np.zeros((12, 16, 4), np.uint8)
+        rgba[2:10, 3:13] = (200, 40, 40, 255)
+        Image.fromarray(rgba).save(out / folder / f"p{i:04d}.png")
+        Image.fromarray(rgba[:, :, :3]).save(src / folder / f"p{i:04d}.png")
+        row = {"input": str(src / folder / f"p{i:04d}.png"), "outputs": [str(out / folder / f"p{i:04d}.png")],
+               "status": "done", "doubt": float(d), "doubt_parts": {"unsure": float(d), "frame": 0.0}}  # fmt: skip
+        lines.append(json.dumps(row))
+    manifest = tmp_path / "run.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    summary = make_review(out, manifest)
+    assert summary.entries == 2000 and summary.thumbnails_made == 4000 and summary.unreadable == 0
+    assert make_review(out, manifest).thumbnails_kept == 4000  # made once, kept beside the page
+
+    driver = browser
+    driver.get((out / "review.html").as_uri())  # type: ignore[attr-defined]
+    count = driver.find_element(By.ID, "count")  # type: ignore[attr-defined]
+    WebDriverWait(driver, 30).until(lambda d: count.text == "2000 of 2000 cut-outs")
+    entries = driver.find_elements(By.CSS_SELECTOR, ".entry")  # type: ignore[attr-defined]
+    assert len(entries) == 200  # a page at a time
+    worst = max(range(2000), key=lambda i: doubts[i])
+    assert entries[0].find_element(By.CSS_SELECTOR, ".name").text.endswith(f"p{worst:04d}.png")
+    shown = [float(e.text.split()[1]) for e in driver.find_elements(By.CSS_SELECTOR, ".doubt")]  # type: ignore[attr-defined]
+    assert shown == sorted(shown, reverse=True)
+
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const s = document.getElementById('min'); s.value = '0.9'; s.dispatchEvent(new Event('input'));"
+    )
+    high = sum(d >= 0.9 for d in doubts)
+    WebDriverWait(driver, 10).until(lambda d: count.text == f"{high} of 2000 cut-outs")
+    driver.execute_script(  # type: ignore[attr-defined]
+        "const s = document.getElementById('folder'); s.value = 'b'; s.dispatchEvent(new Event('input'));"
+    )
+    both = sum(d >= 0.9 and i % 3 == 0 for i, d in enumerate(doubts))
+    WebDriverWait(driver, 10).until(lambda d: count.text == f"{both} of 2000 cut-outs")
+    names = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".name")]  # type: ignore[attr-defined]
+    assert len(names) == both and all("/in/b/" in n for n in names)
+
+    first = driver.find_element(By.CSS_SELECTOR, ".entry")  # type: ignore[attr-defined]
+    first.click()
+    keys = ActionChains(driver)  # to whatever has the focus, as a user's keyboard does
+    keys.send_keys("x").send_keys(Keys.ARROW_RIGHT).send_keys("x").perform()
+    assert driver.find_element(By.ID, "rejected-count").text == "2 rejected"  # type: ignore[attr-defined]
+    ActionChains(driver).send_keys("e").perform()
+    exported = driver.find_element(By.ID, "rejects").text.splitlines()  # type: ignore[attr-defined]
+    assert exported == sorted(names[:2])
+    if SCREENSHOT:
+        driver.save_screenshot(SCREENSHOT)  # type: ignore[attr-defined]

@@ -80,3 +80,32 @@ def test_doubt_in_the_manifest_and_max_doubt(tmp_path: Path, luma_weights: Path)
     assert all(r["status"] == "skipped" and "review" not in r for r in again)
     result = CliRunner().invoke(app, [*args, "--max-doubt", "1.5"])
     assert result.exit_code == 2 and "--max-doubt 1.5: must be a number from 0 to 1" in result.output
+
+
+def test_review_page_without_a_browser(tmp_path: Path, luma_weights: Path) -> None:
+    """bgcut review writes one page holding every cut-out's row, worst first once the page sorts,
+    with thumbnails made once; a manifest with nothing to review is one usage error."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        picture = np.full((60, 80, 3), 30, np.uint8)
+        cv2.circle(picture, (40, 30), 10 + 5 * i, (250, 250, 250), -1)
+        cv2.imwrite(str(src / f"p{i}.png"), picture)
+    (src / "broken.png").write_bytes(b"not an image")
+    out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
+    CliRunner().invoke(app, [str(src), "-o", str(out), "-w", str(luma_weights), "--manifest", str(manifest)])
+    result = CliRunner().invoke(app, ["review", str(out), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    assert "3 cut-outs; thumbnails 6 made, 0 kept" in result.output
+    page = (out / "review.html").read_text()
+    data = json.loads(page.split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert sorted(Path(e["input"]).name for e in data) == ["p0.png", "p1.png", "p2.png"]  # not the failed one
+    assert all(e["src"].startswith("review_files/") and (out / e["cut"]).is_file() for e in data)
+    parts = {"unsure", "frame", "pieces", "extent"}
+    assert all(isinstance(e["doubt"], float) and set(e["parts"]) == parts for e in data)
+    again = CliRunner().invoke(app, ["review", str(out), "--manifest", str(manifest), "-o", str(tmp_path / "r.html")])
+    assert again.exit_code == 0 and "thumbnails 6 made" in again.output  # a new page, its own folder
+    only_failed = tmp_path / "failed.jsonl"
+    only_failed.write_text(json.dumps({"input": "x.png", "status": "failed"}) + "\n")
+    bad = CliRunner().invoke(app, ["review", str(out), "--manifest", str(only_failed)])
+    assert bad.exit_code == 2 and f"--manifest {only_failed} holds no done or skipped rows to review" in bad.output

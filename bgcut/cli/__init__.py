@@ -1,7 +1,7 @@
 """The ``bgcut`` command line: a thin Typer layer over the library.
 
 ``bgcut INPUT... -o OUT`` runs ``remove``; ``models``, ``train``, ``eval``, ``paste``,
-``serve`` and ``camera`` are commands beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
+``serve``, ``camera`` and ``review`` are commands beside it (see ``DefaultToRemove`` for how a folder with a command's name is reached).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def root(
 
 
 def _register() -> None:
-    from . import camera, evaluate, models, paste, remove, serve, train
+    from . import camera, evaluate, models, paste, remove, review, serve, train
 
     app.command("remove")(remove.remove_cli)
     app.add_typer(models.app, name="models")
@@ -55,6 +55,7 @@ def _register() -> None:
     app.command("paste")(paste.paste_cli)
     app.command("serve")(serve.serve_cli)
     app.command("camera")(camera.camera_cli)
+    app.command("review")(review.review_cli)
 
 
 _register()
