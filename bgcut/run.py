@@ -10,9 +10,11 @@ A bad file becomes a failed row with its reason; it never stops the batch.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -59,6 +61,8 @@ def remove_backgrounds(
     progress: bool | None = None,
     log: Callable[[str], None] = log_to_stderr,
     stdout: BinaryIO | None = None,
+    predictor: Predictor | None = None,
+    redo: set[str] | None = None,
 ) -> RunSummary:
     """Cut out every image in ``inputs`` into ``output``: a folder, one file (``cut.png``, one
     input), or ``"-"`` for stdout. ``"-"`` among the inputs reads ``stdin_lines`` (paths), or is
@@ -66,6 +70,10 @@ def remove_backgrounds(
 
     Videos among the inputs (``reader.VIDEO_EXTENSIONS``) become what ``video`` says, one
     output each, after the images (``bgcut/video``).
+
+    ``predictor`` is a model already loaded for ``run`` (``bgcut --watch`` keeps one between
+    batches). ``redo`` takes only these files from what the inputs list (absolute paths), and
+    cuts them out again even where their output exists (a watched file that was replaced).
 
     Returns the summary with one row per input; never raises for a bad image or video.
 
@@ -77,6 +85,8 @@ def remove_backgrounds(
     output = str(output)
     run, out, post = run or RunOptions(), (out or OutputOptions()).for_output(output), post or PostOptions()
     video = video or VideoOptions()
+    if redo is not None:
+        run = replace(run, overwrite=True)  # a replaced input is cut out again over its old output
     started = time.time()
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")
@@ -96,6 +106,10 @@ def remove_backgrounds(
     if not target.to_stdout:
         guard.check_output_not_input(inputs, output)
         guard.check_no_output_is_an_input(target, listing.sources, clips, video)
+    if redo is not None:
+        listing.sources = [s for s in listing.sources if os.path.abspath(s.path) in redo]
+        listing.errors = [(arg, why) for arg, why in listing.errors if os.path.abspath(arg) in redo]
+        listing.passed_over = [(p, why) for p, why in listing.passed_over if os.path.abspath(p) in redo]
     if run.shard is not None:
         index, count = run.shard
         listing.sources = [s for s in listing.sources if shard_of(s.key, count) == index]
@@ -117,7 +131,7 @@ def remove_backgrounds(
             if run.engine == "ray":
                 model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
             else:
-                model = Predictor.from_options(run)
+                model = predictor if predictor is not None else Predictor.from_options(run)
             if settings is not None and target.dest is not None:
                 # An output folder that cannot be written is not an error here: each file's write says so, by name.
                 with contextlib.suppress(OSError):

@@ -181,6 +181,16 @@ def remove_cli(
             help="Append one JSON line per input (status, error, outputs, size, box, foreground fraction, model, weights sha256). A URL manifest is written when the run ends.",
         ),
     ] = RUN.manifest,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="After the inputs (local folders), keep running and cut out each new or replaced file once it is completely written (its size unchanged for a second); Ctrl-C or SIGTERM ends it with the summary. File events from watchfiles (pip install 'bgcut[watch]'), else polling.",
+        ),
+    ] = False,
+    watch_poll: Annotated[
+        bool, typer.Option("--watch-poll", help="--watch by scanning the folders (network file systems: no events).")
+    ] = False,
     max_doubt: Annotated[
         float | None,
         typer.Option(
@@ -294,6 +304,15 @@ def remove_cli(
                 decontaminate=decontaminate,
             )
             video = VideoOptions(format=video_format.value, steady=steady, quality=video_quality)
+            if watch or watch_poll:
+                from ..watch import watch as watch_folders
+
+                summary = watch_folders(
+                    inputs, output, run, out, post, video=video, progress=False if quiet else None, poll=watch_poll
+                )
+                if not quiet:
+                    typer.echo(summary.line().replace(" (interrupted)", "") + " (stopped watching)", err=True)
+                raise typer.Exit(0 if summary.failed == 0 and summary.manifest_error is None else 1)
             summary = remove_backgrounds(
                 inputs,
                 output,
