@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -121,6 +120,22 @@ def record(run: Path, note: str, relay: Path = RELAY) -> None:
     print(f"recorded {run} in {relay / 'history.json'} (segment {segment}, {len(new)} epochs; weights not committed)")
 
 
+def _commit_state(state: Path, target: Path) -> None:
+    """The state to go on from, in ``STORAGE`` (half the bytes of fp32; the same scores to four
+    decimals), its epoch and step kept in the file's metadata."""
+    sys.path.insert(0, str(ROOT))
+    from safetensors import safe_open
+
+    from bgcut.models import read_state_dict, save_tensors
+    from bgcut.models._weights import quantize
+
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+    tmp = target.with_name(target.name + ".tmp")
+    save_tensors(quantize(read_state_dict(state), STORAGE), tmp, metadata=meta)
+    tmp.replace(target)
+
+
 def commit(
     run: Path,
     relay: Path = RELAY,
@@ -170,7 +185,7 @@ def commit(
     else:
         kept = _merit(shipped["scores"])
         verdict = f"kept the embedded weights: this run's best mean maxF - MAE {merit:.4f} <= {kept:.4f}"
-    shutil.copyfile(state, relay / "state.safetensors")
+    _commit_state(state, relay / "state.safetensors")
     (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
     # The settings to go on with are the last segment's, whether or not its weights were shipped.
     if training := json.loads((run / "config.json").read_text()).get("training"):
