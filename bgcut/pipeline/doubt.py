@@ -59,11 +59,11 @@ def measure(alpha: np.ndarray) -> Doubt:
     a = _small(alpha)
     touched = a > SOFT_LOW
     n_touched = int(touched.sum())
-    unsure = float(((a > SOFT_LOW) & (a < SOFT_HIGH)).sum() / n_touched) if n_touched else 0.0
+    unsure = float((touched & (a < SOFT_HIGH)).sum() / n_touched) if n_touched else 0.0
     solid = (a >= SOLID).astype(np.uint8)
     border = np.concatenate([solid[0], solid[-1], solid[1:-1, 0], solid[1:-1, -1]])
     frame = float(border.mean()) if border.size else 0.0
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    stats = cv2.connectedComponentsWithStats(solid, connectivity=8)[2]
     areas = stats[1:, cv2.CC_STAT_AREA]
     total = int(areas.sum())
     pieces = float(1.0 - areas.max() / total) if total else 0.0

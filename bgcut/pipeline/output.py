@@ -23,6 +23,7 @@ from ..errors import ImageError, UsageError
 from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
 from .dataset import DecodeItem
+from .doubt import measure as measure_doubt
 from .postprocess import Background, bounding_box, hard, render
 from .reader import Source
 from .writer import encode
@@ -190,10 +191,12 @@ class Writer:
                 row.warning = f"{row.warning}; {result.warning}" if row.warning else result.warning
             row.bbox = list(result.bbox) if result.bbox else None
             row.fg_fraction = round(result.fg_fraction, 6)
-            if result.doubt is not None:
-                row.doubt, row.doubt_parts = result.doubt.doubt, result.doubt.parts()
-                if target.run.max_doubt is not None:
-                    row.review = result.doubt.doubt > target.run.max_doubt
+            # Of the model's own mask, as upsampled: --binary or --feather would hide its hesitation.
+            # Here, for the manifest's rows only: the server and the video frames have no use for it.
+            doubt = measure_doubt(job.mask)
+            row.doubt, row.doubt_parts = doubt.doubt, doubt.parts()
+            if target.run.max_doubt is not None:
+                row.review = doubt.doubt > target.run.max_doubt
             if not result.images:
                 row.status = "empty"
                 return row

@@ -15,8 +15,6 @@ import numpy as np
 
 from ..config import OutputOptions, PostOptions, parse_margin
 from ..images import cover
-from .doubt import Doubt
-from .doubt import measure as measure_doubt
 from .edges import decontaminate, refine_edges
 from .matting import matting_cost
 
@@ -261,7 +259,6 @@ class Rendered:
     bbox: Box | None
     fg_fraction: float
     warning: str | None = None
-    doubt: Doubt | None = None  # of the model's mask, before any post-processing (pipeline/doubt.py)
 
 
 def _pixels(kind: str, rgb: np.ndarray, alpha: np.ndarray, bg: Background | None) -> np.ndarray:
@@ -286,7 +283,6 @@ def render(
     (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``);
     ``model_size`` is the input size of the model that made the mask (the edge refinement's scale)."""
     spec = out.spec
-    doubt = measure_doubt(raw_mask)  # the model's own mask: --binary or --feather would hide its hesitation
     notes = [cost] if post.refine == "matting" and (cost := matting_cost(*rgb.shape[:2])) else []
     raw_mask = refine_edges(rgb, raw_mask, model_size, post.refine, post.refine_eps, notes=notes)
     warning = "; ".join(notes) or None
@@ -297,7 +293,7 @@ def render(
     box = bounding_box(mask, post.threshold)
     fraction = float(hard(mask, post.threshold).mean())
     if not spec.crop:
-        return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction, warning, doubt)
+        return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction, warning)
     margin = parse_margin(out.margin)
     if out.per_object:
         parts = [(f"_obj{n:02d}", b, m) for n, (b, m) in enumerate(object_masks(mask, post.threshold, out.min_area))]
@@ -307,4 +303,4 @@ def render(
     for suffix, part_box, part_mask in parts:
         x0, y0, x1, y1 = expand_box(part_box, margin, w, h)
         images.append((suffix, _pixels(spec.pixels, rgb[y0:y1, x0:x1], part_mask[y0:y1, x0:x1], bg)))
-    return Rendered(images, box, fraction, warning, doubt)
+    return Rendered(images, box, fraction, warning)
