@@ -282,3 +282,11 @@ def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = No
     else:
         x0, y0 = int(at[0] * (nw - w + 1)), int(at[1] * (nh - h + 1))
     return np.ascontiguousarray(resized[y0 : y0 + h, x0 : x0 + w])
+
+
+def checkerboard(width: int, height: int, cell: int = 16) -> np.ndarray:
+    """An RGB grey checkerboard (cells of ``cell`` pixels), for showing transparency: the camera's
+    preview window and the review page's thumbnails."""
+    yy, xx = np.mgrid[:height, :width]
+    light = ((yy // cell + xx // cell) % 2).astype(bool)
+    return np.where(light[:, :, None], 204, 153).astype(np.uint8).repeat(3, axis=2)

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import UsageError
+from .images import checkerboard
 from .storage import atomic_write
 
 THUMB = 160  # pixels on the longer side
@@ -56,11 +57,6 @@ def _rows(manifest: Path) -> list[dict]:
     return [r for r in last.values() if r.get("status") in STATUSES]
 
 
-def _checkerboard(w: int, h: int, square: int = 8) -> np.ndarray:
-    ys, xs = np.mgrid[0:h, 0:w]
-    return np.where(((ys // square + xs // square) % 2) == 0, 205, 150).astype(np.uint8)
-
-
 def _thumbnail(path: Path, folder: Path, summary: ReviewSummary) -> str | None:
     """The thumbnail of ``path`` (made if missing), as a name relative to the page; None if unreadable."""
     try:
@@ -80,7 +76,7 @@ def _thumbnail(path: Path, folder: Path, summary: ReviewSummary) -> str | None:
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = np.asarray(im.convert("RGBA"), np.float32)
                 a = rgba[:, :, 3:] / 255.0
-                board = _checkerboard(im.width, im.height)[:, :, None]
+                board = checkerboard(im.width, im.height, cell=8)
                 pixels = (rgba[:, :, :3] * a + board * (1 - a) + 0.5).astype(np.uint8)
                 shown = Image.fromarray(pixels)
             else:

@@ -39,6 +39,7 @@ from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageErr
 from ..images import Decoded, image_size, open_image
 from ..models import list_models
 from ..pipeline.infer import Predictor
+from ..pipeline.output import load_background
 from ..pipeline.postprocess import Background, render
 from ..pipeline.writer import encode
 from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
@@ -108,8 +109,8 @@ def _settings(params: dict[str, str]) -> Settings:
         post = PostOptions(**given)  # type: ignore[arg-type]
     except UsageError as e:
         raise Refused(400, str(e).removeprefix("--")) from None  # "threshold 2.0: must be ..."
-    background = Background(blur=blur) if blur is not None else Background(color=colour) if colour else None
-    return Settings(out, post, background)
+    # Only a colour or blur gets here (never a path), which load_background makes ready as the CLI's.
+    return Settings(out, post, load_background(bg) if bg else None)
 
 
 def _refused(e: ImageError) -> Refused:

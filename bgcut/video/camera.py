@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import VIDEO_FORMATS, OutputOptions, PostOptions
 from ..errors import UsageError, VideoError
+from ..images import checkerboard
 from ..pipeline.infer import Predictor
 from ..pipeline.postprocess import WHITE, Background, composite, render
 from .encode import VideoSink
@@ -39,12 +40,6 @@ class CameraSummary:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
-def checkerboard(width: int, height: int, cell: int = 16) -> np.ndarray:
-    yy, xx = np.mgrid[:height, :width]
-    light = ((yy // cell + xx // cell) % 2).astype(bool)
-    return np.where(light[:, :, None], 204, 153).astype(np.uint8).repeat(3, axis=2)
 
 
 def open_capture(source: str) -> cv2.VideoCapture:
