@@ -77,13 +77,7 @@ def evaluate(weights: Path) -> Scores:
 def _ship(weights: Path, embedded: Path, registry: Path, card: Path) -> str:
     """Store ``weights`` as the embedded bgcut-s (``STORAGE``) and record its sha256 in the
     registry and the model card's config."""
-    sys.path.insert(0, str(ROOT))
-    from bgcut.models import read_state_dict, save_tensors
-    from bgcut.models._weights import quantize
-
-    tmp = embedded.with_name(embedded.name + ".tmp")
-    save_tensors(quantize(read_state_dict(weights), STORAGE), tmp)
-    tmp.replace(embedded)
+    _store(weights, embedded)
     sha = _sha256(embedded)
     source, n = SHA_LINE.subn(f'sha256="{sha}",{MARK}', registry.read_text())
     if n != 1:
@@ -120,19 +114,19 @@ def record(run: Path, note: str, relay: Path = RELAY) -> None:
     print(f"recorded {run} in {relay / 'history.json'} (segment {segment}, {len(new)} epochs; weights not committed)")
 
 
-def _commit_state(state: Path, target: Path) -> None:
-    """The state to go on from, in ``STORAGE`` (half the bytes of fp32; the same scores to four
-    decimals), its epoch and step kept in the file's metadata."""
+def _store(weights: Path, target: Path) -> None:
+    """``weights`` written to ``target`` in ``STORAGE`` (half the bytes of fp32; the same scores
+    to four decimals), with the file's metadata (a state's epoch and step) kept."""
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
     from bgcut.models import read_state_dict, save_tensors
     from bgcut.models._weights import quantize
 
-    with safe_open(str(state), "pt") as f:
+    with safe_open(str(weights), "pt") as f:
         meta = f.metadata()
     tmp = target.with_name(target.name + ".tmp")
-    save_tensors(quantize(read_state_dict(state), STORAGE), tmp, metadata=meta)
+    save_tensors(quantize(read_state_dict(weights), STORAGE), tmp, metadata=meta)
     tmp.replace(target)
 
 
@@ -185,7 +179,7 @@ def commit(
     else:
         kept = _merit(shipped["scores"])
         verdict = f"kept the embedded weights: this run's best mean maxF - MAE {merit:.4f} <= {kept:.4f}"
-    _commit_state(state, relay / "state.safetensors")
+    _store(state, relay / "state.safetensors")  # the state to go on from
     (relay / "history.json").write_text(json.dumps(before + new, indent=1) + "\n")
     # The settings to go on with are the last segment's, whether or not its weights were shipped.
     if training := json.loads((run / "config.json").read_text()).get("training"):
