@@ -102,7 +102,8 @@ def serve_cli(
         )
     typer.echo(f"bgcut serve: {predictor.model_name} on {predictor.device}, http://{opts.host}:{opts.port}/", err=True)
     # SIGTERM: uvicorn stops accepting, waits up to the grace period for the requests in flight,
-    # then cancels them; each cancelled request calls its job off, so only the stage running ends.
+    # then cancels them; each cancelled request calls its job off, so only the stage running ends,
+    # and is answered 503 (serve/stopping.py).
     uvicorn.run(
         app, host=opts.host, port=opts.port, log_level="warning", timeout_graceful_shutdown=opts.grace_seconds
     )

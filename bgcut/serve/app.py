@@ -45,6 +45,7 @@ from ..pipeline.writer import encode
 from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
 from .batcher import Batcher, Busy
 from .options import SERVE_BYTES_PER_PIXEL, ServeOptions
+from .stopping import AnswerWhenStopped
 
 RETRY_AFTER_S = 1
 
@@ -349,6 +350,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
             raise Refused(413, f"too large for the model's device: {e}") from None
         return await run_in_threadpool(job.run, _render, decoded, mask, settings, predictor.size)
 
+    app.add_middleware(AnswerWhenStopped)  # added last, so outermost: it sees every cancellation
     return app
 
 
