@@ -143,6 +143,9 @@ def test_a_fresh_machine_goes_on_from_the_state_file(tmp_path: Path) -> None:
     assert int(meta["ema_updates"]) == ckpt["ema"]["updates"]
     saved = load_file(str(state))
     assert saved.keys() == ckpt["ema"]["module"].keys()
+    kept = sorted(p.name for p in (tmp_path / "a" / "epochs").iterdir())  # each epoch's state stays at hand
+    assert kept == ["epoch-001.safetensors", "epoch-002.safetensors"]
+    assert (tmp_path / "a" / "epochs" / kept[-1]).read_bytes() == state.read_bytes()
     assert all(torch.equal(saved[k], v) for k, v in ckpt["ema"]["module"].items())  # the EMA, not the raw weights
 
     moved = tmp_path / "committed.safetensors"  # as on a fresh machine: no run folder, only the file
@@ -285,3 +288,14 @@ def test_committing_a_relay_segment_keeps_the_history_and_ships_the_better_weigh
     history = json.loads((committed / "history.json").read_text())
     assert [(r["segment"], r.get("note")) for r in history][-1] == (3, "an ablation, stopped after one epoch")
     assert shipped() == 5.0 and read_state_dict(committed / "state.safetensors")["w"][0, 0] == 5.0
+    # Every epoch's copy is a candidate: here the middle epoch, neither the held-out best nor the
+    # last, is the best outside DUTS-TR; it ships, and each scored epoch's row keeps its scores.
+    out_of_domain.update({7.0: 0.80, 8.0: 0.95, 9.0: 0.85})
+    s4 = run("s4", [0.975, 0.96, 0.95], best=7.0, last=9.0)
+    (s4 / "epochs").mkdir()
+    for epoch, value in ((1, 7.0), (2, 8.0), (3, 9.0)):
+        save_tensors({"w": torch.full((2, 2), value)}, s4 / "epochs" / f"epoch-{epoch:03d}.safetensors")
+    commit(s4)
+    assert shipped() == 8.0 and json.loads((committed / "scores.json").read_text())["epoch"] == 2
+    rows = [r for r in json.loads((committed / "history.json").read_text()) if r["segment"] == 4]  # a run of its own
+    assert [r["davis16"]["maxF"] for r in rows] == [0.80, 0.95, 0.85]

@@ -7,7 +7,10 @@ validates each epoch with the same metrics as ``bgcut eval``, checkpoints every 
 Each epoch also writes ``state.safetensors``: the validated (EMA) weights with the epoch, step and
 CPU time in the file's metadata. It holds no optimiser state and no pickle, so it is small and
 safe to commit: a fresh machine goes on from it (``--resume-from``) at the same point of the
-learning-rate schedule, where ``--init`` would start the schedule again.
+learning-rate schedule, where ``--init`` would start the schedule again. A copy of each epoch's
+state stays in ``epochs/epoch-NNN.safetensors``: the held-out split picks ``best.safetensors``,
+but photos unlike the training set can rank the epochs differently, so every epoch stays at hand
+to be scored on them (``weights/recipes/relay.py`` does).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from .options import TrainConfig
 from .teacher import teacher_masks
 
 STATE_FILE = "state.safetensors"
+EPOCHS_DIR = "epochs"  # a copy of each epoch's state, named epoch-NNN.safetensors
+
+
+def epoch_file(out: Path, epoch: int) -> Path:
+    return out / EPOCHS_DIR / f"epoch-{epoch:03d}.safetensors"
 # Steps over which a run resumed from a state file ramps its learning rate back to the schedule's:
 # the optimiser's moment estimates start at zero again, and a full-size first step would jolt
 # the weights away from where the committed run left them.
@@ -294,6 +302,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
             ema_updates=ema.updates if ema is not None else 0,
             cpu_seconds=row["cpu_seconds"],
         )
+        epoch_file(out, epoch + 1).parent.mkdir(exist_ok=True)
+        shutil.copyfile(out / STATE_FILE, epoch_file(out, epoch + 1))
         (out / "history.json").write_text(json.dumps(history, indent=1))
         if out_of_time():
             log(f"stopping: the time limit was reached in epoch {epoch + 1}")

@@ -7,11 +7,13 @@ commits to the repository:
   epoch and step (``bgcut train`` writes it each epoch). A fresh machine goes on from it with
   ``--resume-from``, at the same point of the learning-rate schedule.
 - ``bgcut/models/weights/bgcut-s.safetensors``: the best weights so far, embedded in the package
-  (``-m bgcut-s``), replaced only when a candidate of this run (its best epoch by the training
-  loop's own criterion, or where it stopped) beats them on all three sets taken together: the
-  DUTS-TR held-out split, davis16 and human-seg (mean of maxF - MAE). The sha256 in the registry
-  and in ``weights/bgcut-s/config.json`` is rewritten with it.
-- ``history.json`` (every validation, by segment), ``scores.json`` (the embedded weights' scores),
+  (``-m bgcut-s``), replaced only when a candidate of this run (any epoch's weights, kept by the
+  loop in ``epochs/``, its best epoch by the held-out split, or where it stopped) beats them on
+  all three sets taken together: the DUTS-TR held-out split, davis16 and human-seg (mean of
+  maxF - MAE). The sha256 in the registry and in ``weights/bgcut-s/config.json`` is rewritten
+  with it.
+- ``history.json`` (every validation, by segment, with davis16 and human-seg for each epoch whose
+  weights were scored), ``scores.json`` (the embedded weights' scores),
   ``config.json`` (their config and training settings), ``training.json`` (the settings to go on with).
 
     python weights/recipes/relay.py commit runs/relay          # add the state to the repository
@@ -130,6 +132,26 @@ def _store(weights: Path, target: Path) -> None:
     tmp.replace(target)
 
 
+def _candidates(run: Path, rows: list[dict]) -> list[tuple[Path, int]]:
+    """The run's weights files, each with the index of its validation row, each file once.
+
+    The held-out split ranks the epochs one way (``best.safetensors``) and photos unlike DUTS-TR
+    can rank them another (davis16 moved by 0.03 maxF from one epoch to the next), so every
+    epoch's copy (``epochs/epoch-NNN.safetensors``) is a candidate, beside where the run stopped."""
+    at = {row["epoch"]: i for i, row in enumerate(rows)}
+    best = max(range(len(rows)), key=lambda i: rows[i]["maxF"] - rows[i]["mae"])
+    found = [
+        (p, at.get(int(p.stem.removeprefix("epoch-")))) for p in sorted((run / "epochs").glob("epoch-*.safetensors"))
+    ]
+    found += [(run / "best.safetensors", best), (run / "state.safetensors", len(rows) - 1)]
+    unique, seen = [], set()
+    for path, i in found:
+        if i is not None and path.is_file() and (digest := _sha256(path)) not in seen:
+            seen.add(digest)
+            unique.append((path, i))
+    return unique
+
+
 def commit(
     run: Path,
     relay: Path = RELAY,
@@ -150,14 +172,12 @@ def commit(
     new, before, segment = _segment_rows(run, before)
     rows = [{k: v for k, v in row.items() if k not in ("segment", "run_id")} for row in new]
 
-    # The loop's best epoch (best.safetensors) and where it stopped (state.safetensors) may differ.
-    best_row = max(rows, key=lambda r: r["maxF"] - r["mae"])
-    candidates = {run / "best.safetensors": best_row, state: rows[-1]}
     scored = []
-    for path, row in candidates.items():
-        if path.is_file():
-            scores = {HELD_OUT: {"maxF": row["maxF"], "mae": row["mae"]}, **score(path)}
-            scored.append((_merit(scores), path, row, scores))
+    for path, i in _candidates(run, rows):
+        outside = score(path)
+        new[i].update(outside)  # the history keeps each epoch's scores outside DUTS-TR too
+        scores = {HELD_OUT: {"maxF": rows[i]["maxF"], "mae": rows[i]["mae"]}, **outside}
+        scored.append((_merit(scores), path, rows[i], scores))
     merit, path, row, scores = max(scored, key=lambda s: s[0])
     shipped = json.loads((relay / "scores.json").read_text()) if (relay / "scores.json").is_file() else None
     if shipped is not None and not (embedded.is_file() and shipped.get("sha256") == _sha256(embedded)):
