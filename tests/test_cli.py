@@ -180,3 +180,61 @@ def test_steady_has_one_bound_the_options_own(tmp_path: Path, luma_weights: Path
     bad = invoke(str(photo), "-o", str(tmp_path / "b"), "-w", str(luma_weights), "--steady", "1")
     assert bad.exit_code == 2
     assert "bgcut: error: --steady 1.0: must be from 0 (off) up to, not including, 1" in bad.output
+
+
+def test_no_command_line_option_declares_bounds_of_its_own() -> None:
+    """An option's bounds live in its options object (or the API function it calls), not again
+    in Typer, where the two had come to disagree (--steady, --ema)."""
+    import typer
+
+    def commands(group):  # noqa: ANN001, ANN202
+        yield group
+        for sub in getattr(group, "commands", {}).values():
+            yield from commands(sub)
+
+    every = [(cmd.name, param) for cmd in commands(typer.main.get_command(app)) for param in cmd.params]
+    assert len(every) > 100 and all(hasattr(param, "min") for _, param in every)
+    ranged = [f"{name} {param.opts[0]}" for name, param in every if param.min is not None or param.max is not None]
+    assert ranged == []
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--threshold", "nan"], "--threshold nan: must be a number from 0 to 1"),
+        (["--refine-eps", "0"], "--refine-eps 0.0: must be a number above 0 and at most 1"),
+        (["--erode", "-1"], "--erode -1: must be from 0 to"),
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+        (["--workers", "-1"], "--workers -1: must be at least 0"),
+        (["--size", "16"], "--size 16: must be at least 32 pixels"),
+        (["--video-quality", "52"], "--video-quality 52: must be from 0 to 51"),
+        (["--max-pixels", "0"], "--max-pixels 0: must be at least 1"),
+    ],
+)
+def test_a_value_out_of_bounds_is_the_options_one_line(
+    tmp_path: Path, luma_weights: Path, args: list[str], line: str
+) -> None:
+    photo = tmp_path / "p.png"
+    Image.fromarray(square_image()).save(photo)
+    result = invoke(str(photo), "-o", str(tmp_path / "out"), "-w", str(luma_weights), *args)
+    assert result.exit_code == 2 and f"bgcut: error: {line}" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_bounds_that_were_only_typers_are_checked_by_the_api(tmp_path: Path) -> None:
+    """paste's --count, --workers, --quality and --min-area, and camera's --max-frames, had their
+    bounds in Typer only: a library caller got no check at all."""
+    from bgcut.errors import UsageError
+    from bgcut.paste import PasteOptions, paste_dataset
+    from bgcut.video.camera import run_camera
+
+    for options, words in (({"quality": 0}, "--quality 0: must be from 1 to 100"),
+                           ({"min_area": 0}, "--min-area 0: must be at least 1")):  # fmt: skip
+        with pytest.raises(UsageError, match=words):
+            PasteOptions(**options)
+    for count, workers, words in ((0, 2, "--count 0: must be at least 1"), (1, -1, "--workers -1: must be at least 0")):
+        with pytest.raises(UsageError, match=words):
+            paste_dataset([str(tmp_path)], str(tmp_path), tmp_path / "out", count, workers=workers)
+    with pytest.raises(UsageError, match="--max-frames 0: must be at least 1"):
+        run_camera("0", None, None, None, window=False, output=tmp_path / "o.mp4", max_frames=0)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()

@@ -194,7 +194,7 @@ def test_option_values_are_one_usage_error_before_any_work(
 
 
 def test_option_values_click_refuses_are_one_line_too(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
-    proc = bgcut(str(photos), "-o", str(tmp_path / "out"), "-w", str(luma_weights), "--threshold", "nan")
+    proc = bgcut(str(photos), "-o", str(tmp_path / "out"), "-w", str(luma_weights), "--threshold", "half")
     assert proc.returncode == 2
     (line,) = only_bgcut_lines(proc.stderr)
     assert line.startswith("bgcut: error: Invalid value for '--threshold' / '-t': ")

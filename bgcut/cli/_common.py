@@ -170,13 +170,9 @@ WeightsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")]
-WorkersOpt = Annotated[
-    int, typer.Option("--workers", "-j", min=0, help="Decode processes (0 = decode in the main process).")
-]
-SizeOpt = Annotated[
-    int | None, typer.Option("--size", min=32, help="Inference resolution in pixels (default: the model's).")
-]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-j", help="Decode processes (0 = decode in the main process).")]
+SizeOpt = Annotated[int | None, typer.Option("--size", help="Inference resolution in pixels (default: the model's).")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
 ]
@@ -190,7 +186,5 @@ RefineOpt = Annotated[
 ]
 RefineEpsOpt = Annotated[
     float,
-    typer.Option(
-        "--refine-eps", min=0.0, max=1.0, help="--refine guided: smaller follows the photo's edges more closely."
-    ),
+    typer.Option("--refine-eps", help="--refine guided: smaller follows the photo's edges more closely."),
 ]

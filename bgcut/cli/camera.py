@@ -30,7 +30,7 @@ def camera_cli(
     window: Annotated[
         bool, typer.Option("--window/--no-window", help="Show the preview window (q or Esc closes it).")
     ] = True,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after this many frames.")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.")] = None,
     steady: Annotated[
         float, typer.Option("--steady", help="Steady the mask across frames, 0 (off) up to 1 (see bgcut remove).")
     ] = VIDEO.steady,

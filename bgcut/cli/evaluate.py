@@ -41,7 +41,7 @@ def eval_cli(
     device: DeviceOpt = RUN.device,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", "-b", min=1, help="Images per forward pass (default: as `bgcut remove`)."),
+        typer.Option("--batch-size", "-b", help="Images per forward pass (default: as `bgcut remove`)."),
     ] = RUN.batch_size,
     workers: WorkersOpt = RUN.workers,
     save_masks: Annotated[

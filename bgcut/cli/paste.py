@@ -34,7 +34,7 @@ def paste_cli(
             "--output", "-o", help="Output folder: images/, records/, annotations.json (COCO), labels/ (YOLO)."
         ),
     ],
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of pictures to compose.")],
+    count: Annotated[int, typer.Option("--count", "-n", help="Number of pictures to compose.")],
     per_image: Annotated[str, typer.Option("--per-image", help="Objects per picture, MIN-MAX.")] = _span(
         PasteOptions.per_image
     ),
@@ -72,10 +72,10 @@ def paste_cli(
         ),
     ] = None,
     image_format: Annotated[str, typer.Option("--image-format", help="jpg or png.")] = PasteOptions.image_format,
-    quality: Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG quality.")] = PasteOptions.quality,
+    quality: Annotated[int, typer.Option("--quality", help="JPEG quality.")] = PasteOptions.quality,
     min_area: Annotated[
         int,
-        typer.Option("--min-area", min=1, help="Objects smaller than this many pixels after scaling are not pasted."),
+        typer.Option("--min-area", help="Objects smaller than this many pixels after scaling are not pasted."),
     ] = PasteOptions.min_area,
     yolo: Annotated[
         bool, typer.Option("--yolo", help="Also write YOLO segmentation labels (labels/*.txt) and data.yaml.")
@@ -93,7 +93,7 @@ def paste_cli(
         int, typer.Option("--seed", help="Same seed, inputs and options: byte-identical output.")
     ] = PasteOptions.seed,
     workers: Annotated[
-        int, typer.Option("--workers", "-j", min=0, help="Worker processes (0 = compose in this process).")
+        int, typer.Option("--workers", "-j", help="Worker processes (0 = compose in this process).")
     ] = 2,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again: remove earlier pictures in OUTPUT instead of resuming.")

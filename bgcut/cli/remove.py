@@ -84,8 +84,6 @@ def remove_cli(
         typer.Option(
             "--threshold",
             "-t",
-            min=0.0,
-            max=1.0,
             help="Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.",
         ),
     ] = POST.threshold,
@@ -98,10 +96,10 @@ def remove_cli(
     fill_holes: Annotated[
         bool, typer.Option("--fill-holes", help="Make enclosed background holes opaque.")
     ] = POST.fill_holes,
-    erode: Annotated[int, typer.Option("--erode", min=0, help="Shrink the mask by this many pixels.")] = POST.erode,
-    dilate: Annotated[int, typer.Option("--dilate", min=0, help="Grow the mask by this many pixels.")] = POST.dilate,
+    erode: Annotated[int, typer.Option("--erode", help="Shrink the mask by this many pixels.")] = POST.erode,
+    dilate: Annotated[int, typer.Option("--dilate", help="Grow the mask by this many pixels.")] = POST.dilate,
     feather: Annotated[
-        float, typer.Option("--feather", min=0.0, help="Soften the mask edge over about this many pixels.")
+        float, typer.Option("--feather", help="Soften the mask edge over about this many pixels.")
     ] = POST.feather,
     refine: RefineOpt = Refine(POST.refine),
     refine_eps: RefineEpsOpt = POST.refine_eps,
@@ -124,7 +122,7 @@ def remove_cli(
     ] = VIDEO.steady,
     video_quality: Annotated[
         int,
-        typer.Option("--video-quality", min=0, max=51, help="Videos: the encoder's CRF (lower: better, larger)."),
+        typer.Option("--video-quality", help="Videos: the encoder's CRF (lower: better, larger)."),
     ] = VIDEO.quality,
     margin: Annotated[
         str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
@@ -137,7 +135,7 @@ def remove_cli(
         ),
     ] = OUT.per_object,
     min_area: Annotated[
-        int, typer.Option("--min-area", min=0, help="--per-object: ignore objects smaller than this many pixels.")
+        int, typer.Option("--min-area", help="--per-object: ignore objects smaller than this many pixels.")
     ] = OUT.min_area,
     png: Annotated[
         str,
@@ -155,7 +153,6 @@ def remove_cli(
         typer.Option(
             "--batch-size",
             "-b",
-            min=1,
             help="Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
             show_default=False,
         ),
@@ -166,7 +163,7 @@ def remove_cli(
     ] = Precision(RUN.precision),
     size: SizeOpt = RUN.size,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", min=1, help="Refuse images with more pixels than this (decompression bombs).")
+        int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")
     ] = RUN.max_pixels,
     overwrite: Annotated[
         bool,
@@ -195,7 +192,7 @@ def remove_cli(
         float | None,
         typer.Option(
             "--max-doubt",
-            help="Mark the rows whose doubt (0-1, from the mask alone: unsure, frame-touching, scattered or odd-sized foreground) is above this as \"review\": true in the manifest, and count them in the summary. Every row has its doubt.",
+            help='Mark the rows whose doubt (0-1, from the mask alone: unsure, frame-touching, scattered or odd-sized foreground) is above this as "review": true in the manifest, and count them in the summary. Every row has its doubt.',
         ),
     ] = RUN.max_doubt,
     shard: Annotated[
@@ -223,7 +220,6 @@ def remove_cli(
         int,
         typer.Option(
             "--ray-actors",
-            min=1,
             help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
         ),
     ] = RUN.ray_actors,

@@ -53,11 +53,11 @@ def train_cli(
         str | None, typer.Option("--coco-classes", help="Comma-separated category names or ids to keep (default: all).")
     ] = None,
     coco_min_area: Annotated[
-        float, typer.Option("--coco-min-area", min=0.0, help="Skip objects smaller than this many pixels (instances).")
+        float, typer.Option("--coco-min-area", help="Skip objects smaller than this many pixels (instances).")
     ] = TrainConfig.coco_min_area,
     coco_context: Annotated[
         float,
-        typer.Option("--coco-context", min=0.0, help="Widen each object's box by this share of its size per side."),
+        typer.Option("--coco-context", help="Widen each object's box by this share of its size per side."),
     ] = TrainConfig.coco_context,
     backgrounds: Annotated[
         Path | None,
@@ -69,13 +69,11 @@ def train_cli(
         ),
     ] = TrainConfig.backgrounds,
     paste: Annotated[
-        float, typer.Option("--paste", min=0.0, max=1.0, help="Share of samples pasted onto a background.")
+        float, typer.Option("--paste", help="Share of samples pasted onto a background.")
     ] = TrainConfig.paste,
-    blur: Annotated[
-        float, typer.Option("--blur", min=0.0, max=1.0, help="Share of samples Gaussian-blurred.")
-    ] = TrainConfig.blur,
+    blur: Annotated[float, typer.Option("--blur", help="Share of samples Gaussian-blurred.")] = TrainConfig.blur,
     jpeg: Annotated[
-        float, typer.Option("--jpeg", min=0.0, max=1.0, help="Share of samples re-encoded as JPEG (quality 30-90).")
+        float, typer.Option("--jpeg", help="Share of samples re-encoded as JPEG (quality 30-90).")
     ] = TrainConfig.jpeg,
     model: Annotated[
         str | None,
@@ -88,17 +86,15 @@ def train_cli(
     name: Annotated[
         str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
     ] = TrainConfig.name,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = TrainConfig.epochs,
+    epochs: Annotated[int, typer.Option("--epochs")] = TrainConfig.epochs,
     batch_size: BatchOpt = TrainConfig.batch_size,
-    size: Annotated[int, typer.Option("--size", min=32, help="Training crop size in pixels.")] = TrainConfig.size,
+    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels.")] = TrainConfig.size,
     lr: Annotated[
         float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
     ] = TrainConfig.lr,
     val_fraction: Annotated[
         float,
-        typer.Option(
-            "--val-fraction", min=0.0, max=0.9, help="Share of pairs held out (chosen by a hash of the file name)."
-        ),
+        typer.Option("--val-fraction", help="Share of pairs held out (chosen by a hash of the file name)."),
     ] = TrainConfig.val_fraction,
     seed: Annotated[int, typer.Option("--seed")] = TrainConfig.seed,
     workers: WorkersOpt = TrainConfig.workers,
@@ -161,8 +157,6 @@ def train_cli(
         float,
         typer.Option(
             "--ema",
-            min=0.0,
-            max=0.99999,
             help="Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
         ),
     ] = TrainConfig.ema,
@@ -174,13 +168,11 @@ def train_cli(
         ),
     ] = TrainConfig.teacher,
     distill_weight: Annotated[
-        float, typer.Option("--distill-weight", min=0.0, help="Weight of the teacher term beside the ground truth.")
+        float, typer.Option("--distill-weight", help="Weight of the teacher term beside the ground truth.")
     ] = TrainConfig.distill_weight,
     boundary_gain: Annotated[
         float,
-        typer.Option(
-            "--boundary-gain", min=0.0, help="Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE."
-        ),
+        typer.Option("--boundary-gain", help="Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE."),
     ] = TrainConfig.boundary_gain,
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.

@@ -56,6 +56,10 @@ class PasteOptions:
                 raise UsageError(f"--blend: unknown mode {b!r}; choose from " + ", ".join(BLENDS))
         if self.image_format not in IMAGE_FORMATS:
             raise UsageError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality {self.quality}: must be from 1 to 100")
+        if self.min_area < 1:
+            raise UsageError(f"--min-area {self.min_area}: must be at least 1")
         if self.jitter < 0 or self.rotation < 0:
             raise UsageError("--jitter and --rotation must not be negative")
         if self.size is not None and min(self.size) < 16:

@@ -220,6 +220,9 @@ def paste_dataset(
     Returns a summary; unreadable inputs are reported through ``on_error`` (one line each) and
     in ``summary.bad_inputs``, and never stop the run.
     """
+    for flag, value, least in (("--count", count, 1), ("--workers", workers, 0)):
+        if value < least:
+            raise UsageError(f"{flag} {value}: must be at least {least}")
     opt = options or PasteOptions()
     report = on_error or (lambda _msg: None)
     start = time.perf_counter()

@@ -131,6 +131,8 @@ def run_camera(
         raise UsageError(f"-o {output}: expected a {', '.join(OUTPUT_KINDS)} file")
     if not window and output is None:
         raise UsageError("--no-window needs -o FILE: otherwise nothing would come of the frames")
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"--max-frames {max_frames}: must be at least 1")
     capture = open_capture(source)
     preview = Preview(f"bgcut camera: {source}") if window else None
     summary = CameraSummary(output=str(output) if output else None)
