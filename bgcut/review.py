@@ -24,6 +24,7 @@ from PIL import Image
 
 from .errors import UsageError
 from .images import checkerboard
+from .manifests import last_rows
 from .storage import atomic_write
 
 THUMB = 160  # pixels on the longer side
@@ -43,17 +44,9 @@ class ReviewSummary:
 def _rows(manifest: Path) -> list[dict]:
     """The last row of each input (a rerun's rows come after the first run's)."""
     try:
-        lines = manifest.read_text(encoding="utf-8", errors="replace").splitlines()
+        last = last_rows(manifest)
     except OSError as e:
         raise UsageError(f"--manifest {manifest}: cannot read it: {e.strerror or e}") from None
-    last: dict[str, dict] = {}
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a killed run's half-written last line
-        if isinstance(row, dict) and isinstance(row.get("input"), str):
-            last[row["input"]] = row
     return [r for r in last.values() if r.get("status") in STATUSES]
 
 

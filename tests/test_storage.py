@@ -201,3 +201,23 @@ def test_remote_failures_are_one_line_errors(
     monkeypatch.setattr(type(mem), "pipe_file", refuse)
     with pytest.raises(StorageError, match=r"^memory://m.jsonl: cannot write the manifest: NoCredentialsError"):
         append_lines("memory://m.jsonl", ["{}\n"])
+
+
+def test_a_manifest_is_read_back_by_its_last_row_per_input(tmp_path: Path) -> None:
+    """One reader for resume and for the review page: an input's last row counts, damaged lines
+    and rows of no input are passed over, and ``keep`` picks which rows may count."""
+    from bgcut.manifests import last_rows
+
+    path = tmp_path / "run.jsonl"
+    rows = [
+        {"input": "a.jpg", "status": "done", "width": 4},
+        {"input": "b.jpg", "status": "done", "width": 5},
+        {"input": "a.jpg", "status": "failed", "error": "x"},
+        ["not", "a", "row"],
+        {"status": "done"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"input": "c.jpg", "sta')  # killed mid-line
+    assert last_rows(path) == {"a.jpg": rows[2], "b.jpg": rows[1]}
+    assert last_rows(path, keep=lambda r: "width" in r) == {"a.jpg": rows[0], "b.jpg": rows[1]}
+    with pytest.raises(OSError):
+        last_rows(tmp_path / "missing.jsonl")

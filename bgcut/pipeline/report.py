@@ -20,6 +20,7 @@ from tqdm import tqdm
 from .. import codecs
 from ..config import RunOptions
 from ..errors import UsageError
+from ..manifests import last_rows
 from ..storage import append_lines, is_url
 from .output import OutputTarget, Row
 from .reader import SAME_FILE, Source
@@ -117,22 +118,14 @@ FACTS = ("width", "height", "bbox", "fg_fraction", "model", "weights_sha256", "d
 
 def _earlier_facts(path: Path) -> dict[str, dict]:
     """Each input's facts from the rows already in a manifest file (an earlier run's), for the rows
-    of outputs a rerun skips. A damaged or half-written line (a killed run's last) is left out."""
-    facts: dict[str, dict] = {}
+    of outputs a rerun skips: its last row that has them (a failed row has none)."""
     if not path.is_file():  # not yet written, or a device (/dev/full would be read forever)
-        return facts
+        return {}
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict) and row.get("width") is not None and isinstance(row.get("input"), str):
-                    facts[row["input"]] = {k: row.get(k) for k in FACTS}
+        rows = last_rows(path, keep=lambda row: row.get("width") is not None)
     except OSError:
-        pass
-    return facts
+        return {}  # unreadable: each skipped output's facts are read back from the output instead
+    return {name: {k: row.get(k) for k in FACTS} for name, row in rows.items()}
 
 
 def skipped_row(target: OutputTarget, source: Source, manifest: Manifest) -> Row:
