@@ -238,3 +238,20 @@ def test_bounds_that_were_only_typers_are_checked_by_the_api(tmp_path: Path) -> 
     with pytest.raises(UsageError, match="--max-frames 0: must be at least 1"):
         run_camera("0", None, None, None, window=False, output=tmp_path / "o.mp4", max_frames=0)  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_fork_server_is_started_early_only_for_runs_that_likely_use_workers(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from bgcut.cli.remove import _decode_workers_likely as likely
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"")
+    assert likely([str(tmp_path)], "out", 2, "local")  # a folder
+    assert likely(["s3://bucket/photos"], "out", 2, "local")
+    assert likely([str(photo)] * 9, "out", 2, "local")  # more inputs than a batch
+    assert not likely([str(photo)], "cut.png", 2, "local")  # one photo: the engine decodes it in this process
+    assert not likely([str(tmp_path)], "-", 2, "local")  # stdout: one image, decoded here
+    assert not likely([str(tmp_path)], "out", 0, "local")
+    assert not likely([str(tmp_path)], "out", 2, "ray")
+    monkeypatch.setattr("os.cpu_count", lambda: 1)  # one core: nothing to overlap with
+    assert not likely([str(tmp_path)], "out", 2, "local")

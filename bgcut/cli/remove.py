@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from typing import Annotated
@@ -261,6 +262,13 @@ def remove_cli(
 
       cat portrait.jpg | bgcut - -o - --format jpg --bg '#3366ff' > portrait-blue.jpg
     """
+    if _decode_workers_likely(inputs, output, workers, engine):
+        # Now, before this process imports torch: the fork server imports the decoder (and torch)
+        # on the other core meanwhile, where it would otherwise start once the model is loaded,
+        # with this process waiting for its first batch (bench/RESULTS.md, "Decode workers").
+        from ..workers import worker_context
+
+        worker_context()
     from ..run import remove_backgrounds
 
     if output == "-" and sys.stdout.isatty():
@@ -328,3 +336,13 @@ def remove_cli(
     if summary.interrupted:
         raise typer.Exit(interrupt_status(signalled))
     raise typer.Exit(0 if summary.ok else 1)
+
+
+def _decode_workers_likely(inputs: list[str], output: str, workers: int, engine: str) -> bool:
+    """Whether this run will most likely decode in worker processes: the local engine with
+    workers, on more than one core, writing files, from a folder, a URL or more inputs than a
+    batch. A guess before anything is listed; a wrong one costs a fork server nobody uses, and
+    the engine still decides (``local_engine.process_photos``)."""
+    if engine != "local" or workers <= 0 or output == "-" or (os.cpu_count() or 1) < 2:
+        return False
+    return len(inputs) > 8 or any("://" in i or os.path.isdir(i) for i in inputs)
