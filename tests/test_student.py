@@ -121,8 +121,30 @@ def test_cpu_budget_stops_and_carries_over_a_resume(tmp_path: Path) -> None:
     code, output = _train(tmp_path, "b", "--epochs", "50", "--max-cpu-minutes", "0.0001", "--resume")
     assert code == 0 and "resumed from" in output
     history = json.loads((tmp_path / "b" / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and history[1]["step"] == 2
+    # It goes on inside epoch 1, which the first run left after its first batch of two.
+    assert [h["epoch"] for h in history] == [1, 1] and history[1]["step"] == 2
     assert history[1]["cpu_seconds"] > history[0]["cpu_seconds"]
+
+
+def test_a_run_stopped_inside_an_epoch_goes_on_with_the_rest_of_it(tmp_path: Path) -> None:
+    """The relay always stops inside an epoch: the state says how far into it, and the run that
+    goes on from it takes that epoch's remaining batches (the same order), not the next epoch's."""
+    from safetensors import safe_open
+
+    make_pairs(tmp_path, n=20)
+    code, output = _train(tmp_path, "a", "-m", "bgcut-s", "--epochs", "3", "--max-cpu-minutes", "0.0001")
+    assert code == 0 and "the time limit was reached in epoch 1" in output, output
+    state = tmp_path / "a" / "state.safetensors"
+    with safe_open(str(state), "pt") as f:
+        meta = f.metadata()
+    assert (meta["epoch"], meta["batches_into_epoch"], meta["step"]) == ("0", "1", "1")
+    code, output = _train(tmp_path, "b", "-m", "bgcut-s", "--epochs", "2", "--resume-from", str(state))
+    assert code == 0, output
+    assert "going on with epoch 1 after its first 1 batches" in output
+    rows = json.loads((tmp_path / "b" / "history.json").read_text())
+    per_epoch = (20 - len(json.loads((tmp_path / "a" / "split.json").read_text())["val"])) // 4
+    assert per_epoch >= 3  # so that the first run stopped inside its epoch
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, per_epoch), (2, 2 * per_epoch)]  # no batch skipped
 
 
 def test_a_fresh_machine_goes_on_from_the_state_file(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ validates each epoch with the same metrics as ``bgcut eval``, checkpoints every 
 Each epoch also writes ``state.safetensors``: the validated (EMA) weights with the epoch, step and
 CPU time in the file's metadata. It holds no optimiser state and no pickle, so it is small and
 safe to commit: a fresh machine goes on from it (``--resume-from``) at the same point of the
-learning-rate schedule, where ``--init`` would start the schedule again. A copy of each epoch's
+learning-rate schedule, where ``--init`` would start the schedule again. A run stopped by its time
+limit inside an epoch records how many of that epoch's batches it did (``batches_into_epoch``,
+in the state and in ``last.pt``), and the run that goes on does the rest of that epoch, in the
+same order, before the next one. A copy of each epoch's
 state stays in ``epochs/epoch-NNN.safetensors``: the held-out split picks ``best.safetensors``,
 but photos unlike the training set can rank the epochs differently, so every epoch stays at hand
 to be scored on them (``weights/recipes/relay.py`` does).
@@ -62,10 +65,19 @@ REWARM_STEPS = 100
 
 
 def save_state(
-    module: torch.nn.Module, path: Path, *, epoch: int, step: int, ema_updates: int, cpu_seconds: float
+    module: torch.nn.Module,
+    path: Path,
+    *,
+    epoch: int,
+    step: int,
+    ema_updates: int,
+    cpu_seconds: float,
+    batches_into_epoch: int = 0,
 ) -> None:
-    """The weights a fresh machine goes on from, with where the run stood (see the module doc)."""
-    meta = {"epoch": str(epoch), "step": str(step), "ema_updates": str(ema_updates), "cpu_seconds": str(cpu_seconds)}
+    """The weights a fresh machine goes on from, with where the run stood (see the module doc):
+    ``epoch`` epochs complete, and ``batches_into_epoch`` batches of the next one done."""
+    meta = {"epoch": str(epoch), "step": str(step), "ema_updates": str(ema_updates), "cpu_seconds": str(cpu_seconds),
+            "batches_into_epoch": str(batches_into_epoch)}  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
     save_tensors({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, tmp, metadata=meta)
     tmp.replace(path)  # a run killed mid-write keeps the previous epoch's state
@@ -77,6 +89,8 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         numbers = {k: float(meta[k]) for k in ("epoch", "step", "ema_updates", "cpu_seconds")}
+        # States written before a stopped epoch was resumable count whole epochs only.
+        numbers["batches_into_epoch"] = float(meta.get("batches_into_epoch", 0))
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise UsageError(f"--resume-from {path}: not a training state file ({type(e).__name__}: {e})") from e
     return read_state_dict(path), numbers
@@ -208,6 +222,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     total = steps_per_epoch * cfg.epochs
     warmup = min(300, total // 10 + 1)
     start_epoch, step, best, history = 0, 0, -1.0, []
+    # Batches of start_epoch done before a stop: a run stopped by its time limit goes on with the
+    # rest of that epoch's order, where it would otherwise skip to the next epoch's.
+    skip = 0
     rewarm_from = None  # the step a state file's run went on from, with a fresh optimiser
     cpu_spent = 0.0
     if resumed_here:
@@ -217,16 +234,21 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         if ema is not None and "ema" in ckpt:
             ema.load_state_dict(ckpt["ema"])
         start_epoch, step, best = int(ckpt["epoch"]), int(ckpt["step"]), float(ckpt["best"])
+        skip = int(ckpt.get("batches_into_epoch", 0))
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").exists() else []
         log(f"resumed from {ckpt_path} at epoch {start_epoch}")
         # CPU time spent by earlier segments of a resumed run counts against the budget too.
         cpu_spent = float(history[-1].get("cpu_seconds", 0.0)) if history else 0.0
     elif state is not None:
         start_epoch, step, cpu_spent = int(state["epoch"]), int(state["step"]), state["cpu_seconds"]
+        skip = int(state["batches_into_epoch"])
         if ema is not None:
             ema.updates = int(state["ema_updates"])  # the average goes on at its full decay
         rewarm_from = step
         log(f"resumed from {cfg.resume_from} at epoch {start_epoch}, step {step} (a fresh optimiser)")
+    if skip:
+        skip = min(skip, steps_per_epoch - 1)  # the same pairs and batch size give the same epochs
+        log(f"going on with epoch {start_epoch + 1} after its first {skip} batches")
     gen = torch.Generator().manual_seed(cfg.seed)
     deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes else None
     cpu_start = time.process_time()
@@ -241,8 +263,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         model.train()
         gen.manual_seed(cfg.seed * 1000 + epoch)  # same epoch -> same order, also after resume
         order = torch.randperm(len(tr_img), generator=gen)
-        t_ep, loss_sum = time.time(), 0.0
-        for b in range(steps_per_epoch):
+        t_ep, loss_sum, done = time.time(), 0.0, 0
+        first = skip if epoch == start_epoch else 0
+        b = first - 1
+        for b in range(first, steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen, aug, backgrounds)
             x = normalise(x.to(device, non_blocking=True), model_cfg, scale=1.0)
@@ -267,13 +291,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 ema.update(model)
             loss_sum += float(loss.detach())
             step += 1
+            done += 1
             if out_of_time():
                 break
+        # A stop inside the epoch leaves it to be finished by the run that goes on from here.
+        into = 0 if b + 1 >= steps_per_epoch else b + 1
+        complete = epoch + 1 if into == 0 else epoch
         val = validate(judged, va_img, va_msk, model_cfg, device)
         row = {
             "epoch": epoch + 1,
             "step": step,
-            "loss": loss_sum / (b + 1),
+            "loss": loss_sum / max(1, done),
             "seconds": round(time.time() - t_ep, 1),
             "cpu_seconds": round(cpu_spent + time.process_time() - cpu_start, 1),
             **val,
@@ -288,7 +316,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 "model": model.state_dict(),
                 **({"ema": ema.state_dict()} if ema is not None else {}),
                 "optimizer": opt.state_dict(),
-                "epoch": epoch + 1,
+                "epoch": complete,
+                "batches_into_epoch": into,
                 "step": step,
                 "best": best,
             },
@@ -297,8 +326,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         save_state(
             judged,
             out / STATE_FILE,
-            epoch=epoch + 1,
+            epoch=complete,
             step=step,
+            batches_into_epoch=into,
             ema_updates=ema.updates if ema is not None else 0,
             cpu_seconds=row["cpu_seconds"],
         )
