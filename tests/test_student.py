@@ -253,8 +253,11 @@ def test_committing_a_relay_segment_keeps_the_history_and_ships_the_better_weigh
     relay_recipe = _relay_recipe()
     out_of_domain: dict[str, float] = {}  # weights' fill value -> its maxF on both outside sets
 
+    calls: list[float] = []
+
     def score(path: Path) -> dict[str, dict[str, float]]:
         value = float(read_state_dict(path)["w"][0, 0])
+        calls.append(value)
         return {name: {"maxF": out_of_domain[value], "mae": 0.05} for name in relay_recipe.OUT_OF_DOMAIN}
 
     def run(name: str, held_out: list[float], best: float, last: float) -> Path:
@@ -317,7 +320,10 @@ def test_committing_a_relay_segment_keeps_the_history_and_ships_the_better_weigh
     (s4 / "epochs").mkdir()
     for epoch, value in ((1, 7.0), (2, 8.0), (3, 9.0)):
         save_tensors({"w": torch.full((2, 2), value)}, s4 / "epochs" / f"epoch-{epoch:03d}.safetensors")
+    save_tensors({"w": torch.full((2, 2), 8.0)}, s4 / "best.safetensors", metadata={"other": "file"})
+    calls.clear()
     commit(s4)
+    assert sorted(calls) == [7.0, 8.0, 9.0]  # best.safetensors holds epoch 2's tensors: scored once
     assert shipped() == 8.0 and json.loads((committed / "scores.json").read_text())["epoch"] == 2
     rows = [r for r in json.loads((committed / "history.json").read_text()) if r["segment"] == 4]  # a run of its own
     assert [r["davis16"]["maxF"] for r in rows] == [0.80, 0.95, 0.85]

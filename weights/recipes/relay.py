@@ -132,6 +132,19 @@ def _store(weights: Path, target: Path) -> None:
     tmp.replace(target)
 
 
+def _tensors_digest(path: Path) -> str:
+    """The weights' own digest, names and values, whatever the file's metadata: the loop's
+    best.safetensors and that epoch's state hold the same tensors, and are scored once."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), "np") as f:
+        for name in sorted(f.keys()):
+            digest.update(name.encode())
+            digest.update(f.get_tensor(name).tobytes())
+    return digest.hexdigest()
+
+
 def _candidates(run: Path, rows: list[dict]) -> list[tuple[Path, int]]:
     """The run's weights files, each with the index of its validation row, each file once.
 
@@ -146,7 +159,7 @@ def _candidates(run: Path, rows: list[dict]) -> list[tuple[Path, int]]:
     found += [(run / "best.safetensors", best), (run / "state.safetensors", len(rows) - 1)]
     unique, seen = [], set()
     for path, i in found:
-        if i is not None and path.is_file() and (digest := _sha256(path)) not in seen:
+        if i is not None and path.is_file() and (digest := _tensors_digest(path)) not in seen:
             seen.add(digest)
             unique.append((path, i))
     return unique
