@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -185,6 +186,9 @@ def commit(
     new, before, segment = _segment_rows(run, before)
     rows = [{k: v for k, v in row.items() if k not in ("segment", "run_id")} for row in new]
 
+    epochs = run / "epochs"
+    if epochs.is_dir() and not (epochs / "config.json").is_file():
+        shutil.copyfile(run / "config.json", epochs / "config.json")  # a weights file is read with its folder's config
     scored = []
     for path, i in _candidates(run, rows):
         outside = score(path)
