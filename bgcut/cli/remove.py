@@ -345,4 +345,6 @@ def _decode_workers_likely(inputs: list[str], output: str, workers: int, engine:
     the engine still decides (``local_engine.process_photos``)."""
     if engine != "local" or workers <= 0 or output == "-" or (os.cpu_count() or 1) < 2:
         return False
-    return len(inputs) > 8 or any("://" in i or os.path.isdir(i) for i in inputs)
+    from ..storage import is_url  # a leaf, no torch
+
+    return len(inputs) > 8 or any(is_url(i) or os.path.isdir(i) for i in inputs)

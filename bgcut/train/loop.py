@@ -10,10 +10,10 @@ safe to commit: a fresh machine goes on from it (``--resume-from``) at the same 
 learning-rate schedule, where ``--init`` would start the schedule again. A run stopped by its time
 limit inside an epoch records how many of that epoch's batches it did (``batches_into_epoch``,
 in the state and in ``last.pt``), and the run that goes on does the rest of that epoch, in the
-same order, before the next one. A copy of each epoch's
-state stays in ``epochs/epoch-NNN.safetensors``: the held-out split picks ``best.safetensors``,
-but photos unlike the training set can rank the epochs differently, so every epoch stays at hand
-to be scored on them (``weights/recipes/relay.py`` does).
+same order, before the next one. A copy of each epoch's state stays in
+``epochs/epoch-NNN.safetensors``: the held-out split picks ``best.safetensors``, but photos unlike
+the training set can rank the epochs differently, so every epoch stays at hand to be scored on
+them (``weights/recipes/relay.py`` does).
 """
 
 from __future__ import annotations
@@ -54,14 +54,14 @@ from .teacher import teacher_masks
 
 STATE_FILE = "state.safetensors"
 EPOCHS_DIR = "epochs"  # a copy of each epoch's state, named epoch-NNN.safetensors
-
-
-def epoch_file(out: Path, epoch: int) -> Path:
-    return out / EPOCHS_DIR / f"epoch-{epoch:03d}.safetensors"
 # Steps over which a run resumed from a state file ramps its learning rate back to the schedule's:
 # the optimiser's moment estimates start at zero again, and a full-size first step would jolt
 # the weights away from where the committed run left them.
 REWARM_STEPS = 100
+
+
+def epoch_file(out: Path, epoch: int) -> Path:
+    return out / EPOCHS_DIR / f"epoch-{epoch:03d}.safetensors"
 
 
 def save_state(
@@ -263,9 +263,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         model.train()
         gen.manual_seed(cfg.seed * 1000 + epoch)  # same epoch -> same order, also after resume
         order = torch.randperm(len(tr_img), generator=gen)
-        t_ep, loss_sum, done = time.time(), 0.0, 0
-        first = skip if epoch == start_epoch else 0
-        b = first - 1
+        t_ep, loss_sum = time.time(), 0.0
+        first = skip if epoch == start_epoch else 0  # below steps_per_epoch: the loop runs at least once
         for b in range(first, steps_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = augment(tr_img[idx], tr_msk[idx], cfg.size, gen, aug, backgrounds)
@@ -291,7 +290,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
                 ema.update(model)
             loss_sum += float(loss.detach())
             step += 1
-            done += 1
             if out_of_time():
                 break
         # A stop inside the epoch leaves it to be finished by the run that goes on from here.
@@ -301,7 +299,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
         row = {
             "epoch": epoch + 1,
             "step": step,
-            "loss": loss_sum / max(1, done),
+            "loss": loss_sum / (b + 1 - first),
             "seconds": round(time.time() - t_ep, 1),
             "cpu_seconds": round(cpu_spent + time.process_time() - cpu_start, 1),
             **val,
