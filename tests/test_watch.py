@@ -1,5 +1,5 @@
 """``--watch``: files written slowly into a watched folder, renamed into place, replaced and
-deleted; SIGTERM ends it with the summary."""
+deleted; Ctrl-C (SIGINT) and SIGTERM each end it with the summary."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import square_image
+from .conftest import default_sigint, square_image
 
 
 def _png(box: tuple[int, int, int, int]) -> bytes:
@@ -33,14 +33,17 @@ def _wait_for(check, seconds: float = 20.0) -> None:  # noqa: ANN001
     raise AssertionError("timed out")
 
 
-@pytest.mark.parametrize("how", ["--watch", "--watch-poll"])
-def test_watch_takes_what_arrives_once_it_is_whole(tmp_path: Path, luma_weights: Path, how: str) -> None:
+# Each way of watching is ended by one of the two stops, so both stops are covered at no extra cost.
+@pytest.mark.parametrize(("how", "stop"), [("--watch", signal.SIGTERM), ("--watch-poll", signal.SIGINT)])
+def test_watch_takes_what_arrives_once_it_is_whole(
+    tmp_path: Path, luma_weights: Path, how: str, stop: signal.Signals
+) -> None:
     src, out, manifest = tmp_path / "in", tmp_path / "out", tmp_path / "run.jsonl"
     src.mkdir()
     (src / "first.png").write_bytes(_png((10, 10, 30, 30)))
     cmd = [sys.executable, "-m", "bgcut", str(src), "-o", str(out), "-w", str(luma_weights), how,
            "--manifest", str(manifest), "-j", "0"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         _wait_for(lambda: (out / "first.png").is_file())
 
@@ -69,7 +72,7 @@ def test_watch_takes_what_arrives_once_it_is_whole(tmp_path: Path, luma_weights:
         (src / "renamed.png").unlink()  # deleted: its output stays, nothing fails
         time.sleep(1.5)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert stderr.strip().splitlines()[-1].startswith("bgcut: 5 done, 0 skipped, 0 failed")
