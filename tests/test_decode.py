@@ -56,8 +56,15 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     p = tmp_path / "rot.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    Image.new("RGB", (40, 20), "white").save(p, exif=exif.tobytes())
-    assert open_image(p).rgb.shape[:2] == (40, 20)
+    picture = np.zeros((20, 40, 3), np.uint8)
+    picture[:8, :8] = (255, 0, 0)  # top left as stored: top right once turned upright
+    Image.fromarray(picture).save(p, exif=exif.tobytes(), quality=100)
+    rgb = open_image(p).rgb
+    assert rgb.shape[:2] == (40, 20) and rgb[2, -3, 0] > 200 and rgb[2, 2, 0] < 50
+    # A caller's own PIL image is turned in the decoded copy, never in place.
+    mine = Image.open(p)
+    assert open_image(mine).rgb.shape[:2] == (40, 20)
+    assert mine.size == (40, 20) and mine.getexif().get(0x0112) == 6
 
 
 def test_animated_gif_uses_first_frame_with_warning(tmp_path: Path) -> None:
