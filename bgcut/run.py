@@ -18,11 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm import tqdm
-
 from .config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
-from .cpu.cores import cores_for_model
-from .cpu.heap import retained_heap
 from .devices import pick_device, pick_dtype
 from .errors import UsageError
 from .models import create_model
@@ -141,7 +137,9 @@ def remove_backgrounds(
                     to = stdout if stdout is not None else sys.stdout.buffer
                     process_photos(target, model, pending, record, progress, summary, manifest, log, to)
                 if videos and not summary.interrupted:
-                    _process_videos(target, model, videos, video, record, progress)
+                    from .video.run import process_videos  # PyAV is an extra: imported only when there are clips
+
+                    process_videos(target, model, videos, video, record, progress)
             else:
                 from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
 
@@ -210,35 +208,3 @@ def _video_not_started(target: OutputTarget, source: Source, video: VideoOptions
     if not target.run.overwrite and target.dest.exists(name):
         return Row(source.display, [target.dest.locate(name)], status="skipped")
     return None
-
-
-def _process_videos(
-    target: OutputTarget,
-    predictor: Predictor,
-    videos: list[Source],
-    video: VideoOptions,
-    record: Callable[[Row], None],
-    progress: bool | None,
-) -> None:
-    """Each video in turn, through the same model (``video.run.cut_video``)."""
-    from .video.run import cut_video  # PyAV is an extra: imported only when there are clips
-
-    assert target.dest is not None
-    show = progress if progress is not None else sys.stderr.isatty()
-    with cores_for_model(predictor.device.type, predictor.size), retained_heap(predictor.device.type):
-        for source in videos:
-            final = Path(target.dest.locate(video.spec.output_name(source.key)))
-            with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
-                record(
-                    cut_video(
-                        source.path,
-                        source.display,
-                        final,
-                        predictor,
-                        target.post,
-                        target.out,
-                        video,
-                        target.bg,
-                        bar.update,
-                    )
-                )

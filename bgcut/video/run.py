@@ -1,4 +1,6 @@
-"""One input video -> one output video (or image sequence): the stages, in three threads.
+"""The video engine: each input video -> one output video (or image sequence), the stages in
+three threads (``process_videos`` takes the run's clips in turn, as ``pipeline.local_engine``
+takes its photos; ``cut_video`` does one).
 
 decode (a thread: FFmpeg releases the GIL) -> masks in batches on the one model (the calling
 thread) -> steady -> render + encode (a thread). Both queues are bounded, so a long video
@@ -10,17 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..config import OutputOptions, PostOptions, VideoFormat, VideoOptions
+from ..cpu.cores import cores_for_model
+from ..cpu.heap import retained_heap
 from ..errors import ImageError, VideoError
 from ..pipeline.infer import Predictor
-from ..pipeline.output import Row
+from ..pipeline.output import OutputTarget, Row
 from ..pipeline.postprocess import Background, render
+from ..pipeline.reader import Source
 from ..pipeline.writer import encode
 from .decode import Frame, VideoInfo, VideoReader
 from .encode import FrameFolder, VideoSink
@@ -81,6 +88,36 @@ def _consume(sink: VideoSink | FrameFolder, jobs: queue.Queue, done: list[BaseEx
                 sink.write(*made)
         except BaseException as e:  # noqa: BLE001
             done[0] = e
+
+
+def process_videos(
+    target: OutputTarget,
+    predictor: Predictor,
+    videos: list[Source],
+    video: VideoOptions,
+    record: Callable[[Row], None],
+    progress: bool | None,
+) -> None:
+    """Each video of the run in turn, through the same model, each recorded as its row."""
+    assert target.dest is not None
+    show = progress if progress is not None else sys.stderr.isatty()
+    with cores_for_model(predictor.device.type, predictor.size), retained_heap(predictor.device.type):
+        for source in videos:
+            final = Path(target.dest.locate(video.spec.output_name(source.key)))
+            with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
+                record(
+                    cut_video(
+                        source.path,
+                        source.display,
+                        final,
+                        predictor,
+                        target.post,
+                        target.out,
+                        video,
+                        target.bg,
+                        bar.update,
+                    )
+                )
 
 
 def cut_video(
