@@ -86,9 +86,15 @@ class Batcher:
     def _run(self) -> None:
         while (collected := self._collect()) is not None:
             batch = []
-            for item in collected:  # a request nobody waits for any more costs no forward pass
-                if item[3].called_off:
-                    item[2].set_exception(CalledOff())
+            for item in collected:
+                future, job = item[2], item[3]
+                # A request cut short by the server's stop has its future cancelled (asyncio's
+                # wrap_future passes the cancellation on), and setting its result would raise here
+                # and end this thread. Marked running, the others can no longer be cancelled.
+                if not future.set_running_or_notify_cancel():
+                    continue
+                if job.called_off:  # a request nobody waits for any more costs no forward pass
+                    future.set_exception(CalledOff())
                 else:
                     batch.append(item)
             if not batch:
