@@ -88,9 +88,10 @@ class Batcher:
             batch = []
             for item in collected:
                 future, job = item[2], item[3]
-                # A request cut short by the server's stop has its future cancelled (asyncio's
-                # wrap_future passes the cancellation on), and setting its result would raise here
-                # and end this thread. Marked running, the others can no longer be cancelled.
+                # A future is cancelled with its request's task (the event loop cancels those left
+                # when it closes at a stop; asyncio's wrap_future passes that on), and setting its
+                # result would then raise here and end this thread. Marked running, the rest can
+                # no longer be cancelled under the forward pass.
                 if not future.set_running_or_notify_cancel():
                     continue
                 if job.called_off:  # a request nobody waits for any more costs no forward pass
