@@ -447,6 +447,18 @@ class _Held:
         return self.inner.masks(*args, **kwargs)
 
 
+@contextmanager
+def _thread_deaths() -> Iterator[list[str]]:
+    """The exceptions that end any thread meanwhile (the model thread's included), one line each."""
+    died: list[str] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: died.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
+    try:
+        yield died
+    finally:
+        threading.excepthook = hook
+
+
 def test_a_cancelled_request_leaves_the_model_thread_running(predictor: Predictor) -> None:
     """When the server's event loop closes, it cancels the requests still waiting, and with them
     their futures (asyncio's wrap_future): the model thread, still in a forward pass, used to die
@@ -455,30 +467,27 @@ def test_a_cancelled_request_leaves_the_model_thread_running(predictor: Predicto
 
     release = threading.Event()
     batcher = Batcher(_Held(predictor, release), max_batch=1, max_wait=0.05, max_queue=8)  # type: ignore[arg-type]
-    died: list[str] = []
-    hook = threading.excepthook
-    threading.excepthook = lambda args: died.append(repr(args.exc_value))
-    try:
-        photo = predictor.prepare(square_image((80, 60)))
-        running = batcher.submit(photo, (60, 80))
-        time.sleep(0.3)  # its batch is taken, and held at the forward pass
-        gone, kept = batcher.submit(photo, (60, 80)), batcher.submit(photo, (60, 80))
-        assert not running.cancel()  # a batch under way is no longer cancelled under the thread
-        assert gone.cancel()  # still waiting in the queue
-        release.set()
-        assert running.result(timeout=30).shape == kept.result(timeout=30).shape == (60, 80)
-        after = batcher.submit(photo, (60, 80))  # the thread still serves
-        assert after.result(timeout=30).shape == (60, 80)
-    finally:
-        release.set()
-        batcher.close()
-        threading.excepthook = hook
+    with _thread_deaths() as died:
+        try:
+            photo = predictor.prepare(square_image((80, 60)))
+            running = batcher.submit(photo, (60, 80))
+            time.sleep(0.3)  # its batch is taken, and held at the forward pass
+            gone, kept = batcher.submit(photo, (60, 80)), batcher.submit(photo, (60, 80))
+            assert not running.cancel()  # a batch under way is no longer cancelled under the thread
+            assert gone.cancel()  # still waiting in the queue
+            release.set()
+            assert running.result(timeout=30).shape == kept.result(timeout=30).shape == (60, 80)
+            after = batcher.submit(photo, (60, 80))  # the thread still serves
+            assert after.result(timeout=30).shape == (60, 80)
+        finally:
+            release.set()
+            batcher.close()
     assert not died, died
 
 
 def test_requests_cut_short_by_the_stop_are_answered_503_and_log_no_traceback(predictor: Predictor) -> None:
     """In process, the event loop runs every cancelled request to its end after the grace period
-    (a SIGTERMed process may exit first: the race that the test above cannot force)."""
+    (a SIGTERMed process may exit first: the race that the SIGTERM test cannot force)."""
     import logging
 
     release = threading.Event()
@@ -499,32 +508,29 @@ def test_requests_cut_short_by_the_stop_are_answered_503_and_log_no_traceback(pr
 
     keep = Keep()
     logging.getLogger("uvicorn.error").addHandler(keep)
-    died: list[str] = []  # an exception that ends any thread, the model thread's included
-    hook = threading.excepthook
-    threading.excepthook = lambda args: died.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
     thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        photo = png_bytes(square_image((200, 150)))
-        url = f"http://127.0.0.1:{port}/remove"
-        with ThreadPoolExecutor(4) as pool:
-            replies = [pool.submit(httpx.post, url, content=photo, timeout=60) for _ in range(4)]
-            time.sleep(1.0)  # all four are in: decoded, and waiting on the held forward pass
-            server.should_exit = True
-            # The forward pass goes on once the grace period (0.2 s) has cut the requests short;
-            # the server's shutdown waits for the model thread.
-            threading.Timer(2.0, release.set).start()  # ten times the grace: a slow machine still cuts first
-            answers = [r.result() for r in replies]
-        thread.join(timeout=30)
-    finally:
-        release.set()
-        logging.getLogger("uvicorn.error").removeHandler(keep)
-        threading.excepthook = hook
+    with _thread_deaths() as died:
+        thread.start()
+        try:
+            deadline = time.monotonic() + 20
+            while not server.started:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.02)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            photo = png_bytes(square_image((200, 150)))
+            url = f"http://127.0.0.1:{port}/remove"
+            with ThreadPoolExecutor(4) as pool:
+                replies = [pool.submit(httpx.post, url, content=photo, timeout=60) for _ in range(4)]
+                time.sleep(1.0)  # all four are in: decoded, and waiting on the held forward pass
+                server.should_exit = True
+                # The forward pass goes on once the grace period (0.2 s) has cut the requests short;
+                # the server's shutdown waits for the model thread.
+                threading.Timer(2.0, release.set).start()  # ten times the grace: a slow machine still cuts first
+                answers = [r.result() for r in replies]
+            thread.join(timeout=30)
+        finally:
+            release.set()
+            logging.getLogger("uvicorn.error").removeHandler(keep)
     assert not thread.is_alive()
     assert not died, died
     assert [a.status_code for a in answers] == [503] * 4
