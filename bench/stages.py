@@ -1,12 +1,13 @@
 """What each stage of one cut-out costs, per image, on one thread (issue 30).
 
-    python bench/stages.py IMAGES [--model bgcut-lite] [--limit 40] [--batch 8] [--format png-alpha]
+    python bench/stages.py IMAGES [--model bgcut-lite | --weights DIR] [--limit 40] [--batch 8] [--format png-alpha]
 
 Runs the engine's own functions in order on each photo, timing each on one thread
 (``torch.set_num_threads(1)``): ``decode.open_image``, ``preprocess.resize_for_model``, the model
 (``Predictor.__call__`` on a batch of ``--batch``: normalise, forward, output rule; the time is
 shared out per image), the mask's upsample to the photo's size, ``postprocess.render`` (the mask
-options and the composite), ``writer.encode`` and ``storage.atomic_write`` into a temporary folder.
+options and the composite), the doubt score (``doubt.measure``), ``writer.encode`` and
+``storage.atomic_write`` into a temporary folder.
 Prints a Markdown table of the median ms per image of each stage and the sum, then the images per
 second one core sustains for the host side alone (everything but the model): the figure a GPU
 machine's projection starts from.
@@ -24,25 +25,32 @@ import torch
 
 from bgcut.config import OutputOptions, PostOptions, RunOptions
 from bgcut.images import open_image
+from bgcut.pipeline.doubt import measure as measure_doubt
 from bgcut.pipeline.infer import Predictor, upsample_mask
 from bgcut.pipeline.postprocess import render
 from bgcut.pipeline.preprocess import resize_for_model
 from bgcut.pipeline.writer import encode
 from bgcut.storage import atomic_write
 
-HOST = ("decode", "model input resize", "mask upsample", "render", "encode", "write")
+HOST = ("decode", "model input resize", "mask upsample", "render", "doubt", "encode", "write")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("images", type=Path)
     ap.add_argument("--model", default="bgcut-lite")
+    ap.add_argument("--weights", default=None, help="a weights folder instead of --model (e.g. the luma_test model)")
     ap.add_argument("--limit", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--format", default="png-alpha")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    predictor = Predictor.from_options(RunOptions(model=args.model, device="cpu", batch_size=args.batch), pad=False)
+    predictor = Predictor.from_options(
+        RunOptions(
+            model=None if args.weights else args.model, weights=args.weights, device="cpu", batch_size=args.batch
+        ),
+        pad=False,
+    )
     out, post = OutputOptions(format=args.format), PostOptions()
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: args.limit]
     times: dict[str, list[float]] = {}
@@ -70,10 +78,15 @@ def main() -> int:
             h, w = d.rgb.shape[:2]
             mask = timed("mask upsample", upsample_mask, prob, h, w)
             result = timed("render", render, d.rgb, d.alpha, mask, post, out, None, predictor.size)
+            timed("doubt", measure_doubt, mask)
             data = timed("encode", encode, result.images[0][1], out.extension, out.png)
             timed("write", atomic_write, folder / f"{p.stem}{out.extension}", data)
     first = open_image(paths[0]).rgb.shape
-    print(f"{len(paths)} photos from {args.images} (first {first[1]}x{first[0]}), {args.model}, {args.format}", end="")
+    print(
+        f"{len(paths)} photos from {args.images} (first {first[1]}x{first[0]}),",
+        f"{args.weights or args.model}, {args.format}",
+        end="",
+    )
     print(", one thread\n")
     print("| stage | ms per image (median) |")
     print("| --- | --- |")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bgcut.errors import ImageError
-from bgcut.images import load_image, open_image
+from bgcut.images import decoder_noise, load_image, open_image
 from bgcut.pipeline.dataset import DecodeDataset
 
 
@@ -146,3 +146,113 @@ def test_decoding_does_not_import_torch() -> None:
     # bgcut paste workers decode through this module; torch would cost each of them a second or more.
     code = "import sys, bgcut.images, bgcut.paste.sources; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def _jpeg(tmp_path: Path, name: str, arr: np.ndarray, **save: object) -> Path:
+    p = tmp_path / name
+    Image.fromarray(arr).save(p, "JPEG", quality=90, **save)
+    return p
+
+
+def _both(p: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """PIL's pixels, the fast path's pixels, how often OpenCV decoded, and what leaked to the outer capture."""
+    import cv2
+
+    calls = []
+    real = cv2.imdecode
+
+    def counted(*a: object) -> object:
+        calls.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(cv2, "imdecode", counted)
+    slow = open_image(p).rgb
+    assert not calls  # PIL alone unless asked
+    with decoder_noise() as noise:
+        fast = open_image(p, fast_jpeg=True).rgb
+    return slow, fast, len(calls), noise
+
+
+def test_opencv_decodes_jpegs_to_pils_pixels_in_every_orientation(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    arr[:6, :10] = 255  # an asymmetric corner, so each orientation shows
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        p = _jpeg(tmp_path, f"o{orientation}.jpg", arr, exif=exif.tobytes())
+        slow, fast, decoded, noise = _both(p, monkeypatch)
+        assert decoded == 1 and not noise, orientation
+        assert fast.shape == slow.shape and np.array_equal(fast, slow), orientation
+        assert fast.flags["C_CONTIGUOUS"]
+    grey = _jpeg(tmp_path, "grey.jpg", rng.integers(0, 255, (16, 12), dtype=np.uint8))
+    slow, fast, decoded, _ = _both(grey, monkeypatch)
+    assert decoded == 1 and fast.shape == (16, 12, 3) and np.array_equal(fast, slow)
+    prog = _jpeg(tmp_path, "prog.jpg", arr, progressive=True, subsampling=0)
+    slow, fast, decoded, _ = _both(prog, monkeypatch)
+    assert decoded == 1 and np.array_equal(fast, slow)
+
+
+def test_a_jpeg_opencv_complains_about_is_decoded_by_pil(tmp_path: Path, monkeypatch) -> None:
+    """A truncated JPEG, which OpenCV fills in grey with a warning, still fails as PIL fails it;
+    a JPEG with junk before its end marker, which PIL decodes silently, keeps PIL's silence."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(data[: len(data) // 2])
+    with decoder_noise() as noise, pytest.raises(ImageError, match="truncated"):
+        open_image(trunc, fast_jpeg=True)
+    assert noise == []
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(data[:-2] + b"\x00" * 22 + data[-2:])
+    slow, fast, decoded, noise = _both(junk, monkeypatch)
+    assert decoded == 1 and noise == [] and np.array_equal(fast, slow)
+
+
+def test_cmyk_and_png_are_left_to_pil(tmp_path: Path, monkeypatch) -> None:
+    cmyk = tmp_path / "c.jpg"
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(cmyk, quality=100)
+    png = tmp_path / "p.png"
+    Image.new("RGB", (8, 8), "red").save(png)
+    for p in (cmyk, png):
+        slow, fast, decoded, _ = _both(p, monkeypatch)
+        assert decoded == 0 and np.array_equal(fast, slow)
+
+
+def test_nested_decoder_noise_keeps_each_blocks_own_lines() -> None:
+    with decoder_noise() as outer:
+        os.write(2, b"outer one\n")
+        with decoder_noise() as inner:
+            os.write(2, b"inner\n")
+        os.write(2, b"outer two\n")
+    assert inner == ["inner"] and outer == ["outer one", "outer two"]
+
+
+def test_a_packed_batch_arrives_as_its_items(tmp_path: Path) -> None:
+    """The worker's batch crosses to the main process as one shared block (``PackedBatch``); each
+    item comes back with its own tensors, errors and warnings."""
+    import pickle
+
+    import torch
+
+    from bgcut.pipeline.dataset import DecodeItem, PackedBatch
+
+    rgb = torch.arange(2 * 3 * 3, dtype=torch.uint8).view(2, 3, 3)
+    items = [
+        DecodeItem(0, model_input=torch.full((3, 4, 4), 9, dtype=torch.uint8), rgb=rgb, warning="w"),
+        DecodeItem(1, error="bad"),
+        DecodeItem(
+            2,
+            model_input=torch.ones(3, 4, 4, dtype=torch.uint8),
+            rgb=rgb.flip(0),
+            alpha=torch.zeros(2, 3, dtype=torch.uint8),
+        ),
+    ]
+    back = pickle.loads(pickle.dumps(PackedBatch(items)))
+    assert [(i.index, i.error, i.warning) for i in back] == [(0, None, "w"), (1, "bad", None), (2, None, None)]
+    for a, b in zip(items, back, strict=True):
+        for name in ("model_input", "rgb", "alpha"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None and y is None) or (y.is_contiguous() and torch.equal(x, y)), (a.index, name)
+    assert back[0].rgb.untyped_storage().data_ptr() == back[2].rgb.untyped_storage().data_ptr()  # one block

@@ -223,3 +223,24 @@ def test_composite_in_strips_blends_every_row() -> None:
     a = (alpha / 255.0)[..., None]
     want = np.clip(200 * a + np.array([0, 0, 100]) * (1 - a) + 0.5, 0, 255)
     assert np.array_equal(out, want.astype(np.uint8))
+
+
+def test_box_and_share_match_the_plain_numpy_answer() -> None:
+    """``bounding_box`` and ``foreground_fraction`` (OpenCV) against np.nonzero and the mean,
+    on random masks: empty, one rectangle, a rectangle and a stray pixel, at four thresholds."""
+    from bgcut.pipeline.postprocess import bounding_box, foreground_fraction, hard
+
+    rng = np.random.default_rng(0)
+    for k in range(300):
+        h, w = (int(v) for v in rng.integers(1, 300, 2))
+        m = np.zeros((h, w), np.uint8)
+        if k % 5:
+            y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+            m[y0 : int(rng.integers(y0, h)) + 1, x0 : int(rng.integers(x0, w)) + 1] = rng.integers(0, 256)
+            if k % 2:
+                m[rng.integers(0, h), rng.integers(0, w)] = rng.integers(0, 256)
+        for t in (0.0, 0.1, 0.5, 1.0):
+            ys, xs = np.nonzero(hard(m, t))
+            want = None if xs.size == 0 else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            assert bounding_box(m, t) == want, (k, t)
+            assert foreground_fraction(m, t) == float(hard(m, t).mean()), (k, t)

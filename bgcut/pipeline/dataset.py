@@ -8,6 +8,7 @@ worker process (see its docstring for why each step is there).
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import signal
@@ -67,7 +68,7 @@ class DecodeDataset(torch.utils.data.Dataset):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # PIL's EXIF/ICC chatter; real problems raise
-                dec = open_image(self.paths[i], self.max_pixels)
+                dec = open_image(self.paths[i], self.max_pixels, fast_jpeg=True)  # inside decoder_noise
                 return DecodeItem(
                     i,
                     model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
@@ -142,6 +143,49 @@ def _exit_with(pid: int) -> None:
             pass  # alive, owned by someone else (cannot happen for our own parent, but harmless)
 
 
-def collate(items: list[DecodeItem]) -> list[DecodeItem]:
-    """Keep items as a list: full-size images differ in shape, and errors carry no tensors."""
+_TENSORS = ("model_input", "rgb", "alpha")
+
+
+class PackedBatch(list):
+    """A decode worker's batch: its items' tensors travel in one shared-memory block.
+
+    Each tensor a worker returns reaches the main process as its own file descriptor, fetched
+    over a socket from the worker (torch's sharing strategy): 16 round trips a batch of 8, and
+    the main process's thread is the one that waits for them. Packed, a batch is one. The
+    items arrive as a plain list whose tensors are views into that block.
+    """
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        tensors = [t for it in self for t in (getattr(it, name) for name in _TENSORS) if t is not None]
+        if not tensors or any(t.dtype != torch.uint8 for t in tensors):
+            return list, (list(self),)
+        # A new block in shared memory, as torch's default_collate makes one in a worker: a plain
+        # one would be copied into shared memory again as it is sent.
+        block = tensors[0].new(tensors[0]._typed_storage()._new_shared(sum(t.numel() for t in tensors)))
+        layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]] = []
+        offset = 0
+        for it in self:
+            spans = {}
+            for name in _TENSORS:
+                t = getattr(it, name)
+                if t is not None:
+                    block[offset : offset + t.numel()].view(t.shape).copy_(t)
+                    spans[name] = (offset, tuple(t.shape))
+                    offset += t.numel()
+            layout.append((DecodeItem(it.index, error=it.error, warning=it.warning), spans))
+        return _unpacked, (block, layout)
+
+
+def _unpacked(block: torch.Tensor, layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]]) -> list:
+    items = []
+    for item, spans in layout:
+        for name, (offset, shape) in spans.items():
+            setattr(item, name, block[offset : offset + math.prod(shape)].view(shape))
+        items.append(item)
     return items
+
+
+def collate(items: list[DecodeItem]) -> list[DecodeItem]:
+    """Keep items as a list (full-size images differ in shape, and errors carry no tensors),
+    packed for the trip to the main process (``PackedBatch``)."""
+    return PackedBatch(items)

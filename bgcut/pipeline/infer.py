@@ -166,4 +166,4 @@ def upsample_mask(mask: torch.Tensor, height: int, width: int) -> np.ndarray:
     """
     shrink = height < mask.shape[-2] or width < mask.shape[-1]
     full = F.interpolate(mask[None], size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)[0, 0]
-    return (full * 255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    return full.mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # in place: one full-size float plane

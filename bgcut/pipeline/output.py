@@ -24,7 +24,7 @@ from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
 from .dataset import DecodeItem
 from .doubt import measure as measure_doubt
-from .postprocess import Background, bounding_box, hard, render
+from .postprocess import Background, bounding_box, foreground_fraction, render
 from .reader import Source
 from .writer import encode
 
@@ -164,7 +164,7 @@ class OutputTarget:
             "width": int(alpha.shape[1]),
             "height": int(alpha.shape[0]),
             "bbox": list(box) if box else None,
-            "fg_fraction": round(float(hard(alpha, self.post.threshold).mean()), 6),
+            "fg_fraction": round(foreground_fraction(alpha, self.post.threshold), 6),
         }
 
 

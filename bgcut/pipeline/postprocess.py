@@ -211,10 +211,18 @@ def blurred_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float) -> np.n
 
 
 def bounding_box(mask: np.ndarray, threshold: float) -> Box | None:
-    ys, xs = np.nonzero(hard(mask, threshold))
-    if xs.size == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return _box(hard(mask, threshold).view(np.uint8))
+
+
+def foreground_fraction(mask: np.ndarray, threshold: float) -> float:
+    return cv2.countNonZero(hard(mask, threshold).view(np.uint8)) / mask.size
+
+
+def _box(solid: np.ndarray) -> Box | None:
+    # OpenCV's box of the non-zero pixels: np.nonzero listed every foreground pixel's index to take
+    # four extremes from them, 2 ms of a 0.4 MP frame's 3 ms render.
+    x, y, w, h = cv2.boundingRect(solid)
+    return None if w == 0 else (x, y, x + w, y + h)
 
 
 def expand_box(box: Box, margin: tuple[float, bool], width: int, height: int) -> Box:
@@ -290,8 +298,9 @@ def render(
     if post.decontaminate and spec.pixels != "alpha":
         rgb = decontaminate(rgb, mask, model_size)
     h, w = mask.shape
-    box = bounding_box(mask, post.threshold)
-    fraction = float(hard(mask, post.threshold).mean())
+    solid = hard(mask, post.threshold).view(np.uint8)
+    box = _box(solid)
+    fraction = cv2.countNonZero(solid) / solid.size
     if not spec.crop:
         return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction, warning)
     margin = parse_margin(out.margin)
