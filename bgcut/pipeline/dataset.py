@@ -1,6 +1,6 @@
 """The DataLoader side of decoding: worker processes turn input paths into model-ready tensors.
 
-``DecodeDataset`` runs ``decode.open_image`` in DataLoader workers and resizes for the model
+``DecodeDataset`` runs ``images.open_image`` in DataLoader workers and resizes for the model
 there, so the main process only stacks tensors; a failure becomes an error record for that
 one file rather than an exception that would stop the batch. ``init_worker`` sets up each
 worker process (see its docstring for why each step is there).
