@@ -3,7 +3,8 @@
     python bench/stages.py IMAGES [--model bgcut-lite | --weights DIR] [--limit 40] [--batch 8] [--format png-alpha]
 
 Runs the engine's own functions in order on each photo, timing each on one thread
-(``torch.set_num_threads(1)``): ``decode.open_image``, ``preprocess.resize_for_model``, the model
+(``torch.set_num_threads(1)``): ``images.open_image`` as a decode worker calls it,
+``preprocess.resize_for_model``, the model
 (``Predictor.__call__`` on a batch of ``--batch``: normalise, forward, output rule; the time is
 shared out per image), the mask's upsample to the photo's size, ``postprocess.render`` (the mask
 options and the composite), the doubt score (``doubt.measure``), ``writer.encode`` and
@@ -24,13 +25,20 @@ from pathlib import Path
 import torch
 
 from bgcut.config import OutputOptions, PostOptions, RunOptions
-from bgcut.images import open_image
+from bgcut.images import decoder_noise, open_image
 from bgcut.pipeline.doubt import measure as measure_doubt
 from bgcut.pipeline.infer import Predictor, upsample_mask
 from bgcut.pipeline.postprocess import render
 from bgcut.pipeline.preprocess import resize_for_model
 from bgcut.pipeline.writer import encode
 from bgcut.storage import atomic_write
+
+
+def worker_decode(path: Path):  # noqa: ANN201
+    """As a decode worker decodes (``DecodeDataset``): OpenCV for plain JPEGs, inside ``decoder_noise``."""
+    with decoder_noise():
+        return open_image(path, fast_jpeg=True)
+
 
 HOST = ("decode", "model input resize", "mask upsample", "render", "doubt", "encode", "write")
 
@@ -65,7 +73,7 @@ def main() -> int:
     predictor(torch.zeros((1, 3, predictor.size, predictor.size), dtype=torch.uint8))  # first-call set-up, untimed
     for start in range(0, len(paths), args.batch):
         chunk = paths[start : start + args.batch]
-        decoded = [timed("decode", open_image, p) for p in chunk]
+        decoded = [timed("decode", worker_decode, p) for p in chunk]
         inputs = [
             timed("model input resize", resize_for_model, d.rgb, predictor.size, predictor.cfg.interpolation)
             for d in decoded
