@@ -7,7 +7,7 @@
    (each its own file descriptor, as before) or through ``PackedBatch`` (one shared block a
    batch). Prints the main process's CPU seconds and the wall seconds, twice each, alternating.
 2. The box and foreground share of an 854x480 mask: ``np.nonzero`` (before) against
-   ``postprocess.bounding_box`` and ``foreground_fraction`` (OpenCV). Prints ms per mask.
+   ``postprocess.coverage`` (OpenCV). Prints ms per mask.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bgcut.pipeline.dataset import DecodeItem, PackedBatch
-from bgcut.pipeline.postprocess import bounding_box, foreground_fraction, hard
+from bgcut.pipeline.postprocess import coverage, hard
 
 
 class Frames(Dataset):
@@ -56,7 +56,7 @@ def old_box(mask: np.ndarray, threshold: float) -> tuple[tuple[int, int, int, in
 
 
 def new_box(mask: np.ndarray, threshold: float) -> tuple[tuple[int, int, int, int] | None, float]:
-    return bounding_box(mask, threshold), foreground_fraction(mask, threshold)
+    return coverage(mask, threshold)
 
 
 def box() -> None:

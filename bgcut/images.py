@@ -138,8 +138,8 @@ def open_image(
     """Decode one image (a path, an fsspec URL, bytes or a PIL image); raises ``ImageError`` whose
     message is the reason.
 
-    ``fast_jpeg`` lets OpenCV decode plain JPEGs (``_jpeg_by_opencv``: the same pixels, a third
-    of the time). It redirects file descriptor 2 while it decodes (``decoder_noise``), so only
+    ``fast_jpeg`` lets OpenCV decode plain JPEGs (``_jpeg_by_opencv``: the same pixels, in about
+    two thirds of the time). It redirects file descriptor 2 while it decodes (``decoder_noise``), so only
     callers that own the process's stderr for that moment ask for it: the engine's decode
     workers, which already decode inside ``decoder_noise``.
 
@@ -217,9 +217,10 @@ def _jpeg_by_opencv(im: Image.Image) -> np.ndarray | None:
     """The RGB pixels of a plain JPEG (RGB or grey, opened but not loaded) decoded by OpenCV, or
     None where PIL must decode it.
 
-    Both wrap libjpeg-turbo and give the same pixels (all 7,707 JPEGs of the evaluation sets,
-    DUTS-TR and the backgrounds, bench/RESULTS.md), but PIL's route to a numpy array copies the
-    picture twice more: 4.9 ms against 1.4 ms for an 854x480 frame. PIL still decodes what
+    Both wrap libjpeg-turbo and give the same pixels (all 7,703 JPEGs of the evaluation sets,
+    DUTS-TR, the backgrounds and the video frames: ``bench/jpeg_decode.py``), but PIL's route to a
+    numpy array copies the picture twice more: a median of 2.9 ms against 2.0 ms for davis16's
+    854x480 frames (bench/RESULTS.md). PIL still decodes what
     OpenCV would treat differently: CMYK and other modes, and any file about which libjpeg
     printed a word (a corrupt or truncated file, which OpenCV fills in grey where PIL raises).
     The EXIF orientation is applied as ``ImageOps.exif_transpose`` applies it.

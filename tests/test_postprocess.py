@@ -100,8 +100,8 @@ def test_bad_background(spec: str) -> None:
 def test_margin_and_box() -> None:
     m = np.zeros((100, 100), np.uint8)
     m[40:60, 30:50] = 255
-    box = pp.bounding_box(m, 0.5)
-    assert box == (30, 40, 50, 60)
+    box, share = pp.coverage(m, 0.5)
+    assert box == (30, 40, 50, 60) and share == 0.04
     assert pp.expand_box(box, parse_margin("5"), 100, 100) == (25, 35, 55, 65)
     assert pp.expand_box(box, parse_margin("50%"), 100, 100) == (20, 30, 60, 70)
     assert pp.expand_box(box, parse_margin("100"), 100, 100) == (0, 0, 100, 100)
@@ -226,9 +226,9 @@ def test_composite_in_strips_blends_every_row() -> None:
 
 
 def test_box_and_share_match_the_plain_numpy_answer() -> None:
-    """``bounding_box`` and ``foreground_fraction`` (OpenCV) against np.nonzero and the mean,
+    """``coverage`` (OpenCV's box and count) against np.nonzero and the mean,
     on random masks: empty, one rectangle, a rectangle and a stray pixel, at four thresholds."""
-    from bgcut.pipeline.postprocess import bounding_box, foreground_fraction, hard
+    from bgcut.pipeline.postprocess import coverage, hard
 
     rng = np.random.default_rng(0)
     for k in range(300):
@@ -242,5 +242,4 @@ def test_box_and_share_match_the_plain_numpy_answer() -> None:
         for t in (0.0, 0.1, 0.5, 1.0):
             ys, xs = np.nonzero(hard(m, t))
             want = None if xs.size == 0 else (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-            assert bounding_box(m, t) == want, (k, t)
-            assert foreground_fraction(m, t) == float(hard(m, t).mean()), (k, t)
+            assert coverage(m, t) == (want, float(hard(m, t).mean())), (k, t)

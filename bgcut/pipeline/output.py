@@ -24,7 +24,7 @@ from ..images import open_image
 from ..storage import Destination, atomic_write, is_url
 from .dataset import DecodeItem
 from .doubt import measure as measure_doubt
-from .postprocess import Background, bounding_box, foreground_fraction, render
+from .postprocess import Background, coverage, render
 from .reader import Source
 from .writer import encode
 
@@ -159,12 +159,12 @@ class OutputTarget:
                     return None
         except (OSError, ValueError):
             return None
-        box = bounding_box(alpha, self.post.threshold)
+        box, fraction = coverage(alpha, self.post.threshold)
         return {
             "width": int(alpha.shape[1]),
             "height": int(alpha.shape[0]),
             "bbox": list(box) if box else None,
-            "fg_fraction": round(foreground_fraction(alpha, self.post.threshold), 6),
+            "fg_fraction": round(fraction, 6),
         }
 
 

@@ -210,19 +210,13 @@ def blurred_background(rgb: np.ndarray, alpha: np.ndarray, sigma: float) -> np.n
     return cv2.resize(np.clip(small_back + 0.5, 0, 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def bounding_box(mask: np.ndarray, threshold: float) -> Box | None:
-    return _box(hard(mask, threshold).view(np.uint8))
-
-
-def foreground_fraction(mask: np.ndarray, threshold: float) -> float:
-    return cv2.countNonZero(hard(mask, threshold).view(np.uint8)) / mask.size
-
-
-def _box(solid: np.ndarray) -> Box | None:
+def coverage(mask: np.ndarray, threshold: float) -> tuple[Box | None, float]:
+    """The box around the foreground and its share of the picture, from one thresholded copy."""
+    solid = hard(mask, threshold).view(np.uint8)
     # OpenCV's box of the non-zero pixels: np.nonzero listed every foreground pixel's index to take
     # four extremes from them, 2 ms of a 0.4 MP frame's 3 ms render.
     x, y, w, h = cv2.boundingRect(solid)
-    return None if w == 0 else (x, y, x + w, y + h)
+    return (None if w == 0 else (x, y, x + w, y + h)), cv2.countNonZero(solid) / solid.size
 
 
 def expand_box(box: Box, margin: tuple[float, bool], width: int, height: int) -> Box:
@@ -298,9 +292,7 @@ def render(
     if post.decontaminate and spec.pixels != "alpha":
         rgb = decontaminate(rgb, mask, model_size)
     h, w = mask.shape
-    solid = hard(mask, post.threshold).view(np.uint8)
-    box = _box(solid)
-    fraction = cv2.countNonZero(solid) / solid.size
+    box, fraction = coverage(mask, post.threshold)
     if not spec.crop:
         return Rendered([("", _pixels(spec.pixels, rgb, mask, bg))], box, fraction, warning)
     margin = parse_margin(out.margin)
