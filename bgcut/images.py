@@ -139,9 +139,9 @@ def open_image(
     message is the reason.
 
     ``fast_jpeg`` lets OpenCV decode plain JPEGs (``_jpeg_by_opencv``: the same pixels, in about
-    two thirds of the time). It redirects file descriptor 2 while it decodes (``decoder_noise``), so only
-    callers that own the process's stderr for that moment ask for it: the engine's decode
-    workers, which already decode inside ``decoder_noise``.
+    two thirds of the time). It redirects file descriptor 2 while it decodes (``decoder_noise``),
+    so only callers that own the process's stderr for that moment ask for it: the engine's
+    decode workers, which already decode inside ``decoder_noise``.
 
     Every failure is an ``ImageError``: a crafted file makes PIL raise nearly anything (``TypeError``
     from a TIFF without dimensions, ``IndexError`` from a truncated GIF's frame count), and one
@@ -220,9 +220,9 @@ def _jpeg_by_opencv(im: Image.Image) -> np.ndarray | None:
     Both wrap libjpeg-turbo and give the same pixels (all 7,703 JPEGs of the evaluation sets,
     DUTS-TR, the backgrounds and the video frames: ``bench/jpeg_decode.py``), but PIL's route to a
     numpy array copies the picture twice more: a median of 2.9 ms against 2.0 ms for davis16's
-    854x480 frames (bench/RESULTS.md). PIL still decodes what
-    OpenCV would treat differently: CMYK and other modes, and any file about which libjpeg
-    printed a word (a corrupt or truncated file, which OpenCV fills in grey where PIL raises).
+    854x480 frames (bench/RESULTS.md). PIL still decodes what OpenCV would treat differently:
+    CMYK and other modes, and any file about which libjpeg printed a word (a corrupt or
+    truncated file, which OpenCV fills in grey where PIL raises).
     The EXIF orientation is applied as ``ImageOps.exif_transpose`` applies it.
     """
     if im.format != "JPEG" or im.mode not in ("RGB", "L"):

@@ -176,7 +176,9 @@ class PackedBatch(list):
         return _unpacked, (block, layout)
 
 
-def _unpacked(block: torch.Tensor, layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]]) -> list:
+def _unpacked(
+    block: torch.Tensor, layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]]
+) -> list[DecodeItem]:
     items = []
     for item, spans in layout:
         for name, (offset, shape) in spans.items():
