@@ -146,6 +146,18 @@ def test_every_video_kind(tmp_path: Path, luma_weights: Path, kind: str, suffix:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".bgcut-settings.json", result.name]
 
 
+@pytest.mark.parametrize("kind", ["webm", "mov", "mp4", "mask"])
+def test_the_same_clip_cut_twice_gives_the_same_bytes(tmp_path: Path, luma_weights: Path, kind: str) -> None:
+    """Muxers may write random ids (WebM's segment id did): two runs must give identical files."""
+    clip = make_clip(tmp_path / "clip.mp4")
+    files = []
+    for out in ("a", "b"):
+        summary = run([clip], tmp_path / out, luma_weights, format=kind)
+        assert summary.ok and summary.done == 1
+        files.append(Path(summary.rows[0].outputs[0]).read_bytes())
+    assert files[0] == files[1]
+
+
 def test_frames_are_exactly_the_image_engine(tmp_path: Path, luma_weights: Path) -> None:
     """A PNG sequence of masks: each file equals what the image engine writes for that frame."""
     clip = make_clip(tmp_path / "clip.mp4")

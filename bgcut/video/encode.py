@@ -93,7 +93,14 @@ class VideoSink:
         final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = final.parent / temp_name(final.name)
         # The container is named by the final extension: the temporary name's suffix says nothing.
-        self.out = av.open(str(self.tmp), "w", format={".webm": "webm", ".mov": "mov", ".mp4": "mp4"}[spec.extension])
+        # bitexact: the WebM muxer would otherwise write a random segment id, so the same clip cut
+        # twice would differ in 16 bytes; with it the same input gives the same file.
+        self.out = av.open(
+            str(self.tmp),
+            "w",
+            format={".webm": "webm", ".mov": "mov", ".mp4": "mp4"}[spec.extension],
+            container_options={"fflags": "+bitexact"},
+        )
         try:
             self.stream = self.out.add_stream(spec.codec, rate=rate or Fraction(25))
             self.stream.width, self.stream.height = width, height
