@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bgcut.config import VIDEO_FORMATS
+
 
 def pictures(rng: np.random.Generator) -> dict[str, bytes]:
     """Good files, one or more per format: name -> bytes."""
@@ -147,9 +149,12 @@ def run(src: Path, out: Path, manifest: Path, workers: int, model: str | None) -
     return subprocess.run(cmd, capture_output=True, text=True, errors="surrogateescape")
 
 
+CLIP_EXTENSIONS = {f.extension for f in VIDEO_FORMATS.values() if f.extension}
+
+
 def decode_output(path: Path) -> None:
     """Decode one output whole: an image with PIL, a clip (an animated input's) with PyAV."""
-    if path.suffix in (".webm", ".mov", ".mp4"):
+    if path.suffix in CLIP_EXTENSIONS:
         import av  # the video extra; only animated inputs make clips
 
         with av.open(str(path)) as container:
