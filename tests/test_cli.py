@@ -255,3 +255,15 @@ def test_the_fork_server_is_started_early_only_for_runs_that_likely_use_workers(
     assert not likely([str(tmp_path)], "out", 2, "ray")
     monkeypatch.setattr("os.cpu_count", lambda: 1)  # one core: nothing to overlap with
     assert not likely([str(tmp_path)], "out", 2, "local")
+
+
+def test_imports_uncollected_turns_the_collector_back_on_even_after_an_error() -> None:
+    import gc
+
+    from bgcut.cli._common import imports_uncollected
+
+    assert gc.isenabled()
+    with pytest.raises(ImportError), imports_uncollected():
+        assert not gc.isenabled()
+        import bgcut_no_such_module  # noqa: F401
+    assert gc.isenabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -158,3 +159,40 @@ def test_a_handoff_the_main_process_breaks_off_prints_no_traceback(mode: str) ->
         assert "Traceback" in done.stderr and "EOFError" in done.stderr, done.stderr
     else:
         assert done.stderr == ""
+
+
+_COLLECTOR_SPY = """
+import gc, json, sys
+sys.path.pop(0)
+import bgcut.run
+seen = {}
+cut_out = bgcut.run.remove_backgrounds
+def spy(*args, **kwargs):
+    seen["enabled_during_run"] = gc.isenabled()
+    seen["frozen_during_run"] = gc.get_freeze_count()
+    return cut_out(*args, **kwargs)
+bgcut.run.remove_backgrounds = spy
+from bgcut.cli import main
+try:
+    main()
+except SystemExit as e:
+    seen["code"] = e.code
+seen["unfrozen_after"] = len(gc.get_objects(generation=2))
+print(json.dumps(seen))
+"""
+
+
+def test_the_collector_runs_during_the_run_and_skips_the_exit(tmp_path: Path, luma_weights: Path) -> None:
+    """The command imports torch with the collector off, then freezes those objects and turns the
+    collector back on before any photo is cut out; at the end it freezes everything, so the
+    interpreter's last pass over torch's objects is skipped (bench/RESULTS.md, "The collector")."""
+    Image.new("RGB", (40, 30), (250, 250, 250)).save(tmp_path / "a.png")
+    args = [str(tmp_path / "a.png"), "-o", str(tmp_path / "cut.png"), "-w", str(luma_weights), "-q"]
+    done = subprocess.run([sys.executable, "-c", _COLLECTOR_SPY, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["code"] == 0
+    assert seen["enabled_during_run"] is True
+    assert seen["frozen_during_run"] > 10_000  # torch's modules, classes and functions
+    assert seen["unfrozen_after"] == 0
+    assert Image.open(tmp_path / "cut.png").getpixel((5, 5))[3] == 255

@@ -13,7 +13,7 @@ import typer
 
 from .. import __version__
 from ..config import FORMATS
-from ._common import DefaultToRemove
+from ._common import DefaultToRemove, no_collection_at_exit
 
 app = typer.Typer(
     name="bgcut",
@@ -67,11 +67,18 @@ def _click_error(name: str) -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
+def _run_app() -> object:
+    try:
+        return app(prog_name="bgcut", standalone_mode=False)
+    finally:
+        no_collection_at_exit()  # whatever the outcome, the process ends next
+
+
 def main() -> None:
     """The console script: Typer's app, with click's usage errors as one line like bgcut's own."""
     usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
     try:
-        code = app(prog_name="bgcut", standalone_mode=False)
+        code = _run_app()
     except usage_error as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # `bgcut` alone: the help, as before
             e.show()  # type: ignore[attr-defined]

@@ -33,6 +33,7 @@ from ._common import (
     WeightsOpt,
     WorkersOpt,
     fail,
+    imports_uncollected,
     interrupt_status,
     read_stdin,
     reported_errors,
@@ -269,7 +270,8 @@ def remove_cli(
         from ..workers import worker_context
 
         worker_context()
-    from ..run import remove_backgrounds
+    with imports_uncollected():
+        from ..run import remove_backgrounds
 
     if output == "-" and sys.stdout.isatty():
         raise fail("refusing to write image bytes to a terminal: redirect stdout (> cut.png) or give -o FILE", 2)
