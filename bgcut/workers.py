@@ -21,6 +21,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
+# The fork server imports this module, which imports the pool's own preload list without the
+# cyclic collector (bgcut/_worker_preload.py says why).
+_PRELOADER = "bgcut._worker_preload"
+PRELOAD_ENV = "BGCUT_WORKER_PRELOAD"
 
 
 @contextmanager
@@ -74,7 +78,8 @@ def worker_context(preload: Iterable[str] = ("bgcut.pipeline.dataset",)) -> mult
     the writer threads); a plain fork copies their locks in whatever state they are in,
     and a worker can hang forever on its first OpenCV call. The fork server is a clean,
     single-threaded process that imports ``preload`` once (the decoder, for the engine), so
-    workers still start fast. The fork server is one per process: the first caller's
+    workers still start fast; it imports it through ``bgcut._worker_preload``, with the cyclic
+    collector off. The fork server is one per process: the first caller's
     ``preload`` is the one it imports.
 
     Python starts the fork server with ``-c``, which puts the current folder first on its
@@ -82,14 +87,22 @@ def worker_context(preload: Iterable[str] = ("bgcut.pipeline.dataset",)) -> mult
     here with ``PYTHONSAFEPATH`` (Python 3.11+), which leaves the current folder out.
     """
     ctx = _WorkerContext()
-    ctx.set_forkserver_preload(list(preload))
-    saved = os.environ.get("PYTHONSAFEPATH")
-    os.environ["PYTHONSAFEPATH"] = "1"
-    try:
+    ctx.set_forkserver_preload([_PRELOADER])
+    with _environment({"PYTHONSAFEPATH": "1", PRELOAD_ENV: ",".join(preload)}):
         multiprocessing.forkserver.ensure_running()
-    finally:
-        if saved is None:
-            del os.environ["PYTHONSAFEPATH"]
-        else:
-            os.environ["PYTHONSAFEPATH"] = saved
     return ctx
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """These variables set for a process started inside the block, and this process's as before after it."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value

@@ -59,3 +59,17 @@ def test_workers_that_keep_dying_are_given_up_for_this_process() -> None:
     assert sum(it.warning == "decoded in main" for it in items) >= 16  # the rest, decoded here
     assert warnings[-1].startswith("decode worker processes died 3 times in a row (")
     assert warnings[-1].endswith("decoding in this process from now on")
+
+
+def test_workers_start_with_the_decoder_imported_and_frozen() -> None:
+    """The fork server imports the decoder (and torch) with the collector off and freezes those
+    objects, so every worker forked from it starts with them in the permanent generation."""
+    import gc
+
+    from bgcut.workers import worker_context
+
+    with worker_context().Pool(1) as pool:
+        frozen = pool.apply(gc.get_freeze_count)
+        enabled = pool.apply(gc.isenabled)
+    assert frozen > 10_000  # torch's modules, classes and functions
+    assert enabled
