@@ -87,7 +87,10 @@ def remove_backgrounds(
     if run.engine == "ray" and output == STDOUT:
         raise UsageError("--engine ray writes files; use the local engine for -o -")
     guard.check_output(output)
-    pick_dtype(run.precision, pick_device(run.device))  # a device or precision that cannot work: before any work
+    # The device and precision, chosen once and before any work: one that cannot work is a usage
+    # error that leaves OUT as it was. (Ray's actors choose their own, on their own machines.)
+    device = pick_device(run.device)
+    dtype = pick_dtype(run.precision, device)
     t0 = time.perf_counter()  # before the output stage: its set-up (pymatting's first import) is part of the run
     if post.refine == "matting" and (note := require_pymatting()) is not None:
         log(f"bgcut: note: {note}")
@@ -127,7 +130,7 @@ def remove_backgrounds(
             if run.engine == "ray":
                 model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
             else:
-                model = predictor if predictor is not None else Predictor.from_options(run)
+                model = predictor if predictor is not None else Predictor.load(run, device, dtype)
             if settings is not None and target.dest is not None:
                 # An output folder that cannot be written is not an error here: each file's write says so, by name.
                 with contextlib.suppress(OSError):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import RunOptions
+from ..config import PretrainedCfg, RunOptions
 from ..cpu.heap import retained_heap
 from ..devices import pick_device, pick_dtype
 from ..errors import DeviceMemoryError
@@ -36,6 +36,16 @@ def default_batch_size(device: torch.device, size: int) -> int:
     if device.type != "cpu":
         return 8
     return max(1, min(8, (1 << 20) // (size * size)))
+
+
+def input_and_batch(
+    size: int | None, batch_size: int | None, cfg: PretrainedCfg, device: torch.device
+) -> tuple[int, int]:
+    """The model input size and the images per forward pass that a run uses: the ones asked for
+    (``--size``, ``--batch-size``), else the model's own size and ``default_batch_size``. The one
+    place these fall back, for the predictor and for the Ray engine's batches."""
+    size = size or cfg.input_size
+    return size, batch_size or default_batch_size(device, size)
 
 
 class Predictor:
@@ -58,11 +68,10 @@ class Predictor:
         self.cfg = loaded.cfg
         self.model_name, self.sha256 = loaded.cfg.name, loaded.sha256
         self.device, self.dtype = device, dtype
-        self.size = size or loaded.cfg.input_size
         # Every forward runs at this batch size, a short batch padded with blank images: the
         # convolution kernels chosen (and so the last bit of the result) depend on the batch
         # shape, and a mask must not change with the other files of its batch (errors, resume).
-        self.batch_size = batch_size or default_batch_size(device, self.size)
+        self.size, self.batch_size = input_and_batch(size, batch_size, loaded.cfg, device)
         # A server (bgcut serve) turns padding off: a lone request must not pay for a full batch,
         # and its masks may then differ in the last bit with the requests they shared a batch with.
         self.pad = pad
@@ -81,7 +90,12 @@ class Predictor:
         of ``create_model``.
         """
         device = pick_device(run.device)
-        dtype = pick_dtype(run.precision, device)
+        return cls.load(run, device, pick_dtype(run.precision, device), pad)
+
+    @classmethod
+    def load(cls, run: RunOptions, device: torch.device, dtype: torch.dtype, pad: bool = True) -> Predictor:
+        """``run``'s model on a device and precision already chosen (``bgcut.devices``): the
+        wiring module chooses them once, before any work, and hands them on."""
         loaded = create_model(run.model, run.weights, device="cpu")
         return cls(loaded, device, dtype, run.size, run.batch_size, pad)
 

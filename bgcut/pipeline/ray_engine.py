@@ -26,7 +26,7 @@ import torch
 from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
-from .infer import default_batch_size
+from .infer import input_and_batch
 from .output import Job, ModelFacts, OutputTarget, Row, Writer
 from .reader import Source
 from .report import RunSummary
@@ -116,19 +116,18 @@ def cutout_dataset(
     run: RunOptions,
     out: OutputOptions,
     post: PostOptions,
-    size: int,
-    interpolation: str = "bilinear",
+    cfg: PretrainedCfg,
 ) -> ray.data.Dataset:
     """Lazily cut out every row of ``inputs`` (columns ``path``, ``key``, ``display``) into ``output``.
 
     Returns a dataset of manifest rows (column ``row``, JSON); nothing runs until it is consumed.
-    ``size`` and ``interpolation`` are the model's input contract (``create_model(...).cfg``).
+    ``cfg`` is the model's (``create_model(...).cfg``): its input contract sizes the decode tasks.
     """
     ray = import_ray()
     gpus = _cluster_gpus()
-    batch_size = run.batch_size or default_batch_size(torch.device("cuda" if gpus else "cpu"), run.size or size)
+    size, batch_size = input_and_batch(run.size, run.batch_size, cfg, torch.device("cuda" if gpus else "cpu"))
     decoded = inputs.map(
-        _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": interpolation}
+        _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": cfg.interpolation}
     )
     predicted = decoded.map_batches(
         _Model,
@@ -182,8 +181,7 @@ def run_on_ray(
         target.run,
         target.out,
         target.post,
-        target.run.size or cfg.input_size,
-        cfg.interpolation,
+        cfg,
     )
     try:
         for r in rows.iter_rows():
