@@ -29,11 +29,92 @@ DEFAULT_STORAGE = "fp32"  # what `bgcut models import` writes unless told
 OUTPUT_RULES = ("sigmoid", "sigmoid-minmax", "identity")  # preprocess.to_masks
 
 
-def setting(default: Any, flag: str | None = None) -> Any:
+@dataclass(frozen=True)
+class Bounds:
+    """A number option's range, declared once beside it (``setting``, ``bounded``): its options
+    object refuses a value outside it with one usage error (``check_bounds``), and the command
+    line's help shows it (``shown``). ``nan`` is outside every range."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``low`` itself is outside
+    high_open: bool = False  # ``high`` itself is outside
+    unit: str = ""  # said after the range in the error: " pixels"
+    why: str = ""  # said after that, in brackets
+
+    def holds(self, value: float) -> bool:
+        if value != value:  # nan
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def words(self) -> str:
+        """The range in the words of an error message: "from 0 to 1", "at least 1", "above 0"."""
+        lo, hi = _number(self.low), _number(self.high)
+        if self.high is None:
+            return f"above {lo}" if self.low_open else f"at least {lo}"
+        if self.low is None:
+            return f"below {hi}" if self.high_open else f"at most {hi}"
+        if self.low_open:
+            return f"above {lo} and {'below' if self.high_open else 'at most'} {hi}"
+        return f"from {lo} up to, not including, {hi}" if self.high_open else f"from {lo} to {hi}"
+
+    def shown(self) -> str:
+        """The range as the command line's help shows one: ``x>=1``, ``0<=x<=1``, ``0<=x<1``."""
+        lo, hi = _number(self.low), _number(self.high)
+        left = f"{lo}{'<' if self.low_open else '<='}" if self.low is not None else ""
+        right = f"{'<' if self.high_open else '<='}{hi}" if self.high is not None else ""
+        if not right:
+            return f"x{'>' if self.low_open else '>='}{lo}"
+        return f"{left}x{right}"
+
+
+def _number(value: float | None) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting(default: Any, flag: str | None = None, bounds: Bounds | None = None) -> Any:
     """A field whose value decides what an output holds. A run's settings file records it (under
     ``flag``, else ``--NAME``), and a folder is resumed only with the same value: declared here,
-    beside the option, so a new option that changes outputs cannot be left out of the check."""
-    return field(default=default, metadata={"setting": flag or True})
+    beside the option, so a new option that changes outputs cannot be left out of the check.
+    ``bounds``: its range, as ``bounded`` declares one."""
+    metadata: dict[str, Any] = {"setting": flag or True}
+    if flag is not None:
+        metadata["flag"] = flag
+    if bounds is not None:
+        metadata["bounds"] = bounds
+    return field(default=default, metadata=metadata)
+
+
+def bounded(default: Any, bounds: Bounds, flag: str | None = None) -> Any:
+    """A number field with its range (``Bounds``); ``flag`` names it in errors (default ``--NAME``).
+    ``None`` is never out of range: it means "the default", as for ``--size``."""
+    metadata: dict[str, Any] = {"bounds": bounds}
+    if flag is not None:
+        metadata["flag"] = flag
+    return field(default=default, metadata=metadata)
+
+
+def bounds_of(options: Any, name: str) -> Bounds:
+    """The range declared for field ``name`` of an options class (or object)."""
+    return next(f.metadata["bounds"] for f in fields(options) if f.name == name)
+
+
+def check_bounds(options: Any) -> None:
+    """Refuse, with one usage error, the first field of ``options`` outside its declared range."""
+    for f in fields(options):
+        bounds = f.metadata.get("bounds")
+        if bounds is not None:
+            check_value(f.metadata.get("flag") or "--" + f.name.replace("_", "-"), getattr(options, f.name), bounds)
+
+
+def check_value(flag: str, value: float | None, bounds: Bounds) -> None:
+    """One usage error naming ``flag`` when ``value`` is outside ``bounds`` (``None`` never is):
+    for the ranges of options objects, and of API arguments that have none (``paste_dataset``'s count)."""
+    if value is not None and not bounds.holds(value):
+        why = f" ({bounds.why})" if bounds.why else ""
+        raise UsageError(f"{flag} {value}: must be {bounds.words()}{bounds.unit}{why}")
 
 
 def settings_of(options: Any) -> dict[str, object]:
@@ -136,6 +217,7 @@ MIN_SIZE = 32  # --size: the smallest inference resolution (the networks downsam
 # --erode, --dilate and --feather: their cost no longer grows with the radius (postprocess.morph runs
 # wide ones shrunk), so the bound is about sense: 500 px is more than any edge adjustment needs.
 MAX_EDGE_PIXELS = 500
+_EDGE = Bounds(0, MAX_EDGE_PIXELS, unit=" pixels", why="an edge adjustment, not a way to reshape the mask")
 
 
 def format_help() -> str:
@@ -238,38 +320,31 @@ def format_for_file(name: str) -> str | None:
 class PostOptions:
     """How a predicted soft mask is turned into the final alpha (all in pixels of the input)."""
 
-    threshold: float = setting(0.5)  # the cut for --binary, connected components, boxes and hole filling
+    # The cut for --binary, connected components, boxes and hole filling.
+    threshold: float = setting(0.5, bounds=Bounds(0.0, 1.0))
     binary: bool = setting(False)
     keep: str = setting("all")  # "all" or "largest" connected object
     fill_holes: bool = setting(False)
-    erode: int = setting(0)
-    dilate: int = setting(0)
-    feather: float = setting(0.0)
+    erode: int = setting(0, bounds=_EDGE)
+    dilate: int = setting(0, bounds=_EDGE)
+    feather: float = setting(0.0, bounds=_EDGE)
     # The mask's edge at full resolution (pipeline/edges.py), before the options above: "none"
     # keeps the upsampled mask, "guided" moves its soft edge onto the photo's own edge, "matting"
     # solves closed-form alpha matting in a band around the edge (slow; pip install 'bgcut[matting]').
     refine: str = setting("none")
-    refine_eps: float = setting(1e-4)  # "guided": smaller follows the photo's edges more closely (bench/edges.py)
+    # "guided": smaller follows the photo's edges more closely (bench/edges.py).
+    refine_eps: float = setting(1e-4, bounds=Bounds(0.0, 1.0, low_open=True))
     # Colour outputs: estimate the object's own colour where alpha is partial, so the old
     # background does not come along as a halo (pipeline/edges.estimate_foreground).
     decontaminate: bool = setting(False)
 
     def __post_init__(self) -> None:
         # Checked once, here: a bad value is one usage error before any work, not one failure per image.
-        if not 0.0 <= self.threshold <= 1.0:  # also refuses nan
-            raise UsageError(f"--threshold {self.threshold}: must be a number from 0 to 1")
         if self.refine not in REFINE:
             raise UsageError(f"--refine {self.refine!r}: expected one of {', '.join(REFINE)}")
-        if not 0.0 < self.refine_eps <= 1.0:  # also refuses nan
-            raise UsageError(f"--refine-eps {self.refine_eps}: must be a number above 0 and at most 1")
         if self.keep not in KEEP:
             raise UsageError(f"--keep {self.keep!r}: expected one of {', '.join(KEEP)}")
-        for flag, value in (("--erode", self.erode), ("--dilate", self.dilate), ("--feather", self.feather)):
-            if not 0 <= value <= MAX_EDGE_PIXELS:  # also refuses nan; inf would make OpenCV assert per image
-                raise UsageError(
-                    f"{flag} {value}: must be from 0 to {MAX_EDGE_PIXELS} pixels "
-                    "(an edge adjustment, not a way to reshape the mask)"
-                )
+        check_bounds(self)  # the ranges; inf would make OpenCV assert per image, nan is refused too
 
 
 @dataclass(frozen=True)
@@ -282,7 +357,7 @@ class OutputOptions:
     bg: str | None = setting(None)  # a colour ("white", "#00ff00", "0,255,0") or the path of a photo
     margin: str = setting("0")  # crop margin: pixels ("16") or percent of the box ("10%")
     per_object: bool = setting(False)
-    min_area: int = setting(64)  # per-object crops: smaller objects are ignored (pixels)
+    min_area: int = setting(64, bounds=Bounds(0))  # per-object crops: smaller objects are ignored (pixels)
     # PNG files: "fast" or "small" (PNG_MODES). The decoded pixels are the same either way; only
     # the file's bytes differ, so a folder may be resumed with the other one.
     png: str = "fast"
@@ -296,8 +371,7 @@ class OutputOptions:
 
             if not is_url(self.bg) and not Path(self.bg).is_file():
                 raise UsageError(f"--bg {self.bg!r} is neither a colour nor an image file")
-        if self.min_area < 0:
-            raise UsageError(f"--min-area {self.min_area}: must not be negative")
+        check_bounds(self)
         if self.png not in PNG_MODES:
             raise UsageError(f"--png {self.png!r}: expected one of {', '.join(PNG_MODES)}")
 
@@ -324,39 +398,28 @@ class RunOptions:
     weights: str | None = None
     device: str = "auto"
     precision: str = setting("auto")
-    size: int | None = setting(None)  # inference resolution; None = the model's own
-    batch_size: int | None = None  # None: 8 on a GPU, up to 1 megapixel of model input on CPU
-    workers: int = 2  # DataLoader decode processes; 0 decodes in the main process
-    writer_threads: int = 2
-    max_pixels: int = 100_000_000
+    # Inference resolution; None = the model's own.
+    size: int | None = setting(None, bounds=Bounds(MIN_SIZE, unit=" pixels"))
+    batch_size: int | None = bounded(None, Bounds(1))  # None: 8 on a GPU, up to 1 megapixel of model input on CPU
+    workers: int = bounded(2, Bounds(0))  # DataLoader decode processes; 0 decodes in the main process
+    writer_threads: int = bounded(2, Bounds(1), "writer_threads")
+    max_pixels: int = bounded(100_000_000, Bounds(1))
     overwrite: bool = False
     manifest: str | None = None
     shard: tuple[int, int] | None = None  # (index, count): this job's share of the inputs, by output name
     engine: str = "local"  # "local" (this process + decode workers) or "ray" (Ray Data)
     ray_address: str | None = None  # None starts a local Ray instance; "auto" or "ray://host:10001" joins a cluster
-    ray_actors: int = 1  # model actors on a cluster without GPUs (with GPUs: one per GPU)
+    ray_actors: int = bounded(1, Bounds(1))  # model actors on a cluster without GPUs (with GPUs: one per GPU)
     # Rows whose doubt (pipeline/doubt.py) is above this are marked ``"review": true`` in the
     # manifest and counted in the summary; the outputs stay where they are (resume finds them).
-    max_doubt: float | None = None
+    max_doubt: float | None = bounded(None, Bounds(0.0, 1.0))
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
-        if self.size is not None and self.size < MIN_SIZE:
-            raise UsageError(f"--size {self.size}: must be at least {MIN_SIZE} pixels")
-        for flag, value, least in (
-            ("--batch-size", self.batch_size, 1),
-            ("--workers", self.workers, 0),
-            ("writer_threads", self.writer_threads, 1),
-            ("--max-pixels", self.max_pixels, 1),
-            ("--ray-actors", self.ray_actors, 1),
-        ):
-            if value is not None and value < least:
-                raise UsageError(f"{flag} {value}: must be at least {least}")
-        if self.max_doubt is not None and not 0.0 <= self.max_doubt <= 1.0:  # also refuses nan
-            raise UsageError(f"--max-doubt {self.max_doubt}: must be a number from 0 to 1")
+        check_bounds(self)
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             raise UsageError(f"--shard {self.shard[0]}/{self.shard[1]}: expected I/N with 0 <= I < N")
 
@@ -417,21 +480,21 @@ class VideoOptions:
     format: str = setting(DEFAULT_VIDEO_FORMAT, "--video-format")
     # Steadying of the mask from one frame to the next (video/stability.py): 0 is off; s in
     # (0, 1) keeps that share of the previous frame's mask where the new one differs only a little.
-    steady: float = setting(0.0)
+    steady: float = setting(0.0, bounds=Bounds(0.0, 1.0, high_open=True, why="0 is off"))
     # The encoders' constant-quality level (CRF; lower is better and larger).
-    quality: int = setting(20, "--video-quality")
+    quality: int = setting(20, "--video-quality", Bounds(0, 51))
 
     def __post_init__(self) -> None:
         if self.format not in VIDEO_FORMATS:
             raise UsageError(f"--video-format {self.format!r}: expected one of {', '.join(VIDEO_FORMATS)}")
-        if not 0.0 <= self.steady < 1.0:  # also refuses nan
-            raise UsageError(f"--steady {self.steady}: must be from 0 (off) up to, not including, 1")
-        if not 0 <= self.quality <= 51:
-            raise UsageError(f"--video-quality {self.quality}: must be from 0 to 51")
+        check_bounds(self)
 
     @property
     def spec(self) -> VideoFormat:
         return VIDEO_FORMATS[self.format]
+
+
+MAX_FRAMES = Bounds(1)  # bgcut camera --max-frames: ``run_camera``'s argument, for its check and the help
 
 
 def video_format_help() -> str:

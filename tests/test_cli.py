@@ -179,7 +179,7 @@ def test_steady_has_one_bound_the_options_own(tmp_path: Path, luma_weights: Path
     assert ok.exit_code == 0, ok.output
     bad = invoke(str(photo), "-o", str(tmp_path / "b"), "-w", str(luma_weights), "--steady", "1")
     assert bad.exit_code == 2
-    assert "bgcut: error: --steady 1.0: must be from 0 (off) up to, not including, 1" in bad.output
+    assert "bgcut: error: --steady 1.0: must be from 0 up to, not including, 1 (0 is off)" in bad.output
 
 
 def test_no_command_line_option_declares_bounds_of_its_own() -> None:
@@ -201,8 +201,8 @@ def test_no_command_line_option_declares_bounds_of_its_own() -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--threshold", "nan"], "--threshold nan: must be a number from 0 to 1"),
-        (["--refine-eps", "0"], "--refine-eps 0.0: must be a number above 0 and at most 1"),
+        (["--threshold", "nan"], "--threshold nan: must be from 0 to 1"),
+        (["--refine-eps", "0"], "--refine-eps 0.0: must be above 0 and at most 1"),
         (["--erode", "-1"], "--erode -1: must be from 0 to"),
         (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
         (["--workers", "-1"], "--workers -1: must be at least 0"),
@@ -267,3 +267,39 @@ def test_imports_uncollected_turns_the_collector_back_on_even_after_an_error() -
         assert not gc.isenabled()
         import bgcut_no_such_module  # noqa: F401
     assert gc.isenabled()
+
+
+def test_every_declared_range_is_in_the_help_of_the_option_that_sets_it() -> None:
+    """The engine's options declare their ranges once (``config.Bounds``); the help of
+    ``bgcut remove`` shows each one, from that declaration."""
+    from dataclasses import fields
+
+    import typer
+
+    from bgcut.config import OutputOptions, PostOptions, RunOptions, VideoOptions
+
+    remove = typer.main.get_command(app).commands["remove"]  # type: ignore[attr-defined]
+    helps = {opt: param.help or "" for param in remove.params for opt in param.opts}
+    shown = {}
+    for options in (RunOptions, PostOptions, OutputOptions, VideoOptions):
+        for f in fields(options):
+            if "bounds" in f.metadata:
+                flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+                if flag in helps:
+                    shown[flag] = f.metadata["bounds"].shown()
+                    assert f"[{shown[flag]}]" in helps[flag], (flag, helps[flag])
+    assert len(shown) == 14, shown
+    assert shown["--steady"] == "0<=x<1" and shown["--refine-eps"] == "0<x<=1" and shown["--size"] == "x>=32"
+
+
+def test_bounds_hold_say_and_show_their_range() -> None:
+    from bgcut.config import Bounds
+
+    share = Bounds(0.0, 1.0, high_open=True)
+    assert [share.holds(v) for v in (0.0, 0.5, 1.0, -0.1, float("nan"))] == [True, True, False, False, False]
+    assert share.words() == "from 0 up to, not including, 1" and share.shown() == "0<=x<1"
+    above = Bounds(0.0, 1.0, low_open=True)
+    assert not above.holds(0.0) and above.holds(1.0) and above.words() == "above 0 and at most 1"
+    least = Bounds(32, unit=" pixels")
+    assert least.holds(32) and not least.holds(31) and least.words() == "at least 32" and least.shown() == "x>=32"
+    assert not Bounds(0, 500).holds(float("inf"))

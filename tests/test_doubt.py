@@ -79,7 +79,7 @@ def test_doubt_in_the_manifest_and_max_doubt(tmp_path: Path, luma_weights: Path)
     assert kept == {"clean.png": clean["doubt"], "noisy.png": bad["doubt"]}
     assert all(r["status"] == "skipped" and "review" not in r for r in again)
     result = CliRunner().invoke(app, [*args, "--max-doubt", "1.5"])
-    assert result.exit_code == 2 and "--max-doubt 1.5: must be a number from 0 to 1" in result.output
+    assert result.exit_code == 2 and "--max-doubt 1.5: must be from 0 to 1" in result.output
 
 
 def test_review_page_without_a_browser(tmp_path: Path, luma_weights: Path) -> None:

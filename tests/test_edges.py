@@ -216,7 +216,7 @@ def test_matting_warns_on_large_photos() -> None:
             ["--refine", "blur"],
             "Invalid value for '--refine': Value error, 'blur' is not one of 'none', 'guided', 'matting'.",
         ),  # noqa: E501
-        (["--refine-eps", "0"], "--refine-eps 0.0: must be a number above 0 and at most 1"),
+        (["--refine-eps", "0"], "--refine-eps 0.0: must be above 0 and at most 1"),
     ],
 )
 def test_bad_edge_options_are_one_line(tmp_path: Path, extra: list[str], message: str, luma_weights: Path) -> None:

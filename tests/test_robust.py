@@ -268,7 +268,7 @@ def test_damaged_weights_are_refused(tmp_path: Path, luma_weights: Path) -> None
 
 
 def test_post_options_check_themselves() -> None:
-    with pytest.raises(UsageError, match="--threshold nan: must be a number from 0 to 1"):
+    with pytest.raises(UsageError, match="--threshold nan: must be from 0 to 1"):
         PostOptions(threshold=float("nan"))  # the CLI's own range check refuses it first, with exit 2
     with pytest.raises(UsageError, match="--keep 'biggest'"):
         PostOptions(keep="biggest")

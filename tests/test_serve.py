@@ -125,7 +125,7 @@ def test_options_are_the_command_lines(client: httpx.Client) -> None:
         ({"bg": "rgb(1,2)"}, None, 400, "bg 'rgb(1,2)': not a colour (expected e.g. rgb(0,128,255)"),
         ({"bg": "x" * 5000}, None, 400, "bg '" + "x" * 57 + "...': expected a colour"),  # not echoed in full
         ({"format": "gif"}, None, 400, "format 'gif': expected one of png-alpha, mask, crop, webp, jpg"),
-        ({"threshold": "2"}, None, 400, "threshold 2.0: must be a number from 0 to 1"),
+        ({"threshold": "2"}, None, 400, "threshold 2.0: must be from 0 to 1"),
         ({"threshold": "x"}, None, 400, "threshold 'x': expected a number"),
         ({"path": "/tmp/x"}, None, 400, "unknown parameter 'path'"),
         ({"refine": "matting"}, None, 400, "refine 'matting' takes seconds per image: not offered by the server"),

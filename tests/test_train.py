@@ -180,9 +180,9 @@ def test_train_options_are_checked_once_before_any_work(tmp_path: Path) -> None:
         ({"size": 16}, "--size 16: must be at least 32 pixels"),
         ({"epochs": 0}, "--epochs 0: must be at least 1"),
         ({"lr": float("nan")}, "--lr nan: must be above 0"),
-        ({"ema": 1.0}, "--ema 1.0: must be from 0 (off) up to, not including, 1"),
-        ({"paste": 1.5}, "--paste 1.5: must be a share from 0 to 1"),
-        ({"boundary_gain": -1.0}, "--boundary-gain -1.0: must not be negative"),
+        ({"ema": 1.0}, "--ema 1.0: must be from 0 up to, not including, 1 (0 is off)"),
+        ({"paste": 1.5}, "--paste 1.5: must be from 0 to 1"),
+        ({"boundary_gain": -1.0}, "--boundary-gain -1.0: must be at least 0"),
     ):
         args = {"images": tmp_path / "images", "masks": tmp_path / "masks", "output": tmp_path / "out", **kwargs}
         with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -19,7 +19,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..config import DEFAULT_MODEL, FAST_MODEL, REFINE
+from ..config import DEFAULT_MODEL, FAST_MODEL, REFINE, Bounds, PostOptions, RunOptions, bounds_of
 from ..errors import BgcutError, UsageError
 
 
@@ -63,6 +63,18 @@ def no_collection_at_exit() -> None:
     renamed before this point, and stdout and stderr are still flushed by the interpreter.
     """
     gc.freeze()
+
+
+def ranged(help: str, options: type, name: str) -> str:
+    """``help`` with the range that the options class declares for its field ``name``
+    (``config.Bounds``), written as Typer writes one: ``[0<=x<=1]``. The options object checks it;
+    Typer is not given the bounds, so they cannot come to disagree."""
+    return ranged_by(help, bounds_of(options, name))
+
+
+def ranged_by(help: str, bounds: Bounds) -> str:
+    """``help`` with ``bounds`` shown, for an API argument's range (``paste_dataset``'s count)."""
+    return f"{help}  [{bounds.shown()}]"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -200,9 +212,16 @@ WeightsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda, cuda:N or mps.")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Images per forward pass.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", "-j", help="Decode processes (0 = decode in the main process).")]
-SizeOpt = Annotated[int | None, typer.Option("--size", help="Inference resolution in pixels (default: the model's).")]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", help=ranged("Decode processes (0 = decode in the main process).", RunOptions, "workers")
+    ),
+]
+SizeOpt = Annotated[
+    int | None,
+    typer.Option("--size", help=ranged("Inference resolution in pixels (default: the model's).", RunOptions, "size")),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
 ]
@@ -216,5 +235,8 @@ RefineOpt = Annotated[
 ]
 RefineEpsOpt = Annotated[
     float,
-    typer.Option("--refine-eps", help="--refine guided: smaller follows the photo's edges more closely."),
+    typer.Option(
+        "--refine-eps",
+        help=ranged("--refine guided: smaller follows the photo's edges more closely.", PostOptions, "refine_eps"),
+    ),
 ]

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..config import PostOptions, RunOptions, VideoOptions
-from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, reported_errors
+from ..config import MAX_FRAMES, PostOptions, RunOptions, VideoOptions
+from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, ranged, ranged_by, reported_errors
 
 RUN, POST, VIDEO = RunOptions(), PostOptions(), VideoOptions()
 
@@ -30,9 +30,15 @@ def camera_cli(
     window: Annotated[
         bool, typer.Option("--window/--no-window", help="Show the preview window (q or Esc closes it).")
     ] = True,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", help="Stop after this many frames.")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", help=ranged_by("Stop after this many frames.", MAX_FRAMES))
+    ] = None,
     steady: Annotated[
-        float, typer.Option("--steady", help="Steady the mask across frames, 0 (off) up to 1 (see bgcut remove).")
+        float,
+        typer.Option(
+            "--steady",
+            help=ranged("Steady the mask across frames, 0 is off (see bgcut remove).", VideoOptions, "steady"),
+        ),
     ] = VIDEO.steady,
     model: ModelOpt = RUN.model,
     weights: WeightsOpt = RUN.weights,

@@ -18,6 +18,7 @@ from ._common import (
     SizeOpt,
     WeightsOpt,
     WorkersOpt,
+    ranged,
     reported_errors,
 )
 
@@ -41,7 +42,11 @@ def eval_cli(
     device: DeviceOpt = RUN.device,
     batch_size: Annotated[
         int | None,
-        typer.Option("--batch-size", "-b", help="Images per forward pass (default: as `bgcut remove`)."),
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help=ranged("Images per forward pass (default: as `bgcut remove`).", RunOptions, "batch_size"),
+        ),
     ] = RUN.batch_size,
     workers: WorkersOpt = RUN.workers,
     save_masks: Annotated[

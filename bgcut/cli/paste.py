@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ..paste.options import PasteOptions
-from ._common import QuietOpt, echo_err, fail, reported_errors
+from ..paste.options import COUNT, WORKERS, PasteOptions
+from ._common import QuietOpt, echo_err, fail, ranged, ranged_by, reported_errors
 
 
 def _span(pair: tuple[float, float]) -> str:
@@ -34,7 +34,7 @@ def paste_cli(
             "--output", "-o", help="Output folder: images/, records/, annotations.json (COCO), labels/ (YOLO)."
         ),
     ],
-    count: Annotated[int, typer.Option("--count", "-n", help="Number of pictures to compose.")],
+    count: Annotated[int, typer.Option("--count", "-n", help=ranged_by("Number of pictures to compose.", COUNT))],
     per_image: Annotated[str, typer.Option("--per-image", help="Objects per picture, MIN-MAX.")] = _span(
         PasteOptions.per_image
     ),
@@ -72,10 +72,17 @@ def paste_cli(
         ),
     ] = None,
     image_format: Annotated[str, typer.Option("--image-format", help="jpg or png.")] = PasteOptions.image_format,
-    quality: Annotated[int, typer.Option("--quality", help="JPEG quality.")] = PasteOptions.quality,
+    quality: Annotated[
+        int, typer.Option("--quality", help=ranged("JPEG quality.", PasteOptions, "quality"))
+    ] = PasteOptions.quality,
     min_area: Annotated[
         int,
-        typer.Option("--min-area", help="Objects smaller than this many pixels after scaling are not pasted."),
+        typer.Option(
+            "--min-area",
+            help=ranged(
+                "Objects smaller than this many pixels after scaling are not pasted.", PasteOptions, "min_area"
+            ),
+        ),
     ] = PasteOptions.min_area,
     yolo: Annotated[
         bool, typer.Option("--yolo", help="Also write YOLO segmentation labels (labels/*.txt) and data.yaml.")
@@ -93,7 +100,8 @@ def paste_cli(
         int, typer.Option("--seed", help="Same seed, inputs and options: byte-identical output.")
     ] = PasteOptions.seed,
     workers: Annotated[
-        int, typer.Option("--workers", "-j", help="Worker processes (0 = compose in this process).")
+        int,
+        typer.Option("--workers", "-j", help=ranged_by("Worker processes (0 = compose in this process).", WORKERS)),
     ] = 2,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again: remove earlier pictures in OUTPUT instead of resuming.")

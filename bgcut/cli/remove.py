@@ -31,10 +31,10 @@ from ._common import (
     RefineOpt,
     SizeOpt,
     WeightsOpt,
-    WorkersOpt,
     fail,
     imports_uncollected,
     interrupt_status,
+    ranged,
     read_stdin,
     reported_errors,
     terminated_as_interrupt,
@@ -86,7 +86,9 @@ def remove_cli(
         typer.Option(
             "--threshold",
             "-t",
-            help="Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.",
+            help=ranged(
+                "Foreground cut (0-1) for --binary, objects, boxes and --fill-holes.", PostOptions, "threshold"
+            ),
         ),
     ] = POST.threshold,
     binary: Annotated[
@@ -98,10 +100,17 @@ def remove_cli(
     fill_holes: Annotated[
         bool, typer.Option("--fill-holes", help="Make enclosed background holes opaque.")
     ] = POST.fill_holes,
-    erode: Annotated[int, typer.Option("--erode", help="Shrink the mask by this many pixels.")] = POST.erode,
-    dilate: Annotated[int, typer.Option("--dilate", help="Grow the mask by this many pixels.")] = POST.dilate,
+    erode: Annotated[
+        int, typer.Option("--erode", help=ranged("Shrink the mask by this many pixels.", PostOptions, "erode"))
+    ] = POST.erode,
+    dilate: Annotated[
+        int, typer.Option("--dilate", help=ranged("Grow the mask by this many pixels.", PostOptions, "dilate"))
+    ] = POST.dilate,
     feather: Annotated[
-        float, typer.Option("--feather", help="Soften the mask edge over about this many pixels.")
+        float,
+        typer.Option(
+            "--feather", help=ranged("Soften the mask edge over about this many pixels.", PostOptions, "feather")
+        ),
     ] = POST.feather,
     refine: RefineOpt = Refine(POST.refine),
     refine_eps: RefineEpsOpt = POST.refine_eps,
@@ -119,12 +128,19 @@ def remove_cli(
         float,
         typer.Option(
             "--steady",
-            help="Videos: steady the mask from frame to frame, keeping up to this share (from 0, off, up to but not including 1) of the last frame's mask where the new one differs only a little (bench/RESULTS.md measures it).",
+            help=ranged(
+                "Videos: steady the mask from frame to frame, keeping up to this share (0 is off) of the last frame's mask where the new one differs only a little (bench/RESULTS.md measures it).",
+                VideoOptions,
+                "steady",
+            ),
         ),
     ] = VIDEO.steady,
     video_quality: Annotated[
         int,
-        typer.Option("--video-quality", help="Videos: the encoder's CRF (lower: better, larger)."),
+        typer.Option(
+            "--video-quality",
+            help=ranged("Videos: the encoder's CRF (lower: better, larger).", VideoOptions, "quality"),
+        ),
     ] = VIDEO.quality,
     margin: Annotated[
         str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
@@ -137,7 +153,11 @@ def remove_cli(
         ),
     ] = OUT.per_object,
     min_area: Annotated[
-        int, typer.Option("--min-area", help="--per-object: ignore objects smaller than this many pixels.")
+        int,
+        typer.Option(
+            "--min-area",
+            help=ranged("--per-object: ignore objects smaller than this many pixels.", OutputOptions, "min_area"),
+        ),
     ] = OUT.min_area,
     png: Annotated[
         str,
@@ -155,17 +175,30 @@ def remove_cli(
         typer.Option(
             "--batch-size",
             "-b",
-            help="Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
+            help=ranged(
+                "Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
+                RunOptions,
+                "batch_size",
+            ),
             show_default=False,
         ),
     ] = RUN.batch_size,
-    workers: WorkersOpt = RUN.workers,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", "-j", help=ranged("Decode processes (0 = decode in the main process).", RunOptions, "workers")
+        ),
+    ] = RUN.workers,
     precision: Annotated[
         Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
     ] = Precision(RUN.precision),
     size: SizeOpt = RUN.size,
     max_pixels: Annotated[
-        int, typer.Option("--max-pixels", help="Refuse images with more pixels than this (decompression bombs).")
+        int,
+        typer.Option(
+            "--max-pixels",
+            help=ranged("Refuse images with more pixels than this (decompression bombs).", RunOptions, "max_pixels"),
+        ),
     ] = RUN.max_pixels,
     overwrite: Annotated[
         bool,
@@ -194,7 +227,11 @@ def remove_cli(
         float | None,
         typer.Option(
             "--max-doubt",
-            help='Mark the rows whose doubt (0-1, from the mask alone: unsure, frame-touching, scattered or odd-sized foreground) is above this as "review": true in the manifest, and count them in the summary. Every row has its doubt.',
+            help=ranged(
+                'Mark the rows whose doubt (0-1, from the mask alone: unsure, frame-touching, scattered or odd-sized foreground) is above this as "review": true in the manifest, and count them in the summary. Every row has its doubt.',
+                RunOptions,
+                "max_doubt",
+            ),
         ),
     ] = RUN.max_doubt,
     shard: Annotated[
@@ -222,7 +259,11 @@ def remove_cli(
         int,
         typer.Option(
             "--ray-actors",
-            help="--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
+            help=ranged(
+                "--engine ray on a cluster without GPUs: model actors to run (with GPUs: one per GPU).",
+                RunOptions,
+                "ray_actors",
+            ),
         ),
     ] = RUN.ray_actors,
     null: Annotated[

@@ -11,7 +11,7 @@ import typer
 from ..config import DEFAULT_MODEL
 from ..errors import UsageError
 from ..train.options import TrainConfig
-from ._common import BatchOpt, DeviceOpt, WorkersOpt, reported_errors
+from ._common import DeviceOpt, ranged, reported_errors
 
 
 def train_cli(
@@ -53,11 +53,18 @@ def train_cli(
         str | None, typer.Option("--coco-classes", help="Comma-separated category names or ids to keep (default: all).")
     ] = None,
     coco_min_area: Annotated[
-        float, typer.Option("--coco-min-area", help="Skip objects smaller than this many pixels (instances).")
+        float,
+        typer.Option(
+            "--coco-min-area",
+            help=ranged("Skip objects smaller than this many pixels (instances).", TrainConfig, "coco_min_area"),
+        ),
     ] = TrainConfig.coco_min_area,
     coco_context: Annotated[
         float,
-        typer.Option("--coco-context", help="Widen each object's box by this share of its size per side."),
+        typer.Option(
+            "--coco-context",
+            help=ranged("Widen each object's box by this share of its size per side.", TrainConfig, "coco_context"),
+        ),
     ] = TrainConfig.coco_context,
     backgrounds: Annotated[
         Path | None,
@@ -69,11 +76,25 @@ def train_cli(
         ),
     ] = TrainConfig.backgrounds,
     paste: Annotated[
-        float, typer.Option("--paste", help="Share of samples pasted onto a background.")
+        float,
+        typer.Option(
+            "--paste",
+            help=ranged("Share of samples pasted onto a background.", TrainConfig, "paste"),
+        ),
     ] = TrainConfig.paste,
-    blur: Annotated[float, typer.Option("--blur", help="Share of samples Gaussian-blurred.")] = TrainConfig.blur,
+    blur: Annotated[
+        float,
+        typer.Option(
+            "--blur",
+            help=ranged("Share of samples Gaussian-blurred.", TrainConfig, "blur"),
+        ),
+    ] = TrainConfig.blur,
     jpeg: Annotated[
-        float, typer.Option("--jpeg", help="Share of samples re-encoded as JPEG (quality 30-90).")
+        float,
+        typer.Option(
+            "--jpeg",
+            help=ranged("Share of samples re-encoded as JPEG (quality 30-90).", TrainConfig, "jpeg"),
+        ),
     ] = TrainConfig.jpeg,
     model: Annotated[
         str | None,
@@ -86,18 +107,38 @@ def train_cli(
     name: Annotated[
         str | None, typer.Option("--name", help="Name written into config.json (default: the model's).")
     ] = TrainConfig.name,
-    epochs: Annotated[int, typer.Option("--epochs")] = TrainConfig.epochs,
-    batch_size: BatchOpt = TrainConfig.batch_size,
-    size: Annotated[int, typer.Option("--size", help="Training crop size in pixels.")] = TrainConfig.size,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help=ranged("Passes over the training pairs.", TrainConfig, "epochs"))
+    ] = TrainConfig.epochs,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help=ranged("Images per step.", TrainConfig, "batch_size"))
+    ] = TrainConfig.batch_size,
+    size: Annotated[
+        int,
+        typer.Option(
+            "--size",
+            help=ranged("Training crop size in pixels.", TrainConfig, "size"),
+        ),
+    ] = TrainConfig.size,
     lr: Annotated[
-        float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then cosine).")
+        float,
+        typer.Option(
+            "--lr",
+            help=ranged("Peak learning rate (AdamW, warm-up then cosine).", TrainConfig, "lr"),
+        ),
     ] = TrainConfig.lr,
     val_fraction: Annotated[
         float,
-        typer.Option("--val-fraction", help="Share of pairs held out (chosen by a hash of the file name)."),
+        typer.Option(
+            "--val-fraction",
+            help=ranged("Share of pairs held out (chosen by a hash of the file name).", TrainConfig, "val_fraction"),
+        ),
     ] = TrainConfig.val_fraction,
     seed: Annotated[int, typer.Option("--seed")] = TrainConfig.seed,
-    workers: WorkersOpt = TrainConfig.workers,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", "-j", help=ranged("Decode processes (0 = in this process).", TrainConfig, "workers")),
+    ] = TrainConfig.workers,
     device: DeviceOpt = TrainConfig.device,
     max_minutes: Annotated[
         float | None,
@@ -157,7 +198,11 @@ def train_cli(
         float,
         typer.Option(
             "--ema",
-            help="Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
+            help=ranged(
+                "Validate and export a moving average of the weights with this decay (e.g. 0.999); 0 = off.",
+                TrainConfig,
+                "ema",
+            ),
         ),
     ] = TrainConfig.ema,
     teacher: Annotated[
@@ -168,11 +213,20 @@ def train_cli(
         ),
     ] = TrainConfig.teacher,
     distill_weight: Annotated[
-        float, typer.Option("--distill-weight", help="Weight of the teacher term beside the ground truth.")
+        float,
+        typer.Option(
+            "--distill-weight",
+            help=ranged("Weight of the teacher term beside the ground truth.", TrainConfig, "distill_weight"),
+        ),
     ] = TrainConfig.distill_weight,
     boundary_gain: Annotated[
         float,
-        typer.Option("--boundary-gain", help="Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE."),
+        typer.Option(
+            "--boundary-gain",
+            help=ranged(
+                "Extra BCE weight within 3 px of mask edges (e.g. 4); 0 = plain BCE.", TrainConfig, "boundary_gain"
+            ),
+        ),
     ] = TrainConfig.boundary_gain,
 ) -> None:
     """Train a bgcut architecture on image/mask pairs.

@@ -5,10 +5,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from ..config import Bounds, bounded, check_bounds
 from ..errors import UsageError
 
 BLENDS = ("none", "gaussian", "poisson", "motion")
 IMAGE_FORMATS = ("jpg", "png")
+
+
+# ``paste_dataset``'s own arguments, not options of a picture: their ranges, for its check and the help.
+COUNT = Bounds(1)  # pictures to compose
+WORKERS = Bounds(0)  # composer processes; 0 composes in the calling process
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,8 @@ class PasteOptions:
     blends: tuple[str, ...] = BLENDS  # one is drawn per object
     size: tuple[int, int] | None = None  # (width, height) of the pictures; None keeps each background's size
     image_format: str = "jpg"
-    quality: int = 95  # JPEG quality
-    min_area: int = 64  # objects smaller than this (pixels, after scaling) are not pasted
+    quality: int = bounded(95, Bounds(1, 100))  # JPEG quality
+    min_area: int = bounded(64, Bounds(1))  # objects smaller than this (pixels, after scaling) are not pasted
     placement_tries: int = 30
     feather: float = 2.0  # sigma in pixels of the "gaussian" blend
     motion: tuple[int, int] = (5, 15)  # kernel length range in pixels of the "motion" blend
@@ -56,10 +62,7 @@ class PasteOptions:
                 raise UsageError(f"--blend: unknown mode {b!r}; choose from " + ", ".join(BLENDS))
         if self.image_format not in IMAGE_FORMATS:
             raise UsageError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
-        if not 1 <= self.quality <= 100:
-            raise UsageError(f"--quality {self.quality}: must be from 1 to 100")
-        if self.min_area < 1:
-            raise UsageError(f"--min-area {self.min_area}: must be at least 1")
+        check_bounds(self)
         if self.jitter < 0 or self.rotation < 0:
             raise UsageError("--jitter and --rotation must not be negative")
         if self.size is not None and min(self.size) < 16:
@@ -69,6 +72,7 @@ class PasteOptions:
         """What decides the pictures: a rerun into the same folder must agree on all of it."""
         d = asdict(self)
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
 
 __all__ = ["BLENDS", "IMAGE_FORMATS", "PasteOptions", "parse_blends", "parse_range", "parse_size"]
 

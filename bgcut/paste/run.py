@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..config import check_value
 from ..errors import BgcutError, UsageError
 from ..pipeline.edges import estimate_foreground
 from ..pipeline.writer import encode
@@ -38,7 +39,7 @@ from ..storage import TMP_SUFFIX, atomic_write
 from ..workers import worker_context
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
-from .options import PasteOptions
+from .options import COUNT, WORKERS, PasteOptions
 from .sources import CUTOUT_HINT, Cutout, list_backgrounds, list_cutouts, load_background, load_cutout, with_alpha
 
 SETTINGS = "paste.json"
@@ -220,9 +221,8 @@ def paste_dataset(
     Returns a summary; unreadable inputs are reported through ``on_error`` (one line each) and
     in ``summary.bad_inputs``, and never stop the run.
     """
-    for flag, value, least in (("--count", count, 1), ("--workers", workers, 0)):
-        if value < least:
-            raise UsageError(f"{flag} {value}: must be at least {least}")
+    check_value("--count", count, COUNT)
+    check_value("--workers", workers, WORKERS)
     opt = options or PasteOptions()
     report = on_error or (lambda _msg: None)
     start = time.perf_counter()

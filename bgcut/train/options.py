@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import FAST_MODEL, MIN_SIZE
+from ..config import FAST_MODEL, MIN_SIZE, Bounds, bounded, check_bounds
 from ..errors import UsageError
 
 COCO_MODES = ("instances", "classes")  # bgcut train --coco-mode
+_SHARE = Bounds(0.0, 1.0)  # a probability per sample
+_WEIGHT = Bounds(0.0)
 
 
 @dataclass(frozen=True)
@@ -26,14 +28,14 @@ class TrainConfig:
     # (a 44M-parameter IS-Net is the teacher, --teacher isnet-general).
     model: str = FAST_MODEL
     name: str | None = None  # name written into config.json (defaults to ``model``)
-    size: int = 256
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 2e-3
+    size: int = bounded(256, Bounds(MIN_SIZE, unit=" pixels"))
+    epochs: int = bounded(10, Bounds(1))
+    batch_size: int = bounded(16, Bounds(1))
+    lr: float = bounded(2e-3, Bounds(0.0, low_open=True))
     weight_decay: float = 1e-4
-    val_fraction: float = 0.1
+    val_fraction: float = bounded(0.1, Bounds(0.0, 0.9))
     seed: int = 0
-    workers: int = 2
+    workers: int = bounded(2, Bounds(0))
     device: str = "auto"
     max_minutes: float | None = None
     resume: bool = False
@@ -50,19 +52,20 @@ class TrainConfig:
     # Keep the decoded pairs in memory-mapped files here: runs on one machine share one copy,
     # and a resumed run does not decode again. None: in this process's memory.
     cache_dir: Path | None = None
-    ema: float = 0.0  # decay of the weights' moving average that is validated and exported; 0 = off
-    boundary_gain: float = 0.0  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
+    # The decay of the weights' moving average that is validated and exported; 0 = off.
+    ema: float = bounded(0.0, Bounds(0.0, 1.0, high_open=True, why="0 is off"))
+    boundary_gain: float = bounded(0.0, _WEIGHT)  # extra BCE weight within 3 px of mask edges; 0 = plain BCE
     teacher: str | None = None  # distil from this model's soft masks (a registry name or a weights folder)
-    distill_weight: float = 1.0  # weight of the teacher term beside the ground-truth loss
-    blur: float = 0.2  # probability of a Gaussian blur per sample
-    jpeg: float = 0.2  # probability of a JPEG round trip per sample
+    distill_weight: float = bounded(1.0, _WEIGHT)  # weight of the teacher term beside the ground-truth loss
+    blur: float = bounded(0.2, _SHARE)  # probability of a Gaussian blur per sample
+    jpeg: float = bounded(0.2, _SHARE)  # probability of a JPEG round trip per sample
     backgrounds: Path | None = None  # photos to paste objects onto (cut-and-paste augmentation)
-    paste: float = 0.5  # probability of pasting, when there are backgrounds
+    paste: float = bounded(0.5, _SHARE)  # probability of pasting, when there are backgrounds
     coco: Path | None = None  # a COCO instances file: pairs from its annotations instead of --masks
     coco_mode: str = "instances"  # "instances" (a crop per object) or "classes" (a mask per picture)
     coco_classes: list[str] | None = None  # category names or ids to keep; None = all
-    coco_min_area: float = 1024.0  # objects smaller than this many pixels are skipped (instances)
-    coco_context: float = 0.15  # an object's crop: its box widened by this share of its size per side
+    coco_min_area: float = bounded(1024.0, _WEIGHT)  # objects smaller than this many pixels are skipped (instances)
+    coco_context: float = bounded(0.15, _WEIGHT)  # an object's crop: its box widened by this share of its size per side
     arch_args: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,23 +78,4 @@ class TrainConfig:
             raise UsageError("--resume-from goes on from a state file's weights: leave out --init and --init-encoder")
         if self.coco_mode not in COCO_MODES:
             raise UsageError(f"--coco-mode {self.coco_mode!r}: expected one of {', '.join(COCO_MODES)}")
-        if self.size < MIN_SIZE:
-            raise UsageError(f"--size {self.size}: must be at least {MIN_SIZE} pixels")
-        for flag, value, least in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
-                                   ("--workers", self.workers, 0)):  # fmt: skip
-            if value < least:
-                raise UsageError(f"{flag} {value}: must be at least {least}")
-        if not self.lr > 0:  # also refuses nan
-            raise UsageError(f"--lr {self.lr}: must be above 0")
-        if not 0.0 <= self.val_fraction <= 0.9:
-            raise UsageError(f"--val-fraction {self.val_fraction}: must be from 0 to 0.9")
-        if not 0.0 <= self.ema < 1.0:
-            raise UsageError(f"--ema {self.ema}: must be from 0 (off) up to, not including, 1")
-        for flag, share in (("--blur", self.blur), ("--jpeg", self.jpeg), ("--paste", self.paste)):
-            if not 0.0 <= share <= 1.0:
-                raise UsageError(f"{flag} {share}: must be a share from 0 to 1")
-        weights = {"--boundary-gain": self.boundary_gain, "--distill-weight": self.distill_weight}
-        coco = {"--coco-min-area": self.coco_min_area, "--coco-context": self.coco_context}
-        for flag, value in {**weights, **coco}.items():
-            if not value >= 0:
-                raise UsageError(f"{flag} {value}: must not be negative")
+        check_bounds(self)

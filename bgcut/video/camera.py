@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import VIDEO_FORMATS, OutputOptions, PostOptions
+from ..config import MAX_FRAMES, VIDEO_FORMATS, OutputOptions, PostOptions, check_value
 from ..errors import UsageError, VideoError
 from ..images import checkerboard
 from ..pipeline.infer import Predictor
@@ -131,8 +131,7 @@ def run_camera(
         raise UsageError(f"-o {output}: expected a {', '.join(OUTPUT_KINDS)} file")
     if not window and output is None:
         raise UsageError("--no-window needs -o FILE: otherwise nothing would come of the frames")
-    if max_frames is not None and max_frames < 1:
-        raise UsageError(f"--max-frames {max_frames}: must be at least 1")
+    check_value("--max-frames", max_frames, MAX_FRAMES)
     capture = open_capture(source)
     preview = Preview(f"bgcut camera: {source}") if window else None
     summary = CameraSummary(output=str(output) if output else None)
