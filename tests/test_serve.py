@@ -188,7 +188,7 @@ def test_a_full_queue_answers_503_with_retry_after(monkeypatch: pytest.MonkeyPat
 
 def test_serve_bad_options_are_one_line() -> None:
     res = CliRunner().invoke(cli_app, ["serve", "--port", "0"])
-    assert res.exit_code == 2 and res.output == "bgcut: error: --port 0: expected 1 to 65535\n"
+    assert res.exit_code == 2 and res.output == "bgcut: error: --port 0: must be from 1 to 65535\n"
 
 
 def test_serving_beyond_loopback_without_a_token_warns(monkeypatch: pytest.MonkeyPatch, luma_weights: Path) -> None:

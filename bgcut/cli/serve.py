@@ -8,7 +8,7 @@ import typer
 
 from ..config import RunOptions
 from ..serve.options import ServeOptions
-from ._common import DeviceOpt, ModelOpt, WeightsOpt, reported_errors
+from ._common import DeviceOpt, ModelOpt, WeightsOpt, ranged, reported_errors
 
 SERVE, RUN = ServeOptions(), RunOptions()
 INSTALL_HINT = "bgcut serve needs its extra: pip install 'bgcut[serve]'"
@@ -18,36 +18,82 @@ def serve_cli(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface; mind --token).")
     ] = SERVE.host,
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = SERVE.port,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            "-p",
+            help=ranged("Port to listen on.", ServeOptions, "port"),
+        ),
+    ] = SERVE.port,
     model: ModelOpt = RUN.model,
     weights: WeightsOpt = RUN.weights,
     device: DeviceOpt = RUN.device,
     max_batch: Annotated[
         int | None,
-        typer.Option("--max-batch", help="Requests run together in one forward pass (default: as bgcut remove)."),
+        typer.Option(
+            "--max-batch",
+            help=ranged(
+                "Requests run together in one forward pass (default: as bgcut remove).", ServeOptions, "max_batch"
+            ),
+        ),
     ] = SERVE.max_batch,
     max_wait_ms: Annotated[
-        float, typer.Option("--max-wait-ms", help="How long a request waits for others to batch with.")
+        float,
+        typer.Option(
+            "--max-wait-ms",
+            help=ranged("How long a request waits for others to batch with.", ServeOptions, "max_wait_ms"),
+        ),
     ] = SERVE.max_wait_ms,
     max_queue: Annotated[
-        int, typer.Option("--max-queue", help="Requests waiting for the model; more get 503 with Retry-After.")
+        int,
+        typer.Option(
+            "--max-queue",
+            help=ranged("Requests waiting for the model; more get 503 with Retry-After.", ServeOptions, "max_queue"),
+        ),
     ] = SERVE.max_queue,
-    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest upload.")] = SERVE.max_upload_mb,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", help="Largest image, in pixels.")] = SERVE.max_pixels,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-upload-mb",
+            help=ranged("Largest upload.", ServeOptions, "max_upload_mb"),
+        ),
+    ] = SERVE.max_upload_mb,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-pixels",
+            help=ranged("Largest image, in pixels.", ServeOptions, "max_pixels"),
+        ),
+    ] = SERVE.max_pixels,
     max_memory_mb: Annotated[
         int,
         typer.Option(
             "--max-memory-mb",
-            help="Memory for the images in flight (40 bytes per pixel each); more wait, then get 503.",
+            help=ranged(
+                "Memory for the images in flight (40 bytes per pixel each); more wait, then get 503.",
+                ServeOptions,
+                "max_memory_mb",
+            ),
         ),
     ] = SERVE.max_memory_mb,
     max_seconds: Annotated[
         float,
-        typer.Option("--max-seconds", help="One request's time limit once uploaded: 503 while waiting, 504 once running."),
+        typer.Option(
+            "--max-seconds",
+            help=ranged(
+                "One request's time limit once uploaded: 503 while waiting, 504 once running.",
+                ServeOptions,
+                "max_seconds",
+            ),
+        ),
     ] = SERVE.max_seconds,
     grace_seconds: Annotated[
         float,
-        typer.Option("--grace-seconds", help="On SIGTERM, how long requests in flight may take to finish."),
+        typer.Option(
+            "--grace-seconds",
+            help=ranged("On SIGTERM, how long requests in flight may take to finish.", ServeOptions, "grace_seconds"),
+        ),
     ] = SERVE.grace_seconds,
     allowed_hosts: Annotated[
         str | None,
@@ -104,6 +150,4 @@ def serve_cli(
     # SIGTERM: uvicorn stops accepting, waits up to the grace period for the requests in flight,
     # then cancels them; each cancelled request calls its job off, so only the stage running ends,
     # and is answered 503 (serve/stopping.py).
-    uvicorn.run(
-        app, host=opts.host, port=opts.port, log_level="warning", timeout_graceful_shutdown=opts.grace_seconds
-    )
+    uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning", timeout_graceful_shutdown=opts.grace_seconds)
