@@ -31,6 +31,7 @@ from ._common import (
     RefineOpt,
     SizeOpt,
     WeightsOpt,
+    WorkersOpt,
     fail,
     imports_uncollected,
     interrupt_status,
@@ -183,12 +184,7 @@ def remove_cli(
             show_default=False,
         ),
     ] = RUN.batch_size,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers", "-j", help=ranged("Decode processes (0 = decode in the main process).", RunOptions, "workers")
-        ),
-    ] = RUN.workers,
+    workers: WorkersOpt = RUN.workers,
     precision: Annotated[
         Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
     ] = Precision(RUN.precision),
