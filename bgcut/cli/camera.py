@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..config import MAX_FRAMES, PostOptions, RunOptions, VideoOptions
-from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, ranged, ranged_by, reported_errors
+from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, imports_uncollected, ranged, ranged_by, reported_errors
 
 RUN, POST, VIDEO = RunOptions(), PostOptions(), VideoOptions()
 
@@ -51,9 +51,10 @@ def camera_cli(
     bgcut camera clip.mp4 --no-window -o cut.webm
     """
     with reported_errors():
-        from ..pipeline.infer import Predictor
-        from ..pipeline.output import load_background
-        from ..video.camera import run_camera
+        with imports_uncollected():
+            from ..pipeline.infer import Predictor
+            from ..pipeline.output import load_background
+            from ..video.camera import run_camera
 
         post = PostOptions(threshold=POST.threshold)
         opts = VideoOptions(steady=steady)

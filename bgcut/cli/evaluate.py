@@ -18,6 +18,7 @@ from ._common import (
     SizeOpt,
     WeightsOpt,
     WorkersOpt,
+    imports_uncollected,
     ranged,
     reported_errors,
 )
@@ -82,7 +83,8 @@ def eval_cli(
 
     Example: bgcut eval --images data/davis16/images --masks data/davis16/masks --json
     """
-    from ..evaluate import evaluate, evaluate_colour
+    with imports_uncollected():
+        from ..evaluate import evaluate, evaluate_colour
 
     with reported_errors():
         post = PostOptions(refine=refine.value, refine_eps=refine_eps)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..config import DEFAULT_STORAGE
-from ._common import reported_errors
+from ._common import imports_uncollected, reported_errors
 
 app = typer.Typer(name="models", help="List the model zoo and download weights ahead of time.", no_args_is_help=True)
 
@@ -26,7 +26,8 @@ def list_cli(
 
     Example: bgcut models list
     """
-    from ..models import count_parameters, get_pretrained_cfg, list_models, local_weights
+    with imports_uncollected():
+        from ..models import count_parameters, get_pretrained_cfg, list_models, local_weights
 
     rows = [("name", "params", "input", "licence", "offline")]
     for name in list_models(pattern):
@@ -52,7 +53,8 @@ def fetch_cli(
 
     Example: bgcut models fetch bgcut-lite
     """
-    from ..models import get_pretrained_cfg, resolve_weights
+    with imports_uncollected():
+        from ..models import get_pretrained_cfg, resolve_weights
 
     with reported_errors():
         for name in names:
@@ -107,7 +109,9 @@ def import_cli(
     """
     from ..config import PretrainedCfg
     from ..errors import UsageError
-    from ..models import get_arch, get_pretrained_cfg, import_checkpoint, imported_dir, list_models
+
+    with imports_uncollected():
+        from ..models import get_arch, get_pretrained_cfg, import_checkpoint, imported_dir, list_models
 
     with reported_errors():
         get_arch(arch)

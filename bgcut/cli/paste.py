@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..paste.options import COUNT, WORKERS, PasteOptions
-from ._common import QuietOpt, echo_err, fail, ranged, ranged_by, reported_errors
+from ._common import QuietOpt, echo_err, fail, imports_uncollected, ranged, ranged_by, reported_errors
 
 
 def _span(pair: tuple[float, float]) -> str:
@@ -127,9 +127,10 @@ def paste_cli(
 
     Example: bgcut paste crops/ --backgrounds bg/ -o synth -n 1000 --size 1024x768 --yolo
     """
-    from ..paste import paste_dataset
-    from ..paste.options import parse_blends, parse_range, parse_size
-    from ..paste.sources import load_classes
+    with imports_uncollected():
+        from ..paste import paste_dataset
+        from ..paste.options import parse_blends, parse_range, parse_size
+        from ..paste.sources import load_classes
 
     with reported_errors():
         options = PasteOptions(

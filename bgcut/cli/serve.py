@@ -8,7 +8,7 @@ import typer
 
 from ..config import RunOptions
 from ..serve.options import ServeOptions
-from ._common import DeviceOpt, ModelOpt, WeightsOpt, ranged, reported_errors
+from ._common import DeviceOpt, ModelOpt, WeightsOpt, imports_uncollected, ranged, reported_errors
 
 SERVE, RUN = ServeOptions(), RunOptions()
 INSTALL_HINT = "bgcut serve needs its extra: pip install 'bgcut[serve]'"
@@ -128,14 +128,15 @@ def serve_cli(
             allowed_hosts=tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()) if allowed_hosts else None,
         )
         try:
-            import uvicorn
+            with imports_uncollected():
+                import uvicorn
 
-            from ..serve.app import create_app
+                from ..pipeline.infer import Predictor
+                from ..serve.app import create_app
         except ImportError:
             from ..errors import UsageError
 
             raise UsageError(INSTALL_HINT) from None
-        from ..pipeline.infer import Predictor
 
         run = RunOptions(model=model, weights=weights, device=device, batch_size=opts.max_batch)
         predictor = Predictor.from_options(run, pad=False)

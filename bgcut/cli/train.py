@@ -11,7 +11,7 @@ import typer
 from ..config import DEFAULT_MODEL
 from ..errors import UsageError
 from ..train.options import TrainConfig
-from ._common import DeviceOpt, ranged, reported_errors
+from ._common import DeviceOpt, imports_uncollected, ranged, reported_errors
 
 
 def train_cli(
@@ -240,7 +240,8 @@ def train_cli(
 
     Example: bgcut train --images duts-tr/images --masks duts-tr/masks -o runs/lite --epochs 16
     """
-    from ..train import train
+    with imports_uncollected():
+        from ..train import train
 
     with reported_errors():
         parsed_arch_args = _arch_args(arch_args)
