@@ -196,3 +196,30 @@ def test_the_collector_runs_during_the_run_and_skips_the_exit(tmp_path: Path, lu
     assert seen["frozen_during_run"] > 10_000  # torch's modules, classes and functions
     assert seen["unfrozen_after"] == 0
     assert Image.open(tmp_path / "cut.png").getpixel((5, 5))[3] == 255
+
+
+def test_another_command_runs_with_the_collector_on_and_torch_frozen() -> None:
+    """``bgcut models list`` imports the model zoo (and torch) the way ``remove`` does."""
+    spy = """
+import gc, json, sys
+sys.path.pop(0)
+import bgcut.models
+seen = {}
+listed = bgcut.models.list_models
+def spy(*args, **kwargs):
+    seen["enabled"] = gc.isenabled()
+    seen["frozen"] = gc.get_freeze_count()
+    return listed(*args, **kwargs)
+bgcut.models.list_models = spy
+from bgcut.cli import main
+try:
+    main()
+except SystemExit as e:
+    seen["code"] = e.code
+print(json.dumps(seen))
+"""
+    done = subprocess.run([sys.executable, "-c", spy, "models", "list"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert "bgcut-lite" in done.stdout
+    assert seen == {"enabled": True, "frozen": seen["frozen"], "code": 0} and seen["frozen"] > 10_000
