@@ -99,10 +99,13 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         WeightsUnavailableError: not shipped, not cached, and offline or the Hub is unreachable.
         ChecksumError: the file found does not have the registry's sha256.
     """
-    if not force_download:
-        local = local_weights(cfg)
-        if local is not None:
-            return local[1], verify_sha256(local[1], cfg.sha256, cfg.name)
+    local = None if force_download else local_weights(cfg)
+    path = local[1] if local is not None else _fetch(cfg, force_download)
+    return path, verify_sha256(path, cfg.sha256, cfg.name)
+
+
+def _fetch(cfg: PretrainedCfg, force_download: bool) -> Path:
+    """Download the weights of a registered model that has no local copy (or ``--force``)."""
     if not cfg.hf_repo_id:
         raise WeightsUnavailableError(
             f"model {cfg.name!r} has no weights shipped with bgcut and no Hub repo; pass --weights PATH"
@@ -135,7 +138,7 @@ def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tupl
         raise WeightsUnavailableError(f"{where} not found on the Hub for model {cfg.name!r}") from None
     except (ConnectionError, TimeoutError, OSError) as e:
         raise _unreachable(cfg, where, _first_line(e)) from None
-    return path, verify_sha256(path, cfg.sha256, cfg.name)
+    return path
 
 
 def _endpoint() -> str:
