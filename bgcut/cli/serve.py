@@ -127,17 +127,17 @@ def serve_cli(
             token=token,
             allowed_hosts=tuple(h.strip() for h in allowed_hosts.split(",") if h.strip()) if allowed_hosts else None,
         )
-        try:
-            with imports_uncollected():
+        with imports_uncollected():
+            from ..pipeline.infer import Predictor  # outside the try: a torch that fails is not the extra's hint
+
+            try:
                 import uvicorn
 
-                from ..pipeline.infer import Predictor
                 from ..serve.app import create_app
-        except ImportError:
-            from ..errors import UsageError
+            except ImportError:
+                from ..errors import UsageError
 
-            raise UsageError(INSTALL_HINT) from None
-
+                raise UsageError(INSTALL_HINT) from None
         run = RunOptions(model=model, weights=weights, device=device, batch_size=opts.max_batch)
         predictor = Predictor.from_options(run, pad=False)
         app = create_app(opts, predictor)
