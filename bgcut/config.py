@@ -8,7 +8,7 @@ per-model code paths.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,17 @@ def setting(default: Any, flag: str | None = None, bounds: Bounds | None = None)
     ``flag``, else ``--NAME``), and a folder is resumed only with the same value: declared here,
     beside the option, so a new option that changes outputs cannot be left out of the check.
     ``bounds``: its range, as ``bounded`` declares one."""
-    metadata: dict[str, Any] = {"setting": flag or True}
+    return _option(default, flag, bounds, setting=True)
+
+
+def bounded(default: Any, bounds: Bounds, flag: str | None = None) -> Any:
+    """A number field with its range (``Bounds``); ``flag`` names it in errors (default ``--NAME``).
+    ``None`` is never out of range: it means "the default", as for ``--size``."""
+    return _option(default, flag, bounds, setting=False)
+
+
+def _option(default: Any, flag: str | None, bounds: Bounds | None, setting: bool) -> Any:
+    metadata: dict[str, Any] = {"setting": setting}
     if flag is not None:
         metadata["flag"] = flag
     if bounds is not None:
@@ -87,13 +97,9 @@ def setting(default: Any, flag: str | None = None, bounds: Bounds | None = None)
     return field(default=default, metadata=metadata)
 
 
-def bounded(default: Any, bounds: Bounds, flag: str | None = None) -> Any:
-    """A number field with its range (``Bounds``); ``flag`` names it in errors (default ``--NAME``).
-    ``None`` is never out of range: it means "the default", as for ``--size``."""
-    metadata: dict[str, Any] = {"bounds": bounds}
-    if flag is not None:
-        metadata["flag"] = flag
-    return field(default=default, metadata=metadata)
+def _flag(f: Field[Any]) -> str:
+    """The command-line flag that names a field in settings and errors: its own, else ``--NAME``."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def bounds_of(options: Any, name: str) -> Bounds:
@@ -106,7 +112,7 @@ def check_bounds(options: Any) -> None:
     for f in fields(options):
         bounds = f.metadata.get("bounds")
         if bounds is not None:
-            check_value(f.metadata.get("flag") or "--" + f.name.replace("_", "-"), getattr(options, f.name), bounds)
+            check_value(_flag(f), getattr(options, f.name), bounds)
 
 
 def check_value(flag: str, value: float | None, bounds: Bounds) -> None:
@@ -121,9 +127,8 @@ def settings_of(options: Any) -> dict[str, object]:
     """``{flag: value}`` of the fields of an options object that ``setting`` marks."""
     found: dict[str, object] = {}
     for f in fields(options):
-        mark = f.metadata.get("setting")
-        if mark:
-            found[mark if isinstance(mark, str) else "--" + f.name.replace("_", "-")] = getattr(options, f.name)
+        if f.metadata.get("setting"):
+            found[_flag(f)] = getattr(options, f.name)
     return found
 
 
