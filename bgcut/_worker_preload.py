@@ -11,16 +11,12 @@ forked from the server, so a worker's collections do not touch (and copy) their 
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 
+from .collector import imports_uncollected
 from .workers import PRELOAD_ENV
 
-gc.disable()
-try:
+with imports_uncollected():
     for _name in filter(None, os.environ.get(PRELOAD_ENV, "").split(",")):
         importlib.import_module(_name)
-finally:
-    gc.freeze()
-    gc.enable()

@@ -260,7 +260,7 @@ def test_the_fork_server_is_started_early_only_for_runs_that_likely_use_workers(
 def test_imports_uncollected_turns_the_collector_back_on_even_after_an_error() -> None:
     import gc
 
-    from bgcut.cli._common import imports_uncollected
+    from bgcut.collector import imports_uncollected
 
     assert gc.isenabled()
     with pytest.raises(ImportError), imports_uncollected():

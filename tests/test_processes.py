@@ -162,16 +162,17 @@ def test_a_handoff_the_main_process_breaks_off_prints_no_traceback(mode: str) ->
 
 
 _COLLECTOR_SPY = """
-import gc, json, sys
+import gc, importlib, json, sys
 sys.path.pop(0)
-import bgcut.run
+module_name, function_name = sys.argv.pop(1), sys.argv.pop(1)
+module = importlib.import_module(module_name)
 seen = {}
-cut_out = bgcut.run.remove_backgrounds
+called = getattr(module, function_name)
 def spy(*args, **kwargs):
-    seen["enabled_during_run"] = gc.isenabled()
-    seen["frozen_during_run"] = gc.get_freeze_count()
-    return cut_out(*args, **kwargs)
-bgcut.run.remove_backgrounds = spy
+    seen["enabled"] = gc.isenabled()
+    seen["frozen"] = gc.get_freeze_count()
+    return called(*args, **kwargs)
+setattr(module, function_name, spy)
 from bgcut.cli import main
 try:
     main()
@@ -182,44 +183,33 @@ print(json.dumps(seen))
 """
 
 
+def run_spying_on_the_collector(module: str, function: str, *args: str) -> tuple[dict, str]:
+    """``bgcut ARGS`` in a subprocess, as the console script runs it, with ``module.function``
+    (called by the command once its imports are done) noting the collector's state; returns
+    what it saw, the exit code and the frozen objects left over after ``main()``, and stdout."""
+    cmd = [sys.executable, "-c", _COLLECTOR_SPY, module, function, *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1]), done.stdout
+
+
 def test_the_collector_runs_during_the_run_and_skips_the_exit(tmp_path: Path, luma_weights: Path) -> None:
     """The command imports torch with the collector off, then freezes those objects and turns the
     collector back on before any photo is cut out; at the end it freezes everything, so the
     interpreter's last pass over torch's objects is skipped (bench/RESULTS.md, "The collector")."""
     Image.new("RGB", (40, 30), (250, 250, 250)).save(tmp_path / "a.png")
     args = [str(tmp_path / "a.png"), "-o", str(tmp_path / "cut.png"), "-w", str(luma_weights), "-q"]
-    done = subprocess.run([sys.executable, "-c", _COLLECTOR_SPY, *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
+    seen, _ = run_spying_on_the_collector("bgcut.run", "remove_backgrounds", *args)
     assert seen["code"] == 0
-    assert seen["enabled_during_run"] is True
-    assert seen["frozen_during_run"] > 10_000  # torch's modules, classes and functions
+    assert seen["enabled"] is True
+    assert seen["frozen"] > 10_000  # torch's modules, classes and functions
     assert seen["unfrozen_after"] == 0
     assert Image.open(tmp_path / "cut.png").getpixel((5, 5))[3] == 255
 
 
 def test_another_command_runs_with_the_collector_on_and_torch_frozen() -> None:
     """``bgcut models list`` imports the model zoo (and torch) the way ``remove`` does."""
-    spy = """
-import gc, json, sys
-sys.path.pop(0)
-import bgcut.models
-seen = {}
-listed = bgcut.models.list_models
-def spy(*args, **kwargs):
-    seen["enabled"] = gc.isenabled()
-    seen["frozen"] = gc.get_freeze_count()
-    return listed(*args, **kwargs)
-bgcut.models.list_models = spy
-from bgcut.cli import main
-try:
-    main()
-except SystemExit as e:
-    seen["code"] = e.code
-print(json.dumps(seen))
-"""
-    done = subprocess.run([sys.executable, "-c", spy, "models", "list"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.splitlines()[-1])
-    assert "bgcut-lite" in done.stdout
-    assert seen == {"enabled": True, "frozen": seen["frozen"], "code": 0} and seen["frozen"] > 10_000
+    seen, out = run_spying_on_the_collector("bgcut.models", "list_models", "models", "list")
+    assert "bgcut-lite" in out
+    assert seen["code"] == 0 and seen["enabled"] is True and seen["frozen"] > 10_000
+    assert seen["unfrozen_after"] == 0

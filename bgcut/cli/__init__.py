@@ -12,8 +12,9 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..collector import no_collection_at_exit
 from ..config import FORMATS
-from ._common import DefaultToRemove, no_collection_at_exit
+from ._common import DefaultToRemove
 
 app = typer.Typer(
     name="bgcut",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import signal
@@ -34,35 +33,6 @@ class DefaultToRemove(TyperGroup):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["remove", *args]
         return super().parse_args(ctx, args)
-
-
-@contextmanager
-def imports_uncollected() -> Iterator[None]:
-    """Import a command's heavy modules (torch) with Python's cyclic collector off.
-
-    torch's import makes some hundreds of thousands of objects that live as long as the
-    process; the collector walked them three times over while they were made and found
-    nothing to free (about 0.15 s of a one-photo run). Afterwards they are frozen, so the
-    collections the run itself triggers do not walk them either. Only a command's own
-    lazy import is wrapped, so the collector is back on before any work begins.
-    """
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
-
-
-def no_collection_at_exit() -> None:
-    """Spare the process the collector's last pass at interpreter exit.
-
-    Python collects every tracked object once more while it shuts down; with torch loaded that
-    pass took about 0.3 s on this project's 2-core machine, a fifth of a one-photo run, and
-    frees nothing the operating system would not take back. bgcut's files are closed and
-    renamed before this point, and stdout and stderr are still flushed by the interpreter.
-    """
-    gc.freeze()
 
 
 def ranged(help: str, options: type, name: str) -> str:

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import MAX_FRAMES, PostOptions, RunOptions, VideoOptions
-from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, imports_uncollected, ranged, ranged_by, reported_errors
+from ._common import DeviceOpt, ModelOpt, SizeOpt, WeightsOpt, ranged, ranged_by, reported_errors
 
 RUN, POST, VIDEO = RunOptions(), PostOptions(), VideoOptions()
 

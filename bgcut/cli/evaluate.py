@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import PostOptions, RunOptions
 from ._common import (
     DeviceOpt,
@@ -18,7 +19,6 @@ from ._common import (
     SizeOpt,
     WeightsOpt,
     WorkersOpt,
-    imports_uncollected,
     ranged,
     reported_errors,
 )

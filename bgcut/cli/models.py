@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import DEFAULT_STORAGE
-from ._common import imports_uncollected, reported_errors
+from ._common import reported_errors
 
 app = typer.Typer(name="models", help="List the model zoo and download weights ahead of time.", no_args_is_help=True)
 

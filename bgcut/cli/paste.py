@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..paste.options import COUNT, WORKERS, PasteOptions
-from ._common import QuietOpt, echo_err, fail, imports_uncollected, ranged, ranged_by, reported_errors
+from ._common import QuietOpt, echo_err, fail, ranged, ranged_by, reported_errors
 
 
 def _span(pair: tuple[float, float]) -> str:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import (
     FORMATS,
     KEEP,
@@ -33,7 +34,6 @@ from ._common import (
     WeightsOpt,
     WorkersOpt,
     fail,
-    imports_uncollected,
     interrupt_status,
     ranged,
     read_stdin,

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import RunOptions
 from ..serve.options import ServeOptions
-from ._common import DeviceOpt, ModelOpt, WeightsOpt, imports_uncollected, ranged, reported_errors
+from ._common import DeviceOpt, ModelOpt, WeightsOpt, ranged, reported_errors
 
 SERVE, RUN = ServeOptions(), RunOptions()
 INSTALL_HINT = "bgcut serve needs its extra: pip install 'bgcut[serve]'"

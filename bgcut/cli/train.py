@@ -8,10 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ..collector import imports_uncollected
 from ..config import DEFAULT_MODEL
 from ..errors import UsageError
 from ..train.options import TrainConfig
-from ._common import DeviceOpt, imports_uncollected, ranged, reported_errors
+from ._common import DeviceOpt, ranged, reported_errors
 
 
 def train_cli(
