@@ -226,8 +226,10 @@ def evaluate(
         result = score_folder(out, masks)
     if result.missing and not allow_missing:
         failed = sum(r.status == "failed" for r in summary.rows)
-        why = f"{failed} image(s) failed, the rest have no image of the same stem in {images}" if failed else (
-            f"no image of the same stem in {images}"
+        why = (
+            f"{failed} image(s) failed, the rest have no image of the same stem in {images}"
+            if failed
+            else (f"no image of the same stem in {images}")
         )
         raise IncompleteEvaluationError(
             f"{result.missing} of {result.n} ground-truth masks in {masks} have no prediction ({why}); "

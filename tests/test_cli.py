@@ -292,6 +292,33 @@ def test_every_declared_range_is_in_the_help_of_the_option_that_sets_it() -> Non
     assert shown["--steady"] == "0<=x<1" and shown["--refine-eps"] == "0<x<=1" and shown["--size"] == "x>=32"
 
 
+def test_every_range_paste_declares_is_in_its_help() -> None:
+    """``bgcut paste``'s options declare their ranges beside their fields too (``PasteOptions``),
+    and its help shows each from there; --rotation, --jitter and --max-occlusion were checked by
+    hand in ``__post_init__`` and showed no range."""
+    from dataclasses import fields
+
+    import typer
+
+    from bgcut.paste import PasteOptions
+
+    paste = typer.main.get_command(app).commands["paste"]  # type: ignore[attr-defined]
+    helps = {opt: param.help or "" for param in paste.params for opt in param.opts}
+    shown = {}
+    for f in fields(PasteOptions):
+        if "bounds" in f.metadata:
+            flag = "--" + f.name.replace("_", "-")
+            shown[flag] = f.metadata["bounds"].shown()
+            assert f"[{shown[flag]}]" in helps[flag], (flag, helps[flag])
+    assert shown == {
+        "--rotation": "x>=0",
+        "--jitter": "x>=0",
+        "--max-occlusion": "0<=x<=1",
+        "--quality": "1<=x<=100",
+        "--min-area": "x>=1",
+    }
+
+
 def test_bounds_hold_say_and_show_their_range() -> None:
     from bgcut.config import Bounds
 

@@ -222,6 +222,13 @@ def test_usage_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--blend: unknown mode 'smudge'" in res.output
     res = runner.invoke(app, [*base, "--per-image", "5-2"])
     assert res.exit_code == 2 and "--per-image: need 0 <= MIN <= MAX, got 5-2" in res.output
+    for flag, value, words in (
+        ("--jitter", "-0.1", "--jitter -0.1: must be at least 0"),
+        ("--rotation", "nan", "--rotation nan: must be at least 0"),
+        ("--max-occlusion", "1.5", "--max-occlusion 1.5: must be from 0 to 1"),
+    ):
+        res = runner.invoke(app, [*base, flag, value])
+        assert res.exit_code == 2 and f"bgcut: error: {words}\n" in res.output, res.output
     res = runner.invoke(app, ["paste", str(tmp_path), "--backgrounds", str(bg), "-o", str(tmp_path / "o"), "-n", "1"])
     assert res.exit_code == 2 and "no cut-outs found" in res.output
 

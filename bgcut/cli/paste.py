@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..collector import imports_uncollected
-from ..paste.options import COUNT, WORKERS, PasteOptions
+from ..paste.options import COUNT, DEFAULT_WORKERS, WORKERS, PasteOptions
 from ._common import QuietOpt, echo_err, fail, ranged, ranged_by, reported_errors
 
 
@@ -43,7 +43,10 @@ def paste_cli(
         str, typer.Option("--scale", help="Object size, MIN-MAX: its longer side over the picture's shorter side.")
     ] = _span(PasteOptions.scale),
     rotation: Annotated[
-        float, typer.Option("--rotation", help="Largest rotation in degrees (uniform in +-ROTATION).")
+        float,
+        typer.Option(
+            "--rotation", help=ranged("Largest rotation in degrees (uniform in +-ROTATION).", PasteOptions, "rotation")
+        ),
     ] = PasteOptions.rotation,
     flip: Annotated[
         bool, typer.Option("--flip/--no-flip", help="Mirror objects left-right half of the time.")
@@ -52,11 +55,19 @@ def paste_cli(
         float,
         typer.Option(
             "--jitter",
-            help="Colour jitter: brightness, contrast, saturation +-JITTER, hue +-JITTER/4 of a turn; 0 = off.",
+            help=ranged(
+                "Colour jitter: brightness, contrast, saturation +-JITTER, hue +-JITTER/4 of a turn; 0 = off.",
+                PasteOptions,
+                "jitter",
+            ),
         ),
     ] = PasteOptions.jitter,
     max_occlusion: Annotated[
-        float, typer.Option("--max-occlusion", help="Largest share (0-1) of an object that later objects may cover.")
+        float,
+        typer.Option(
+            "--max-occlusion",
+            help=ranged("Largest share of an object that later objects may cover.", PasteOptions, "max_occlusion"),
+        ),
     ] = PasteOptions.max_occlusion,
     blend: Annotated[
         str,
@@ -103,7 +114,7 @@ def paste_cli(
     workers: Annotated[
         int,
         typer.Option("--workers", "-j", help=ranged_by("Worker processes (0 = compose in this process).", WORKERS)),
-    ] = 2,
+    ] = DEFAULT_WORKERS,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Start again: remove earlier pictures in OUTPUT instead of resuming.")
     ] = False,

@@ -17,7 +17,9 @@ def review_cli(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="The page to write (default: FOLDER/review.html); thumbnails go beside it."),
+        typer.Option(
+            "--output", "-o", help="The page to write (default: FOLDER/review.html); thumbnails go beside it."
+        ),
     ] = None,
 ) -> None:
     """Write one page to look through a run's cut-outs, worst first (by doubt), with keys to mark rejects.

@@ -92,6 +92,4 @@ def _check_size(cls: type[torch.nn.Module], cfg: PretrainedCfg, path: Path) -> N
         raise _fail(path, "arch_args", f"do not build a {cfg.arch}: {str(e).splitlines()[0][:200]}") from None
     params = sum(p.numel() for p in module.parameters())
     if params > MAX_PARAMETERS:
-        raise _fail(
-            path, "arch_args", f"make a network of {params:,} parameters, over the limit of {MAX_PARAMETERS:,}"
-        )
+        raise _fail(path, "arch_args", f"make a network of {params:,} parameters, over the limit of {MAX_PARAMETERS:,}")

@@ -15,6 +15,7 @@ IMAGE_FORMATS = ("jpg", "png")
 # ``paste_dataset``'s own arguments, not options of a picture: their ranges, for its check and the help.
 COUNT = Bounds(1)  # pictures to compose
 WORKERS = Bounds(0)  # composer processes; 0 composes in the calling process
+DEFAULT_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,11 @@ class PasteOptions:
     seed: int = 0
     per_image: tuple[int, int] = (1, 5)  # objects per picture, inclusive
     scale: tuple[float, float] = (0.2, 0.6)  # object's longer side / background's shorter side
-    rotation: float = 20.0  # degrees, uniform in [-rotation, rotation]
+    rotation: float = bounded(20.0, Bounds(0))  # degrees, uniform in [-rotation, rotation]
     flip: bool = True  # horizontal flip with probability 1/2
-    jitter: float = 0.2  # colour jitter strength: brightness, contrast, saturation +-jitter, hue +-jitter/4 turn
-    max_occlusion: float = 0.5  # largest share of an object that later objects may cover
+    # Colour jitter strength: brightness, contrast, saturation +-jitter, hue +-jitter/4 of a turn.
+    jitter: float = bounded(0.2, Bounds(0))
+    max_occlusion: float = bounded(0.5, Bounds(0, 1))  # largest share of an object that later objects may cover
     blends: tuple[str, ...] = BLENDS  # one is drawn per object
     size: tuple[int, int] | None = None  # (width, height) of the pictures; None keeps each background's size
     image_format: str = "jpg"
@@ -53,8 +55,6 @@ class PasteOptions:
         slo, shi = self.scale
         if not 0 < slo <= shi <= 1:
             raise UsageError(f"--scale: need 0 < MIN <= MAX <= 1, got {slo}-{shi}")
-        if not 0 <= self.max_occlusion <= 1:
-            raise UsageError(f"--max-occlusion must be between 0 and 1, got {self.max_occlusion}")
         if not self.blends:
             raise UsageError("--blend: name at least one of " + ", ".join(BLENDS))
         for b in self.blends:
@@ -63,8 +63,6 @@ class PasteOptions:
         if self.image_format not in IMAGE_FORMATS:
             raise UsageError(f"--image-format must be one of {', '.join(IMAGE_FORMATS)}, got {self.image_format!r}")
         check_bounds(self)
-        if self.jitter < 0 or self.rotation < 0:
-            raise UsageError("--jitter and --rotation must not be negative")
         if self.size is not None and min(self.size) < 16:
             raise UsageError(f"--size: pictures must be at least 16x16, got {self.size[0]}x{self.size[1]}")
 

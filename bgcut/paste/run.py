@@ -39,7 +39,7 @@ from ..storage import TMP_SUFFIX, atomic_write
 from ..workers import worker_context
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
-from .options import COUNT, WORKERS, PasteOptions
+from .options import COUNT, DEFAULT_WORKERS, WORKERS, PasteOptions
 from .sources import CUTOUT_HINT, Cutout, list_backgrounds, list_cutouts, load_background, load_cutout, with_alpha
 
 SETTINGS = "paste.json"
@@ -211,7 +211,7 @@ def paste_dataset(
     out: str | Path,
     count: int,
     options: PasteOptions | None = None,
-    workers: int = 2,
+    workers: int = DEFAULT_WORKERS,
     overwrite: bool = False,
     progress: bool = False,
     on_error: Callable[[str], None] | None = None,

@@ -168,7 +168,6 @@ class OutputTarget:
         }
 
 
-
 class Writer:
     """Renders, encodes and writes one input's output(s) into ``target`` (a writer thread's job)."""
 
