@@ -17,8 +17,8 @@ from .config import OutputOptions, PostOptions, RunOptions
 from .images import Decoded, load_image
 from .pipeline.infer import Predictor
 from .pipeline.matting import require_pymatting
-from .pipeline.output import load_background
 from .pipeline.postprocess import render
+from .pipeline.target import load_background
 
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
+from .cpu.cores import cores_for_model
+from .cpu.heap import retained_heap
 from .devices import pick_device, pick_dtype
 from .errors import UsageError
 from .models import create_model
@@ -26,7 +28,7 @@ from .pipeline import guard
 from .pipeline.infer import Predictor
 from .pipeline.local_engine import process_photos
 from .pipeline.matting import require_pymatting
-from .pipeline.output import STDOUT, OutputTarget, Row
+from .pipeline.output import Row
 from .pipeline.reader import Listing, Source, is_animated_gif, is_video, list_sources, shard_of
 from .pipeline.report import (
     Manifest,
@@ -39,6 +41,7 @@ from .pipeline.report import (
     record_passed_over,
     skipped_row,
 )
+from .pipeline.target import STDOUT, OutputTarget
 from .storage import is_url, sweep_temporaries
 
 __all__ = ["RunSummary", "remove_backgrounds"]
@@ -136,13 +139,17 @@ def remove_backgrounds(
                 with contextlib.suppress(OSError):
                     target.dest.write(guard.SETTINGS_FILE, settings)
             if isinstance(model, Predictor):
-                if pending:
-                    to = stdout if stdout is not None else sys.stdout.buffer
-                    process_photos(target, model, pending, record, progress, summary, manifest, log, to)
-                if videos and not summary.interrupted:
-                    from .video.run import process_videos  # PyAV is an extra: imported only when there are clips
+                # The model's share of the cores (cpu/cores.py), and freed memory held so that
+                # consecutive forwards reuse each other's (cpu/heap.py): for the whole local run,
+                # photos and clips alike.
+                with cores_for_model(model.device.type, model.size), retained_heap(model.device.type):
+                    if pending:
+                        to = stdout if stdout is not None else sys.stdout.buffer
+                        process_photos(target, model, pending, record, progress, summary, manifest, log, to)
+                    if videos and not summary.interrupted:
+                        from .video.run import process_videos  # PyAV is an extra: imported only for clips
 
-                    process_videos(target, model, videos, video, record, progress)
+                        process_videos(target, model, videos, video, record, progress)
             else:
                 from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
 

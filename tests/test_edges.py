@@ -19,8 +19,8 @@ from bgcut.config import OutputOptions, PostOptions
 from bgcut.errors import UsageError
 from bgcut.pipeline import edges
 from bgcut.pipeline.matting import closed_form_alpha, trimap
-from bgcut.pipeline.output import load_background
 from bgcut.pipeline.postprocess import render
+from bgcut.pipeline.target import load_background
 
 EDGE = 50  # the photo's true edge: x < EDGE is the object
 RED, BLUE = (220, 30, 30), (20, 40, 230)

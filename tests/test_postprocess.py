@@ -9,7 +9,7 @@ import pytest
 from bgcut.config import OutputOptions, PostOptions, parse_margin
 from bgcut.errors import UsageError
 from bgcut.pipeline import postprocess as pp
-from bgcut.pipeline.output import load_background
+from bgcut.pipeline.target import load_background
 
 
 def two_blobs() -> np.ndarray:

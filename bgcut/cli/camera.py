@@ -54,7 +54,7 @@ def camera_cli(
     with reported_errors():
         with imports_uncollected():
             from ..pipeline.infer import Predictor
-            from ..pipeline.output import load_background
+            from ..pipeline.target import load_background
             from ..video.camera import run_camera
 
         post = PostOptions(threshold=POST.threshold)

@@ -16,6 +16,7 @@ import socket
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,6 +91,27 @@ def cached_path(cfg: PretrainedCfg) -> Path | None:
 
     found = try_to_load_from_cache(cfg.hf_repo_id, cfg.hf_filename, revision=cfg.hf_revision)
     return Path(found) if isinstance(found, str) else None
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A weights file found and checked: its sha256, and whether that matched a known one."""
+
+    path: Path
+    sha256: str
+    checked: bool
+
+
+def weights_file(
+    cfg: PretrainedCfg, given: Path | None = None, recorded: str | None = None, *, force_download: bool = False
+) -> WeightsFile:
+    """The file ``create_model`` loads, checked once: ``given`` (a ``--weights`` file) against the
+    sha256 its ``config.json`` records, if any; else the registered model's (``resolve_weights``)."""
+    if given is None:
+        path, sha = resolve_weights(cfg, force_download=force_download)
+        return WeightsFile(path, sha, cfg.sha256 is not None)
+    sha = verify_sha256(given, recorded, cfg.name, "its config.json records another sha256: copy or export it again")
+    return WeightsFile(given, sha, recorded is not None)
 
 
 def resolve_weights(cfg: PretrainedCfg, *, force_download: bool = False) -> tuple[Path, str]:

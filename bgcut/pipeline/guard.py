@@ -14,8 +14,8 @@ from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions, setti
 from ..errors import UsageError
 from ..models import DEFAULT_MODEL, resolve_cfg, sha256_file
 from ..storage import is_url, same_place
-from .output import STDOUT, OutputTarget, is_file_target
 from .reader import VIDEO_EXTENSIONS, Listing, Source
+from .target import STDOUT, OutputTarget, is_file_target
 
 
 def check_output(output: str) -> None:

@@ -16,15 +16,14 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from ..cpu.cores import cores_for_model
-from ..cpu.heap import retained_heap
 from ..errors import DeviceMemoryError
 from .dataset import DecodeDataset
 from .infer import Predictor
 from .loader import decoded_batches
-from .output import Job, ModelFacts, OutputTarget, Row, Writer
+from .output import Job, ModelFacts, Row, Writer
 from .reader import Source
 from .report import Manifest, RunSummary
+from .target import OutputTarget
 
 
 def process_photos(
@@ -40,7 +39,6 @@ def process_photos(
 ) -> None:
     """Cut out ``pending`` with ``predictor``, recording each row as its output is written."""
     run = target.run
-    writer = Writer(target, ModelFacts(predictor.model_name, predictor.sha256, predictor.size), stdout)
     device, batch_size = predictor.device, predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if target.to_stdout or len(pending) <= batch_size else max(0, run.workers)
@@ -60,6 +58,8 @@ def process_photos(
     def warn(message: str) -> None:
         log(f"bgcut: warning: {message}")
 
+    writer = Writer(target, ModelFacts(predictor.model_name, predictor.sha256, predictor.size), stdout)
+
     def written(job: Job) -> Row:
         """Write one output and, at once, its manifest row: a kill -9 between the rename and the
         row would leave a finished output that no row accounts for."""
@@ -68,44 +68,42 @@ def process_photos(
         return row
 
     predictor.warn = warn
-    # The model's share of the cores (cpu/cores.py), and freed memory held for the whole run so
-    # consecutive forwards reuse each other's (cpu/heap.py).
-    with cores_for_model(device.type, predictor.size), retained_heap(device.type):
-        batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
-        try:
-            for batch in batches:
-                good = [it for it in batch if it.error is None]
-                for it in batch:
-                    if it.error is not None:
-                        record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
-                        bar.update(1)
-                masks = predictor.masks(
-                    [it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield"
-                )
-                for it, mask in zip(good, masks, strict=True):
-                    if isinstance(mask, DeviceMemoryError):  # this one input fails; the run goes on
-                        record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
-                        bar.update(1)
-                        continue
-                    inflight.append(pool.submit(written, Job(pending[it.index], it, mask)))
-                drain(limit)
-            drain(0)
-        except KeyboardInterrupt:
-            # Stop reading; let the writes already started finish (each is atomic anyway).
-            summary.interrupted = True
-            for fut in inflight:
-                fut.cancel()
-            drain_started = [f for f in inflight if not f.cancelled()]
-            inflight.clear()
-            for fut in drain_started:
-                record(fut.result(), in_manifest=True)
-        finally:
-            _finish(
-                summary,
-                lambda: pool.shutdown(wait=True, cancel_futures=True),
-                batches.close,  # shuts the decode worker processes down
-                bar.close,
+    # The run holds the model's share of the cores and the freed memory around this (bgcut/run.py).
+    batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
+    try:
+        for batch in batches:
+            good = [it for it in batch if it.error is None]
+            for it in batch:
+                if it.error is not None:
+                    record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
+                    bar.update(1)
+            masks = predictor.masks(
+                [it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield"
             )
+            for it, mask in zip(good, masks, strict=True):
+                if isinstance(mask, DeviceMemoryError):  # this one input fails; the run goes on
+                    record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
+                    bar.update(1)
+                    continue
+                inflight.append(pool.submit(written, Job(pending[it.index], it, mask)))
+            drain(limit)
+        drain(0)
+    except KeyboardInterrupt:
+        # Stop reading; let the writes already started finish (each is atomic anyway).
+        summary.interrupted = True
+        for fut in inflight:
+            fut.cancel()
+        drain_started = [f for f in inflight if not f.cancelled()]
+        inflight.clear()
+        for fut in drain_started:
+            record(fut.result(), in_manifest=True)
+    finally:
+        _finish(
+            summary,
+            lambda: pool.shutdown(wait=True, cancel_futures=True),
+            batches.close,  # shuts the decode worker processes down
+            bar.close,
+        )
 
 
 def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:

@@ -282,7 +282,7 @@ def render(
     model_size: int | None = None,
 ) -> Rendered:
     """Turn an image and its predicted mask into the output image(s) that ``out.format`` describes
-    (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``output.load_background``);
+    (``config.FORMATS``). ``bg`` is ``out.bg`` made ready (see ``target.load_background``);
     ``model_size`` is the input size of the model that made the mask (the edge refinement's scale)."""
     spec = out.spec
     notes = [cost] if post.refine == "matting" and (cost := matting_cost(*rgb.shape[:2])) else []

@@ -27,9 +27,10 @@ from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
 from .infer import input_and_batch
-from .output import Job, ModelFacts, OutputTarget, Row, Writer
+from .output import Job, ModelFacts, Row, Writer
 from .reader import Source
 from .report import RunSummary
+from .target import OutputTarget
 
 if TYPE_CHECKING:
     import ray.data

@@ -22,8 +22,9 @@ from ..config import RunOptions
 from ..errors import UsageError
 from ..manifests import last_rows
 from ..storage import append_lines, is_url
-from .output import OutputTarget, Row
+from .output import Row
 from .reader import SAME_FILE, Source
+from .target import OutputTarget
 
 
 @dataclass

@@ -39,8 +39,8 @@ from ..errors import DeviceMemoryError, ImageError, ImageTooLargeError, UsageErr
 from ..images import Decoded, image_size, open_image
 from ..models import list_models
 from ..pipeline.infer import Predictor
-from ..pipeline.output import load_background
 from ..pipeline.postprocess import Background, render
+from ..pipeline.target import load_background
 from ..pipeline.writer import encode
 from .admission import CalledOff, Full, Job, MemoryBudget, TooLarge
 from .batcher import Batcher, Busy

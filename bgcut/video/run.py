@@ -21,13 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import OutputOptions, PostOptions, VideoFormat, VideoOptions
-from ..cpu.cores import cores_for_model
-from ..cpu.heap import retained_heap
 from ..errors import ImageError, VideoError
 from ..pipeline.infer import Predictor
-from ..pipeline.output import OutputTarget, Row
+from ..pipeline.output import Row
 from ..pipeline.postprocess import Background, render
 from ..pipeline.reader import Source
+from ..pipeline.target import OutputTarget
 from ..pipeline.writer import encode
 from .decode import Frame, VideoInfo, VideoReader
 from .encode import FrameFolder, VideoSink
@@ -101,23 +100,23 @@ def process_videos(
     """Each video of the run in turn, through the same model, each recorded as its row."""
     assert target.dest is not None
     show = progress if progress is not None else sys.stderr.isatty()
-    with cores_for_model(predictor.device.type, predictor.size), retained_heap(predictor.device.type):
-        for source in videos:
-            final = Path(target.dest.locate(video.spec.output_name(source.key)))
-            with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
-                record(
-                    cut_video(
-                        source.path,
-                        source.display,
-                        final,
-                        predictor,
-                        target.post,
-                        target.out,
-                        video,
-                        target.bg,
-                        bar.update,
-                    )
+    # The run holds the model's share of the cores and the freed memory around this (bgcut/run.py).
+    for source in videos:
+        final = Path(target.dest.locate(video.spec.output_name(source.key)))
+        with tqdm(disable=not show, unit="frame", file=sys.stderr, dynamic_ncols=True, desc=source.key) as bar:
+            record(
+                cut_video(
+                    source.path,
+                    source.display,
+                    final,
+                    predictor,
+                    target.post,
+                    target.out,
+                    video,
+                    target.bg,
+                    bar.update,
                 )
+            )
 
 
 def cut_video(
