@@ -7,6 +7,7 @@ per-model code paths.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,7 +34,8 @@ OUTPUT_RULES = ("sigmoid", "sigmoid-minmax", "identity")  # preprocess.to_masks
 class Bounds:
     """A number option's range, declared once beside it (``setting``, ``bounded``): its options
     object refuses a value outside it with one usage error (``check_bounds``), and the command
-    line's help shows it (``shown``). ``nan`` is outside every range."""
+    line's help shows it (``shown``). ``nan`` and infinity are outside every range: no option
+    means anything by them (``--rotation inf`` made numpy raise in a composer)."""
 
     low: float | None = None
     high: float | None = None
@@ -43,7 +45,7 @@ class Bounds:
     why: str = ""  # said after that, in brackets
 
     def holds(self, value: float) -> bool:
-        if value != value:  # nan
+        if not math.isfinite(value):
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
@@ -120,7 +122,9 @@ def check_value(flag: str, value: float | None, bounds: Bounds) -> None:
     for the ranges of options objects, and of API arguments that have none (``paste_dataset``'s count)."""
     if value is not None and not bounds.holds(value):
         why = f" ({bounds.why})" if bounds.why else ""
-        raise UsageError(f"{flag} {value}: must be {bounds.words()}{bounds.unit}{why}")
+        # "--jitter inf: must be at least 0" would be true of inf; the range's open end is the reason.
+        finite = "a finite number, " if math.isinf(value) and (bounds.high if value > 0 else bounds.low) is None else ""
+        raise UsageError(f"{flag} {value}: must be {finite}{bounds.words()}{bounds.unit}{why}")
 
 
 def settings_of(options: Any) -> dict[str, object]:
@@ -232,6 +236,9 @@ def format_help() -> str:
     return f"{kinds}. Default: {DEFAULT_FORMAT}, or what -o FILE's extension says ({files})."
 
 
+MARGIN = Bounds(0, unit=" (pixels, or percent of the box)")  # --margin's number, either way
+
+
 def parse_margin(spec: str) -> tuple[float, bool]:
     """``"16"`` -> (16, False) pixels; ``"10%"`` -> (10, True) percent of the box's size."""
     text = spec.strip()
@@ -240,8 +247,7 @@ def parse_margin(spec: str) -> tuple[float, bool]:
         value = float(text[:-1] if pct else text)
     except ValueError:
         raise UsageError(f"--margin {spec!r}: expected pixels like 16 or a percentage like 10%") from None
-    if not 0 <= value < float("inf"):  # also refuses nan
-        raise UsageError(f"--margin {spec!r} must be a number of pixels or percent from 0 up")
+    check_value("--margin", value, MARGIN)
     return value, pct
 
 

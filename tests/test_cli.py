@@ -320,7 +320,8 @@ def test_every_range_paste_declares_is_in_its_help() -> None:
 
 
 def test_bounds_hold_say_and_show_their_range() -> None:
-    from bgcut.config import Bounds
+    from bgcut.config import Bounds, check_value
+    from bgcut.errors import UsageError
 
     share = Bounds(0.0, 1.0, high_open=True)
     assert [share.holds(v) for v in (0.0, 0.5, 1.0, -0.1, float("nan"))] == [True, True, False, False, False]
@@ -330,3 +331,9 @@ def test_bounds_hold_say_and_show_their_range() -> None:
     least = Bounds(32, unit=" pixels")
     assert least.holds(32) and not least.holds(31) and least.words() == "at least 32" and least.shown() == "x>=32"
     assert not Bounds(0, 500).holds(float("inf"))
+    # Infinity is outside an open-ended range too, and the error says why.
+    assert not Bounds(0).holds(float("inf")) and not Bounds(0).holds(float("-inf"))
+    with pytest.raises(UsageError, match=r"^--lr inf: must be a finite number, above 0$"):
+        check_value("--lr", float("inf"), Bounds(0.0, low_open=True))
+    with pytest.raises(UsageError, match=r"^--max-doubt inf: must be from 0 to 1$"):
+        check_value("--max-doubt", float("inf"), Bounds(0.0, 1.0))

@@ -225,6 +225,8 @@ def test_usage_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     for flag, value, words in (
         ("--jitter", "-0.1", "--jitter -0.1: must be at least 0"),
         ("--rotation", "nan", "--rotation nan: must be at least 0"),
+        ("--rotation", "inf", "--rotation inf: must be a finite number, at least 0"),  # numpy raised in a composer
+        ("--jitter", "inf", "--jitter inf: must be a finite number, at least 0"),
         ("--max-occlusion", "1.5", "--max-occlusion 1.5: must be from 0 to 1"),
     ):
         res = runner.invoke(app, [*base, flag, value])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -105,8 +107,13 @@ def test_margin_and_box() -> None:
     assert pp.expand_box(box, parse_margin("5"), 100, 100) == (25, 35, 55, 65)
     assert pp.expand_box(box, parse_margin("50%"), 100, 100) == (20, 30, 60, 70)
     assert pp.expand_box(box, parse_margin("100"), 100, 100) == (0, 0, 100, 100)
-    for bad in ("ten", "-1", "nan", "inf%"):
-        with pytest.raises(UsageError, match="--margin"):
+    for bad, words in (
+        ("ten", "--margin 'ten': expected pixels like 16 or a percentage like 10%"),
+        ("-1", "--margin -1.0: must be at least 0 (pixels, or percent of the box)"),
+        ("nan", "--margin nan: must be at least 0"),
+        ("inf%", "--margin inf: must be a finite number, at least 0"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(words)):
             OutputOptions(format="crop", margin=bad)
 
 

@@ -13,6 +13,7 @@ from ..collector import imports_uncollected
 from ..config import (
     FORMATS,
     KEEP,
+    MARGIN,
     PRECISIONS,
     VIDEO_FORMATS,
     OutputOptions,
@@ -36,6 +37,7 @@ from ._common import (
     fail,
     interrupt_status,
     ranged,
+    ranged_by,
     read_stdin,
     reported_errors,
     terminated_as_interrupt,
@@ -144,7 +146,10 @@ def remove_cli(
         ),
     ] = VIDEO.quality,
     margin: Annotated[
-        str, typer.Option("--margin", help="crop: margin around the box, pixels (16) or percent of the box (10%).")
+        str,
+        typer.Option(
+            "--margin", help=ranged_by("crop: margin around the box, pixels (16) or percent of the box (10%).", MARGIN)
+        ),
     ] = OUT.margin,
     per_object: Annotated[
         bool,
