@@ -2,9 +2,8 @@
 
 ``Writer`` is built once the model is loaded, with its facts (``ModelFacts``), and writes into
 an ``OutputTarget`` (``pipeline/target.py``, where outputs go), rendering, encoding and writing
-atomically. Both engines use them: the local engine in its writer threads,
-Ray in its write tasks. A writer never raises for one input's failure: the row says what
-happened.
+atomically. Both engines use it: the local engine in its writer threads, Ray in its write
+tasks. A writer never raises for one input's failure: the row (``Row``) says what happened.
 """
 
 from __future__ import annotations
