@@ -213,3 +213,43 @@ def test_another_command_runs_with_the_collector_on_and_torch_frozen() -> None:
     assert "bgcut-lite" in out
     assert seen["code"] == 0 and seen["enabled"] is True and seen["frozen"] > 10_000
     assert seen["unfrozen_after"] == 0
+
+
+def test_the_fork_server_leaves_without_the_interpreters_teardown(tmp_path: Path) -> None:
+    """When the process that started it ends, the fork server exits at once: its interpreter no
+    longer tears itself down (frees torch's modules, collects) while the run's stdout and stderr
+    are still open. A module preloaded into it makes a cycle of garbage as it exits, which only
+    the teardown's last collection would free, and its finaliser would say so."""
+    (tmp_path / "canary.py").write_text(
+        "import atexit, os\n"
+        "class Cycle:\n"
+        "    def __init__(self):\n"
+        "        self.me = self\n"
+        "    def __del__(self, write=os.write):  # bound now: the teardown clears the module's names\n"
+        "        write(2, b'fork server torn down\\n')\n"
+        "atexit.register(Cycle)\n"
+    )
+    script = (
+        "from bgcut.workers import worker_context\n"
+        "with worker_context(preload=('canary',)).Pool(1) as pool:\n"
+        "    assert pool.apply(int, ('7',)) == 7\n"
+        "print('done')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    # run waits for the end of stderr, so for the fork server too, not only for its parent.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert "torn down" not in result.stderr, result.stderr
+
+
+def test_the_quick_exit_is_armed_only_in_a_fork_server() -> None:
+    """This test process imports the preload module too; nothing in it may end pytest early."""
+    import atexit
+
+    import bgcut._worker_preload as preload
+
+    assert not preload._in_fork_server()
+    before = atexit._ncallbacks()
+    atexit.unregister(preload._leave_now)  # a no-op: it was never registered here
+    assert atexit._ncallbacks() == before
