@@ -73,3 +73,36 @@ def test_workers_start_with_the_decoder_imported_and_frozen() -> None:
         enabled = pool.apply(gc.isenabled)
     assert frozen > 10_000  # torch's modules, classes and functions
     assert enabled
+
+
+def test_more_workers_than_cpus_runs_without_torchs_advice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-j 3`` on a 2-core machine is the user's choice: torch's paragraph about it, printed twice,
+    is left out, and the files are decoded as usual."""
+    import warnings
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})  # torch asks this: one CPU here
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        items, told = collect(Deadly(6, set()), workers=2)
+    assert sorted(it.index for it in items) == list(range(6)) and told == []
+    assert all(it.warning == "decoded in worker" for it in items)
+    assert [str(w.message) for w in said if "DataLoader" in str(w.message)] == []
+
+
+def test_other_warnings_raised_as_the_workers_start_still_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import bgcut.pipeline.loader as loader
+
+    real = loader.DataLoader
+
+    def loud(*args: object, **kwargs: object) -> object:
+        warnings.warn("something else the loader said", RuntimeWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "DataLoader", loud)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        items, _ = collect(Deadly(4, set()), workers=1)
+    assert sorted(it.index for it in items) == [0, 1, 2, 3]
+    assert [(w.category, str(w.message)) for w in said] == [(RuntimeWarning, "something else the loader said")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import multiprocessing.context
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -46,7 +47,7 @@ def decoded_batches(
     ctx = worker_context()
     deaths = 0
     while queue:
-        batches_in = iter(_loader(dataset, list(queue), workers, PREFETCH, pin_memory, ctx))
+        batches_in = _started(dataset, list(queue), workers, PREFETCH, pin_memory, ctx)
         try:
             for batch in batches_in:
                 queue.popleft()
@@ -96,7 +97,7 @@ def _one_at_a_time(
     with ``died`` set, so the caller can count deaths and stop early; the rest stays in ``todo``.
     """
     while todo:
-        batches_in = iter(_loader(dataset, [[i] for i in todo], 1, 1, pin_memory, ctx))
+        batches_in = _started(dataset, [[i] for i in todo], 1, 1, pin_memory, ctx)
         try:
             for (item,) in batches_in:
                 todo.popleft()
@@ -108,22 +109,40 @@ def _one_at_a_time(
             del batches_in
 
 
-def _loader(
+# torch's advice when there are more workers than CPUs, printed twice (as the loader is made and
+# as it starts) in a 300-character paragraph: more decode workers than cores is a choice the user
+# made with -j (decoding from slow storage waits more than it computes), not a fault to report.
+_MORE_WORKERS_THAN_CPUS = "This DataLoader will create"
+
+
+def _started(
     dataset: DecodeDataset,
     batches: list[list[int]],
     workers: int,
     prefetch: int,
     pin_memory: bool,
     ctx: multiprocessing.context.BaseContext,
-) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=pin_memory,
-        worker_init_fn=functools.partial(init_worker, os.getpid()),
-        multiprocessing_context=ctx,
-        prefetch_factor=prefetch,
-        persistent_workers=False,
-    )
+) -> Iterator[list[DecodeItem]]:
+    """A DataLoader over ``batches``, its workers started, with torch's worker-count advice left out.
+
+    The warnings are recorded rather than filtered, and every other one is issued again as it
+    was, so a warning that another thread raises in the meantime is not lost either.
+    """
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=pin_memory,
+            worker_init_fn=functools.partial(init_worker, os.getpid()),
+            multiprocessing_context=ctx,
+            prefetch_factor=prefetch,
+            persistent_workers=False,
+        )
+        started = iter(loader)
+    for w in said:
+        if not str(w.message).startswith(_MORE_WORKERS_THAN_CPUS):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return started
