@@ -89,3 +89,35 @@ def test_a_cpu_forward_runs_inside_the_setting(monkeypatch: pytest.MonkeyPatch, 
     assert seen == [True]
     assert masks.shape == (2, 1, predictor.size, predictor.size)
     assert not heap.active()
+
+
+_WORKER_FAULTS = """
+import os, resource, sys
+if sys.argv[1] == "worker":
+    from bgcut.pipeline.dataset import init_worker
+    init_worker(os.getpid(), 0)  # as the DataLoader sets up each decode worker
+counts = []
+for _ in range(6):  # a 13-megapixel photo's RGB buffer, written, then freed, once a file
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    b"\\1" * (40 << 20)  # plain malloc (numpy would ask for huge pages)
+    counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(counts[1:])[2])
+"""
+
+
+@glibc_only
+def test_a_decode_worker_reuses_a_photos_freed_buffer_for_the_next(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("BGCUT_RETAIN_HEAP", "GLIBC_TUNABLES")}
+
+    def faults(kind: str) -> int:
+        done = subprocess.run([sys.executable, "-c", _WORKER_FAULTS, kind], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout)
+
+    # Above glibc's largest mmap threshold (32 MiB) each buffer is mapped afresh: 10,240 pages.
+    assert faults("plain") > 5_000
+    assert faults("worker") < 500

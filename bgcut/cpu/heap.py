@@ -98,3 +98,17 @@ def retained_heap(device_type: str = "cpu") -> Iterator[None]:
                 libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_MMAP_THRESHOLD)
                 libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
                 libc.malloc_trim(0)
+
+
+def retain_for_this_process() -> None:
+    """Keep freed large allocations in the heap for the rest of this process's life.
+
+    For a process that exists only for one run: a decode worker allocates and frees a photo's
+    buffers (the decoded pixels, PIL's copy, the model's input) for every file, and with glibc's
+    thresholds each came from fresh pages that the kernel zeroed and faulted in, and was
+    unmapped again. The process's memory stays at its peak until it exits, which a worker
+    reaches on its largest photo anyway. The same opt-outs as ``retained_heap`` apply.
+    """
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, _RETAIN_THRESHOLD)
+        _LIBC.mallopt(_M_TRIM_THRESHOLD, _RETAIN_THRESHOLD)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import torch
 
+from ..cpu.heap import retain_for_this_process
 from ..errors import ImageError
 from ..images import decoder_noise, open_image
 from .preprocess import resize_for_model
@@ -88,6 +89,7 @@ def init_worker(main_pid: int, _worker_id: int) -> None:
     """Set up one decode worker process (``functools.partial(init_worker, os.getpid())``).
 
     - One thread each for torch and OpenCV: each worker is already one of several processes.
+    - Freed photo buffers stay in the worker's heap for the next file (``cpu.heap``).
     - SIGTERM is ignored: the main process owns the run and shuts the workers down itself, so a
       ``kill`` sent to the whole process group ends the run with a summary, not a worker crash.
     - The current folder leaves ``sys.path``: a worker must never import a user's ``concurrent.py``.
@@ -98,6 +100,7 @@ def init_worker(main_pid: int, _worker_id: int) -> None:
     """
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    retain_for_this_process()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     quiet_broken_handoffs()
     cwd = os.getcwd()
