@@ -11,7 +11,8 @@ before it, as onnxruntime's arena does; the forward drops to about 1.65 s with 0
 The setting is process-wide, so it is scoped: ``retained_heap()`` raises the thresholds on
 entry and, when the outermost user leaves, restores glibc's defaults and hands the free
 memory back to the kernel with ``malloc_trim``. The run loop holds it for a whole run; the
-predictor holds it for each forward, so ``Remover`` calls benefit too.
+predictor holds it for each forward, so ``Remover`` calls benefit too. Decode workers, which live
+only for a run, keep it for their whole life (``retain_for_this_process``).
 
 Only the main arena can hold chunks this large (glibc's per-thread arenas are at most 64
 MiB), so the gain is for a model that runs on the main thread, which is where the engine
