@@ -17,6 +17,7 @@ import multiprocessing.process
 import multiprocessing.spawn as spawn
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -106,3 +107,27 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 del os.environ[key]
             else:
                 os.environ[key] = value
+
+
+# torch's advice when a DataLoader has more workers than CPUs, given twice (as the loader is
+# made and as it starts) in a 300-character paragraph: more decode workers than cores is a
+# choice the user made with -j (decoding from slow storage waits more than it computes).
+_MORE_WORKERS_THAN_CPUS = "This DataLoader will create"
+
+
+@contextmanager
+def worker_count_taken_as_given() -> Iterator[None]:
+    """Around making a DataLoader and starting its workers: torch's worker-count advice is left out.
+
+    The warnings are recorded rather than filtered, and every other one is issued again as it
+    was when the block ends, so a warning that another thread raises meanwhile is not lost.
+    """
+    said: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for w in said:
+            if not str(w.message).startswith(_MORE_WORKERS_THAN_CPUS):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

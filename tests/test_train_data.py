@@ -266,3 +266,20 @@ def test_a_config_naming_an_unknown_resampler_is_one_usage_error(tmp_path: Path,
         "got 'nearest'\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_training_decoders_above_the_core_count_run_without_torchs_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bgcut train -j 2`` on one CPU: the pairs are cached by two workers, and torch's paragraph
+    about worker counts is not printed."""
+    import os
+    import warnings
+
+    samples = coco_samples(make_coco(tmp_path), tmp_path / "pics", "instances", None, min_area=100)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})  # torch asks this: one CPU here
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        images, _, kept = cache_items(samples, decode_coco, 32, 1, 2, print)
+    assert kept == list(range(len(samples))) and images.shape[0] == len(samples)
+    assert [str(w.message) for w in said if "DataLoader" in str(w.message)] == []

@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import multiprocessing.context
 import os
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from torch.utils.data import DataLoader
 
-from ..workers import worker_context
+from ..workers import worker_context, worker_count_taken_as_given
 from .dataset import DecodeDataset, DecodeItem, collate, init_worker
 
 PREFETCH = 2  # batches each worker decodes ahead
@@ -109,12 +108,6 @@ def _one_at_a_time(
             del batches_in
 
 
-# torch's advice when there are more workers than CPUs, printed twice (as the loader is made and
-# as it starts) in a 300-character paragraph: more decode workers than cores is a choice the user
-# made with -j (decoding from slow storage waits more than it computes), not a fault to report.
-_MORE_WORKERS_THAN_CPUS = "This DataLoader will create"
-
-
 def _started(
     dataset: DecodeDataset,
     batches: list[list[int]],
@@ -123,26 +116,18 @@ def _started(
     pin_memory: bool,
     ctx: multiprocessing.context.BaseContext,
 ) -> Iterator[list[DecodeItem]]:
-    """A DataLoader over ``batches``, its workers started, with torch's worker-count advice left out.
-
-    The warnings are recorded rather than filtered, and every other one is issued again as it
-    was, so a warning that another thread raises in the meantime is not lost either.
-    """
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        loader = DataLoader(
-            dataset,
-            batch_sampler=batches,
-            num_workers=workers,
-            collate_fn=collate,
-            pin_memory=pin_memory,
-            worker_init_fn=functools.partial(init_worker, os.getpid()),
-            multiprocessing_context=ctx,
-            prefetch_factor=prefetch,
-            persistent_workers=False,
+    """A DataLoader over ``batches``, its workers started (torch's worker-count advice left out)."""
+    with worker_count_taken_as_given():
+        return iter(
+            DataLoader(
+                dataset,
+                batch_sampler=batches,
+                num_workers=workers,
+                collate_fn=collate,
+                pin_memory=pin_memory,
+                worker_init_fn=functools.partial(init_worker, os.getpid()),
+                multiprocessing_context=ctx,
+                prefetch_factor=prefetch,
+                persistent_workers=False,
+            )
         )
-        started = iter(loader)
-    for w in said:
-        if not str(w.message).startswith(_MORE_WORKERS_THAN_CPUS):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-    return started

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import ImageError, UsageError
 from ..images import open_named, resize_rgb
 from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
-from ..workers import worker_context
+from ..workers import worker_context, worker_count_taken_as_given
 
 Pair = tuple[Path, Path]
 T = TypeVar("T")
@@ -118,9 +118,10 @@ def cache_items(
     # The engine's worker start (a fork server, never a fork of this threaded process, which can
     # hang a worker on its first OpenCV call; and never re-running the caller's script).
     ctx = worker_context() if workers else None
-    loader = DataLoader(
-        _Decoder(items, decode, size), batch_size=None, num_workers=workers, multiprocessing_context=ctx
-    )
+    with worker_count_taken_as_given():  # -j above the core count is the user's choice
+        loader = iter(
+            DataLoader(_Decoder(items, decode, size), batch_size=None, num_workers=workers, multiprocessing_context=ctx)
+        )
     for i, got in enumerate(loader):
         if isinstance(got, str):
             log(f"skipped: {got}")
