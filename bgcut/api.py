@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .config import OutputOptions, PostOptions, RunOptions
+from .errors import ImageError
 from .images import Decoded, load_image
 from .pipeline.infer import Predictor
 from .pipeline.matting import require_pymatting
@@ -57,7 +58,17 @@ class Remover:
         self.batch_size = self.predictor.batch_size
 
     def _decode(self, images: Sequence[ImageLike]) -> list[Decoded]:
-        return [load_image(im) for im in images]
+        decoded = []
+        for i, image in enumerate(images):
+            try:
+                decoded.append(load_image(image))
+            except ImageError as e:
+                # Named as the engine names a file ("photo.jpg: no such file"); the same class,
+                # so a caller's ``except ImageTooLargeError`` still holds.
+                if (name := _name(image, i, len(images))) is not None:
+                    e.args = (f"{name}: {e}",)
+                raise
+        return decoded
 
     def _masks(self, decoded: list[Decoded]) -> list[np.ndarray]:
         inputs = [self.predictor.prepare(d.rgb) for d in decoded]
@@ -98,6 +109,14 @@ class Remover:
     def remove(self, image: ImageLike, **kwargs: object) -> Image.Image:
         """One image; the keyword arguments are those of ``remove_batch``."""
         return self.remove_batch([image], **kwargs)[0]  # type: ignore[arg-type]
+
+
+def _name(image: ImageLike, index: int, count: int) -> str | None:
+    """How an error names one input: its path, or its place in a batch (a lone image in memory
+    needs no name)."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fspath(image)
+    return f"image {index + 1} of {count}" if count > 1 else None
 
 
 @lru_cache(maxsize=2)

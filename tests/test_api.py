@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import bgcut.images
 from bgcut import OutputOptions, PostOptions, Remover, RunOptions, remove_backgrounds
-from bgcut.errors import UsageError
+from bgcut.errors import ImageError, ImageTooLargeError, UsageError
 
 from .conftest import square_image
 
@@ -111,3 +112,22 @@ def test_one_output_file_takes_its_format_from_its_name(tmp_path: Path, luma_wei
     assert OutputOptions().format is None and OutputOptions().spec.name == "png-alpha"
     with pytest.raises(UsageError, match="--format mask writes .png files; name the output cut.png"):
         remove_backgrounds([str(tmp_path / "photo.png")], tmp_path / "cut.webp", run, OutputOptions(format="mask"))
+
+
+def test_an_image_that_cannot_be_read_is_named_in_the_error(tmp_path: Path, luma_weights: Path) -> None:
+    """As the engine names a file: the path, or the place in a batch; the error class is kept."""
+    remover = Remover(weights=luma_weights)
+    missing = tmp_path / "nothere.jpg"
+    with pytest.raises(ImageError, match=r"^.*nothere\.jpg: no such file$"):
+        remover.remove(missing)
+    good = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(ImageError, match=r"^image 2 of 2: array of shape \(3, 3, 7\) is not an image"):
+        remover.remove_batch([good, np.zeros((3, 3, 7), np.uint8)])
+    with pytest.raises(ImageError, match=r"^array of shape \(3, 3, 7\) is not an image"):
+        remover.remove(np.zeros((3, 3, 7), np.uint8))
+    big = tmp_path / "big.png"
+    Image.new("RGB", (300, 300)).save(big)
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(ImageTooLargeError, match=r"big\.png: 300x300") as err:
+        mp.setattr(bgcut.images.load_image, "__defaults__", (1000,))  # a 1000-pixel limit
+        remover.remove(big)
+    assert (err.value.width, err.value.height) == (300, 300)
