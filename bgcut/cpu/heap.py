@@ -87,8 +87,7 @@ def retained_heap(device_type: str = "cpu") -> Iterator[None]:
         return
     with _lock:
         if _depth == 0:
-            libc.mallopt(_M_MMAP_THRESHOLD, _RETAIN_THRESHOLD)
-            libc.mallopt(_M_TRIM_THRESHOLD, _RETAIN_THRESHOLD)
+            _retain(libc)
         _depth += 1
     try:
         yield
@@ -111,5 +110,10 @@ def retain_for_this_process() -> None:
     reaches on its largest photo anyway. The same opt-outs as ``retained_heap`` apply.
     """
     if _LIBC is not None:
-        _LIBC.mallopt(_M_MMAP_THRESHOLD, _RETAIN_THRESHOLD)
-        _LIBC.mallopt(_M_TRIM_THRESHOLD, _RETAIN_THRESHOLD)
+        _retain(_LIBC)
+
+
+def _retain(libc: ctypes.CDLL) -> None:
+    """The setting itself: large freed blocks stay in the heap instead of going back to the kernel."""
+    libc.mallopt(_M_MMAP_THRESHOLD, _RETAIN_THRESHOLD)
+    libc.mallopt(_M_TRIM_THRESHOLD, _RETAIN_THRESHOLD)
