@@ -28,10 +28,9 @@ def _heif_plugin() -> bool:
 
 
 def _pillow_avif() -> bool:
-    try:
-        return bool(features.check("avif"))
-    except ValueError:  # a Pillow too old to know the feature
-        return False
+    # Asked of the module table, not features.check: a Pillow that predates AVIF (10.0) answers
+    # check("avif") with a UserWarning on every command instead of raising.
+    return "avif" in features.modules and bool(features.check_module("avif"))
 
 
 HAS_HEIF = _heif_plugin()
