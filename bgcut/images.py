@@ -181,6 +181,16 @@ def _checked_size(im: Image.Image, max_pixels: int) -> tuple[int, int]:
     return w, h
 
 
+def _first_only(fmt: str | None, frames: int) -> str:
+    """The warning for a file that holds more than one picture, in the words of its kind: a
+    TIFF's pages are documents or scans, not an animation."""
+    if fmt == "TIFF":
+        return f"TIFF with {frames} pages; only the first page is used"
+    if fmt == "MPO":  # a camera's JPEG with a second picture (3D, depth or a preview) appended
+        return f"MPO file with {frames} pictures; only the first picture is used"
+    return f"animated image with {frames} frames; only the first frame is used"
+
+
 def _decode_opened(im: Image.Image, max_pixels: int, owned: bool, fast_jpeg: bool) -> Decoded:
     warning = None
     _checked_size(im, max_pixels)
@@ -188,7 +198,7 @@ def _decode_opened(im: Image.Image, max_pixels: int, owned: bool, fast_jpeg: boo
         return Decoded(rgb, None)
     frames = getattr(im, "n_frames", 1)
     if frames > 1:
-        warning = f"animated image with {frames} frames; only the first frame is used"
+        warning = _first_only(im.format, frames)
         im.seek(0)
     im.load()
     if owned:

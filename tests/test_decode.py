@@ -72,7 +72,16 @@ def test_animated_gif_uses_first_frame_with_warning(tmp_path: Path) -> None:
     frames = [Image.new("RGB", (6, 6), c) for c in ((255, 255, 255), (0, 0, 0))]
     frames[0].save(p, save_all=True, append_images=frames[1:])
     d = open_image(p)
-    assert d.warning and "first frame" in d.warning
+    assert d.warning == "animated image with 2 frames; only the first frame is used"
+    assert d.rgb.mean() > 200
+
+
+def test_multi_page_tiff_uses_first_page_and_says_pages(tmp_path: Path) -> None:
+    p = tmp_path / "scan.tiff"
+    pages = [Image.new("RGB", (6, 6), c) for c in ((255, 255, 255), (0, 0, 0), (0, 0, 0))]
+    pages[0].save(p, save_all=True, append_images=pages[1:])
+    d = open_image(p)
+    assert d.warning == "TIFF with 3 pages; only the first page is used"
     assert d.rgb.mean() > 200
 
 
