@@ -210,9 +210,38 @@ def test_output_that_is_a_file_is_a_usage_error(photos: Path, tmp_path: Path, lu
     (line,) = only_bgcut_lines(proc.stderr)
     assert line == (
         f"bgcut: error: -o {target} is a file; -o names the folder the outputs are written into "
-        "(or one output file ending in .png, .webp, .jpg)"
+        "(or one output file ending in .jpeg, .jpg, .png, .webp)"
     )
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("cut.tif", "bgcut writes no .tif files; end one output file in .jpeg, .jpg, .png, .webp, or give a folder"),
+        ("cut.HEIC", "bgcut writes no .heic files; end one output file in .jpeg, .jpg, .png, .webp, or give a folder"),
+        ("cut.mp4", "videos are written into a folder (as NAME.webm ...); give a folder"),
+    ],
+)
+def test_output_named_as_a_file_bgcut_cannot_write_is_a_usage_error(
+    photos: Path, tmp_path: Path, luma_weights: Path, name: str, said: str
+) -> None:
+    """-o cut.tif used to become a folder named cut.tif with cut.png inside."""
+    target = tmp_path / name
+    proc = cli(str(photos / "a.png"), "-o", str(target), "-w", str(luma_weights), "-j", "0")
+    assert proc.returncode == 2
+    assert only_bgcut_lines(proc.stderr) == [f"bgcut: error: -o {target}: {said}"]
+    assert not target.exists()
+
+
+def test_an_existing_folder_with_a_pictures_extension_is_still_written_into(
+    photos: Path, tmp_path: Path, luma_weights: Path
+) -> None:
+    folder = tmp_path / "scans.tif"
+    folder.mkdir()
+    proc = cli(str(photos / "a.png"), "-o", str(folder), "-w", str(luma_weights), "-j", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "a.png").is_file()
 
 
 def test_manifest_problems(photos: Path, tmp_path: Path, luma_weights: Path) -> None:

@@ -10,21 +10,37 @@ import json
 import os
 from pathlib import Path
 
-from ..config import OutputOptions, PostOptions, RunOptions, VideoOptions, settings_of
+from ..codecs import AVIF_EXTENSIONS, BASE_EXTENSIONS, HEIF_EXTENSIONS
+from ..config import FILE_EXTENSIONS, OutputOptions, PostOptions, RunOptions, VideoOptions, settings_of
 from ..errors import UsageError
 from ..models import DEFAULT_MODEL, resolve_cfg, sha256_file
 from ..storage import is_url, same_place
 from .reader import VIDEO_EXTENSIONS, Listing, Source
 from .target import STDOUT, OutputTarget, is_file_target
 
+# -o NAME.EXT, where EXT is a picture's or a clip's and no such folder exists, asks for one file
+# that bgcut cannot write: it must not quietly become a folder named cut.tif.
+_PICTURE_EXTENSIONS = BASE_EXTENSIONS | AVIF_EXTENSIONS | HEIF_EXTENSIONS
+_ONE_FILE = ", ".join(sorted(FILE_EXTENSIONS))
+
 
 def check_output(output: str) -> None:
     if output == STDOUT or is_url(output) or is_file_target(output):
         return
-    if Path(output).exists() and not Path(output).is_dir():
+    path = Path(output)
+    if path.exists() and not path.is_dir():
         raise UsageError(
             f"-o {output} is a file; -o names the folder the outputs are written into "
-            "(or one output file ending in .png, .webp, .jpg)"
+            f"(or one output file ending in {_ONE_FILE})"
+        )
+    if path.exists():
+        return
+    ext = path.suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        raise UsageError(f"-o {output}: videos are written into a folder (as NAME.webm ...); give a folder")
+    if ext in _PICTURE_EXTENSIONS:
+        raise UsageError(
+            f"-o {output}: bgcut writes no {ext} files; end one output file in {_ONE_FILE}, or give a folder"
         )
 
 
@@ -82,8 +98,6 @@ def check_video_output(target: OutputTarget, output: str, out: OutputOptions) ->
     """Where a video can go: a local folder (its output is renamed into place when complete)."""
     if target.to_stdout or target.to_file is not None:
         raise UsageError(f"-o {output}: a video's output is a video file or a folder of frames; give a folder")
-    if not is_url(output) and Path(output).suffix.lower() in VIDEO_EXTENSIONS and not Path(output).is_dir():
-        raise UsageError(f"-o {output}: videos are written into a folder (as NAME.webm ...); give a folder")
     if out.per_object:
         raise UsageError("--per-object writes several files per image; it cannot apply to a video's frames")
 
