@@ -242,6 +242,10 @@ def test_an_existing_folder_with_a_pictures_extension_is_still_written_into(
     proc = cli(str(photos / "a.png"), "-o", str(folder), "-w", str(luma_weights), "-j", "0")
     assert proc.returncode == 0, proc.stderr
     assert (folder / "a.png").is_file()
+    # A new one, named with a trailing slash: a folder it says it is.
+    proc = cli(str(photos / "a.png"), "-o", f"{tmp_path / 'new.tif'}/", "-w", str(luma_weights), "-j", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "new.tif" / "a.png").is_file()
 
 
 def test_manifest_problems(photos: Path, tmp_path: Path, luma_weights: Path) -> None:

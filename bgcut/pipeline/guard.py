@@ -33,7 +33,7 @@ def check_output(output: str) -> None:
             f"-o {output} is a file; -o names the folder the outputs are written into "
             f"(or one output file ending in {_ONE_FILE})"
         )
-    if path.exists():
+    if path.exists() or output.endswith(("/", os.sep)):  # cut.tif/ says it is a folder
         return
     ext = path.suffix.lower()
     if ext in VIDEO_EXTENSIONS:
