@@ -121,6 +121,7 @@ def remove_backgrounds(
         log(no_inputs_line(inputs, listing.passed_over))
         return summary
     settings = guard.check_settings(target, output, video)
+    guard.check_manifest(manifest_path(run), listing.sources)
     manifest = Manifest(manifest_path(run), log)
     record = Recorder(summary, manifest, log)
     try:

@@ -272,6 +272,31 @@ def test_manifest_problems(photos: Path, tmp_path: Path, luma_weights: Path) -> 
         assert len(list((tmp_path / "o3").rglob("*.png"))) == 3
 
 
+def test_a_manifest_that_would_write_into_an_input_or_an_output_is_refused(
+    photos: Path, tmp_path: Path, luma_weights: Path
+) -> None:
+    """A manifest is appended to: named as an input it changed the photo, named as an output its
+    lines went into the file that the output's rename then replaced."""
+    out = tmp_path / "out"
+    bare = tmp_path / "photo"  # an input named on the command line, without an extension
+    bare.write_bytes((photos / "a.png").read_bytes())
+    before = {p: p.read_bytes() for p in (photos / "a.png", bare)}
+    for manifest, said in [
+        (photos / "a.png", "a manifest is JSON lines, not a .png file; name it e.g. run.jsonl"),
+        (out / "a.png", "a manifest is JSON lines, not a .png file; name it e.g. run.jsonl"),
+        (bare, f"is the input {bare}; give the manifest another name"),
+    ]:
+        proc = cli(
+            str(photos / "a.png"), str(bare), "-o", str(out), "-w", str(luma_weights), "--manifest", str(manifest)
+        )
+        assert proc.returncode == 2
+        assert only_bgcut_lines(proc.stderr) == [
+            f"bgcut: error: --manifest {manifest}{'' if said.startswith('is') else ':'} {said}"
+        ]
+    assert {p: p.read_bytes() for p in before} == before
+    assert not out.exists()
+
+
 def test_a_pickle_that_is_not_a_checkpoint(photos: Path, tmp_path: Path) -> None:
     bad = tmp_path / "model.pth"
     torch.save({"net": torch.nn.Linear(2, 2)}, bad)  # a whole module: loading it would run pickle code

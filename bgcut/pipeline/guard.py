@@ -82,6 +82,24 @@ def check_no_output_is_an_input(
             )
 
 
+def check_manifest(manifest: str | None, sources: list[Source]) -> None:
+    """The manifest is appended to: it must be neither a picture nor a video (an input, or an
+    output that a rename would replace, taking the manifest's lines with it), nor any input."""
+    if not manifest:
+        return
+    name = manifest.rstrip("/").rpartition("/")[2]
+    ext = name[name.rfind(".") :].lower() if "." in name else ""
+    if ext in _PICTURE_EXTENSIONS or ext in VIDEO_EXTENSIONS:
+        raise UsageError(f"--manifest {manifest}: a manifest is JSON lines, not a {ext} file; name it e.g. run.jsonl")
+    if is_url(manifest):
+        return
+    folders: dict[str, str] = {}
+    named = {_same_key(manifest, folders), _same_key(os.path.realpath(manifest), folders)}
+    for source in sources:
+        if _same_key(source.path, folders) in named:
+            raise UsageError(f"--manifest {manifest} is the input {source.display}; give the manifest another name")
+
+
 def _same_key(path: str, folders: dict[str, str]) -> str:
     """A name that two paths to one file share: the folder's real path (links to folders followed,
     once per folder, not once per file) joined with the file's own name. A link to a file is left
