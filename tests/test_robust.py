@@ -285,6 +285,7 @@ def test_a_manifest_that_would_write_into_an_input_or_an_output_is_refused(
         (photos / "a.png", "a manifest is JSON lines, not a .png file; name it e.g. run.jsonl"),
         (out / "a.png", "a manifest is JSON lines, not a .png file; name it e.g. run.jsonl"),
         (bare, f"is the input {bare}; give the manifest another name"),
+        (out / ".bgcut-settings.json", "is bgcut's settings file of that folder; name it e.g. run.jsonl"),
     ]:
         proc = cli(
             str(photos / "a.png"), str(bare), "-o", str(out), "-w", str(luma_weights), "--manifest", str(manifest)

@@ -84,10 +84,13 @@ def check_no_output_is_an_input(
 
 def check_manifest(manifest: str | None, sources: list[Source]) -> None:
     """The manifest is appended to: it must be neither a picture nor a video (an input, or an
-    output that a rename would replace, taking the manifest's lines with it), nor any input."""
+    output that a rename would replace, taking the manifest's lines with it), nor any input, nor
+    a folder's settings file (damaged by the lines, it would no longer guard a resume)."""
     if not manifest:
         return
     name = manifest.rstrip("/").rpartition("/")[2]
+    if name == SETTINGS_FILE:
+        raise UsageError(f"--manifest {manifest} is bgcut's settings file of that folder; name it e.g. run.jsonl")
     ext = name[name.rfind(".") :].lower() if "." in name else ""
     if ext in _PICTURE_EXTENSIONS or ext in VIDEO_EXTENSIONS:
         raise UsageError(f"--manifest {manifest}: a manifest is JSON lines, not a {ext} file; name it e.g. run.jsonl")
