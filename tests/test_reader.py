@@ -35,6 +35,30 @@ def test_same_stem_keeps_full_names(tmp_path: Path) -> None:
     assert keys(list_sources([str(tmp_path / "in")])) == ["A.webp", "a.jpg", "a.png", "b"]
 
 
+def test_inputs_whose_full_names_are_the_same_fail_but_the_first(tmp_path: Path) -> None:
+    """d1/x.jpg and d2/x.jpg given as two folders both became x.jpg.png: the second output was
+    written over the first, and both were counted done."""
+    touch(tmp_path / "d1" / "x.jpg")
+    touch(tmp_path / "d2" / "x.jpg")
+    touch(tmp_path / "d2" / "y.jpg")
+    listing = list_sources([str(tmp_path / "d1"), str(tmp_path / "d2")])
+    assert keys(listing) == ["x.jpg", "y"]
+    assert listing.sources[0].path == str(tmp_path / "d1" / "x.jpg")
+    assert listing.errors == [
+        (
+            str(tmp_path / "d2" / "x.jpg"),
+            f"its output would take the name of {tmp_path / 'd1' / 'x.jpg'}'s (x.jpg); "
+            "rename one of them, or cut them out into separate -o folders",
+        )
+    ]
+    # A stem that is another file's full name: a.jpg.webp's key is a.jpg, as a.jpg's is beside a.png.
+    touch(tmp_path / "e" / "a.jpg")
+    touch(tmp_path / "e" / "a.png")
+    touch(tmp_path / "e" / "a.jpg.webp")
+    listing = list_sources([str(tmp_path / "e")])
+    assert sorted(keys(listing)) == ["a.jpg", "a.png"] and len(listing.errors) == 1
+
+
 def test_output_folder_inside_input_is_skipped(tmp_path: Path) -> None:
     touch(tmp_path / "in" / "a.jpg")
     touch(tmp_path / "in" / "out" / "a.png")

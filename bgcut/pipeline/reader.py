@@ -13,7 +13,9 @@ Naming rules (also in the README):
   keys relative to it, a file URL keeps only its file name;
 - when several inputs would get the same key (``a.jpg`` and ``a.png``; compared
   case-insensitively, for case-insensitive file systems), each of them keeps its full file
-  name as its key (``a.jpg`` -> ``a.jpg.png``, ``a.png`` -> ``a.png.png``).
+  name as its key (``a.jpg`` -> ``a.jpg.png``, ``a.png`` -> ``a.png.png``);
+- inputs whose keys are the same even so (``d1/x.jpg`` and ``d2/x.jpg`` given as two folders):
+  the first keeps the key, and each other fails with a line that names both.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def list_sources(
                     found.extend(_expand(line, skip, listing))
         else:
             found.extend(_expand(arg, skip, listing))
-    listing.sources = listing.sources + _assign_keys(_one_per_file(found, listing))
+    listing.sources = listing.sources + _assign_keys(_one_per_file(found, listing), listing)
     return listing
 
 
@@ -248,14 +250,29 @@ def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[tuple[str,
     return out
 
 
-def _assign_keys(found: list[tuple[str, str, str]]) -> list[Source]:
+def _assign_keys(found: list[tuple[str, str, str]], listing: Listing) -> list[Source]:
+    """Each file's output key (the naming rules above). Files whose names are the same even with
+    their extensions (``d1/x.jpg`` and ``d2/x.jpg`` given as two folders or two absolute paths)
+    would write one output over the other: the first found keeps the name, each other is a
+    failed input that says so."""
     counts: dict[str, int] = defaultdict(int)
     for _, key, _ in found:
         counts[_strip_ext(key).lower()] += 1
-    sources = []
+    sources: list[Source] = []
+    taken: dict[str, Source] = {}  # a final key, compared case-insensitively -> the source that has it
     for path, key, display in found:
         clash = counts[_strip_ext(key).lower()] > 1
-        sources.append(Source(path, key if clash else _strip_ext(key), display))
+        source = Source(path, key if clash else _strip_ext(key), display)
+        if (first := taken.setdefault(source.key.lower(), source)) is not source:
+            listing.errors.append(
+                (
+                    display,
+                    f"its output would take the name of {first.display}'s ({source.key}); "
+                    "rename one of them, or cut them out into separate -o folders",
+                )
+            )
+            continue
+        sources.append(source)
     return sorted(sources, key=lambda s: s.key)
 
 
