@@ -25,7 +25,7 @@ from time import monotonic
 from .config import OutputOptions, PostOptions, RunOptions, VideoOptions
 from .errors import UsageError
 from .pipeline.infer import Predictor
-from .pipeline.report import RunSummary, log_to_stderr
+from .pipeline.report import NO_INPUTS, RunSummary, log_to_stderr, printable
 from .run import remove_backgrounds
 from .storage import is_url
 
@@ -130,7 +130,11 @@ def watch(
     try:
         predictor = Predictor.from_options(run)
         seen = _snapshot(folders, skip)
-        _add(total, remove_backgrounds(inputs, output, run, out, post, predictor=predictor, **kwargs))
+        # An empty folder is where a watch often starts: not an error, as it is for a plain run.
+        first = {**kwargs, "log": lambda line: None if line.startswith(NO_INPUTS) else log(line)}
+        _add(total, remove_backgrounds(inputs, output, run, out, post, predictor=predictor, **first))
+        if progress is not False:  # -q says nothing but errors
+            log(f"bgcut: watching {printable(', '.join(inputs))} for new or replaced images; Ctrl-C or SIGTERM stops")
         settling: dict[str, tuple[Signature, float]] = {}  # changed files: what they were, since when
         while not stop.is_set() and not total.interrupted:
             waker.wait(bool(settling))

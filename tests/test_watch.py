@@ -8,12 +8,16 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from bgcut.config import RunOptions
+from bgcut.watch import watch
 
 from .conftest import default_sigint, square_image
 
@@ -77,6 +81,7 @@ def test_watch_takes_what_arrives_once_it_is_whole(
     assert proc.returncode == 0, stderr
     assert stderr.strip().splitlines()[-1].startswith("bgcut: 5 done, 0 skipped, 0 failed")
     assert stderr.strip().endswith("(stopped watching)") and "Traceback" not in stderr
+    assert f"bgcut: watching {src} for new or replaced images; Ctrl-C or SIGTERM stops" in stderr.splitlines()
     assert all(r["status"] == "done" for r in rows())  # the half-written file was never read as one
     assert (out / "renamed.png").is_file() and not list(out.rglob(".*.part"))
 
@@ -88,3 +93,31 @@ def test_watch_needs_local_folders(tmp_path: Path, luma_weights: Path) -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"bgcut: error: --watch watches local folders; {photo} is not one"
+
+
+def test_a_watch_that_starts_on_an_empty_folder_says_it_watches_and_no_error(
+    tmp_path: Path, luma_weights: Path
+) -> None:
+    """A plain run over an empty folder is an error (exit 1); a watch often starts on one."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "README.md").write_text("photos go here")
+    lines: list[str] = []
+    stop = threading.Event()
+    run = RunOptions(weights=str(luma_weights), workers=0)
+    watcher = threading.Thread(
+        target=lambda: lines.append(
+            watch([str(src)], str(tmp_path / "out"), run, stop=stop, poll=True, log=lines.append)
+        )
+    )
+    watcher.start()
+    try:
+        _wait_for(lambda: any(str(line).startswith("bgcut: watching") for line in lines))
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    said = [line for line in lines if isinstance(line, str)]
+    # The README is passed over without a warning, as in a plain run; no "no input images" error.
+    assert said == [f"bgcut: watching {src} for new or replaced images; Ctrl-C or SIGTERM stops"]
+    (summary,) = [line for line in lines if not isinstance(line, str)]
+    assert summary.ok and summary.done == 0

@@ -231,6 +231,9 @@ def record_passed_over(files: list[tuple[str, str]], record: Callable[[Row], Non
             log(f"bgcut: warning: {len(found)} file(s) passed over, e.g. {printable(path)}: {reason}")
 
 
+NO_INPUTS = "bgcut: error: no input images:"  # how no_inputs_line starts (--watch leaves it out)
+
+
 def no_inputs_line(inputs: list[str], passed_over: list[tuple[str, str]]) -> str:
     """The one error of a run whose inputs hold no image at all, with why files were passed over."""
     named = printable(", ".join(inputs) or "-")
@@ -239,7 +242,7 @@ def no_inputs_line(inputs: list[str], passed_over: list[tuple[str, str]]) -> str
     if passed_over:
         reasons = sorted({reason for _, reason in passed_over})
         why = f" ({len(passed_over)} file(s) passed over: {'; '.join(reasons)})"
-    return f"bgcut: error: no input images: {named} {verb} no image files{why}"
+    return f"{NO_INPUTS} {named} {verb} no image files{why}"
 
 
 class Recorder:
