@@ -53,7 +53,7 @@ class StorageError(BgcutError, OSError):
 
 
 class IncompleteEvaluationError(BgcutError, ValueError):
-    """``bgcut eval``: some ground-truth masks have no prediction to score."""
+    """``bgcut eval``: some ground-truth masks have no prediction to score, or cannot be read."""
 
 
 class UsageError(BgcutError, ValueError):

@@ -172,6 +172,25 @@ def load_mask(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8)
 
 
+def _ground_truth(path: Path) -> np.ndarray:
+    """One ground-truth mask; one that cannot be read stops the evaluation (scores without it, or
+    with it taken as empty, would be wrong), in one line that names it."""
+    try:
+        return load_mask(path)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        # PIL raises OSError for a damaged or unknown file (UnidentifiedImageError too), SyntaxError
+        # for some broken PNG chunks.
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise IncompleteEvaluationError(f"{path}: cannot read this ground-truth mask ({reason})") from None
+
+
+def check_ground_truth(gt_dir: Path) -> None:
+    """Every ground-truth mask of ``gt_dir`` can be read: checked before the model runs, which takes
+    minutes on a large set, so that a damaged mask costs none of them."""
+    for g in sorted(Path(gt_dir).glob("*.png")):
+        _ground_truth(g)
+
+
 def score_folder(pred_dir: Path, gt_dir: Path) -> EvalResult:
     """Score every ``*.png`` ground-truth mask in ``gt_dir`` against the prediction of the same stem.
 
@@ -183,7 +202,7 @@ def score_folder(pred_dir: Path, gt_dir: Path) -> EvalResult:
             preds.setdefault(p.stem, p)
     metrics = MaskMetrics()
     for g in sorted(Path(gt_dir).glob("*.png")):
-        gt = load_mask(g)
+        gt = _ground_truth(g)
         if g.stem in preds:
             pred = load_mask(preds[g.stem], (gt.shape[1], gt.shape[0]))
         else:
@@ -211,13 +230,15 @@ def evaluate(
 
     Raises:
         IncompleteEvaluationError: some ground-truth masks have no prediction (no image of that
-            stem, or the image failed), unless ``allow_missing`` scores them as empty masks.
+            stem, or the image failed), unless ``allow_missing`` scores them as empty masks; or
+            a ground-truth mask cannot be read (checked before the model runs).
     """
     import tempfile
 
     from .config import OutputOptions, RunOptions
     from .run import remove_backgrounds
 
+    check_ground_truth(masks)
     with tempfile.TemporaryDirectory(prefix="bgcut-eval-") as tmp:
         out = Path(save_masks) if save_masks else Path(tmp)
         run = RunOptions(model=model, weights=weights, overwrite=True, **run_kwargs)  # type: ignore[arg-type]

@@ -159,6 +159,25 @@ def test_eval_refuses_masks_without_predictions(tmp_path: Path, luma_weights: Pa
     assert result.exit_code == 0 and "n=5 " in result.output and "missing=3 (scored as empty)" in result.output
 
 
+def test_eval_stops_on_a_damaged_ground_truth_mask_before_the_model_runs(
+    tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was a traceback from PIL, after every image had been cut out."""
+    arr = square_image()
+    save(arr, tmp_path / "img" / "s0.png")
+    save((arr[..., 0] > 127).astype(np.uint8) * 255, tmp_path / "gt" / "s0.png")
+    (tmp_path / "gt" / "s1.png").write_bytes((tmp_path / "gt" / "s0.png").read_bytes()[:60])  # truncated
+
+    def no_model_run(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the model ran before the ground truth was checked")
+
+    monkeypatch.setattr("bgcut.run.remove_backgrounds", no_model_run)
+    result = invoke("eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "-w", str(luma_weights))
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"bgcut: error: {tmp_path / 'gt' / 's1.png'}: cannot read this ground-truth mask (")
+
+
 def test_truncated_weights_file_is_one_line(photos: Path, tmp_path: Path, luma_weights: Path) -> None:
     bad = tmp_path / "w"
     bad.mkdir()
