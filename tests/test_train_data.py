@@ -211,6 +211,17 @@ def test_coco_picture_of_another_size_is_refused_by_name(tmp_path: Path) -> None
     assert lines == [f"skipped: {tmp_path / 'pics' / 'a.jpg'}: the picture is 70x50 but the COCO file says 80x60"]
 
 
+def test_a_set_of_which_nothing_can_be_read_is_named_in_the_error(tmp_path: Path) -> None:
+    """A tiny set's one held-out pair, unreadable, was reported as "none of the 1 training pairs"."""
+    ann = make_coco(tmp_path)
+    save(np.zeros((50, 70, 3), np.uint8), tmp_path / "pics" / "a.jpg")  # the file says 80x60
+    samples = coco_samples(ann, tmp_path / "pics", "classes")[:1]
+    with pytest.raises(UsageError, match=r"^none of the 1 held-out \(validation\) pairs could be read$"):
+        cache_items(samples, decode_coco, 16, 1, 0, lambda _line: None, kind="held-out (validation)")
+    with pytest.raises(UsageError, match=r"^none of the 1 training pairs could be read$"):
+        cache_items(samples, decode_coco, 16, 1, 0, lambda _line: None)
+
+
 # ---------------------------------------------------------------- preprocessing shared with inference
 
 

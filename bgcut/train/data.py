@@ -105,12 +105,14 @@ def cache_items(
     workers: int,
     log: Callable[[str], None] = print,
     into: tuple[torch.Tensor, torch.Tensor] | None = None,
+    kind: str = "training",
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Decode every item once: uint8 images (N, 3, S, S), masks (N, C, S, S) and the indices kept.
 
     An item that cannot be read is reported in one line and left out, so one broken file does
-    not end a run of hours; if nothing at all can be read, that is an error. ``into`` are the
-    tensors to fill (memory-mapped files, ``on_disk``); the first ``len(kept)`` rows are valid.
+    not end a run of hours; if nothing at all can be read, that is an error, which says of which
+    set (``kind``: training or held-out). ``into`` are the tensors to fill (memory-mapped files,
+    ``on_disk``); the first ``len(kept)`` rows are valid.
     """
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8) if into is None else into[0]
     masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8) if into is None else into[1]
@@ -131,7 +133,7 @@ def cache_items(
         masks[len(kept)] = torch.as_tensor(mask)
         kept.append(i)
     if items and not kept:
-        raise UsageError(f"none of the {len(items)} training pairs could be read")
+        raise UsageError(f"none of the {len(items)} {kind} pairs could be read")
     if into is None and len(kept) < len(items):  # copy only when something was left out: the cache can be gigabytes
         images, masks = images[: len(kept)].clone(), masks[: len(kept)].clone()
     return images, masks, kept
@@ -195,9 +197,10 @@ def cache_pairs(
     log: Callable[[str], None] = print,
     interpolation: str = "bilinear",
     disk: Path | None = None,
+    kind: str = "training",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode every pair once: returns uint8 tensors (N, 3, S, S) and (N, C, S, S), held in
-    memory, or with ``disk`` in memory-mapped files there (``on_disk``).
+    memory, or with ``disk`` in memory-mapped files there (``on_disk``). ``kind`` as ``cache_items``.
 
     C is 1 (the ground truth), or 2 with ``soft``: a teacher's soft mask per pair as channel 1,
     so every augmentation moves it exactly with the ground truth.
@@ -208,10 +211,10 @@ def cache_pairs(
     if disk is not None:
 
         def build(into: tuple[torch.Tensor, torch.Tensor]) -> list[int]:
-            return cache_items(items, decode, size, channels, workers, log, into)[2]
+            return cache_items(items, decode, size, channels, workers, log, into, kind)[2]
 
         return on_disk(disk, items, size, channels, build, log, salt=interpolation)
-    images, masks, _ = cache_items(items, decode, size, channels, workers, log)
+    images, masks, _ = cache_items(items, decode, size, channels, workers, log, kind=kind)
     return images, masks
 
 

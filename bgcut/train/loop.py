@@ -142,7 +142,7 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpol
             train_s, val_s = samples[1:], samples[:1]
         decode = partial(decode_coco, interpolation=interpolation)
         tr_img, tr_msk, _ = cache_items(train_s, decode, cache_size, 1, cfg.workers, log)
-        va_img, va_msk, _ = cache_items(val_s, decode, cfg.size, 1, cfg.workers, log)
+        va_img, va_msk, _ = cache_items(val_s, decode, cfg.size, 1, cfg.workers, log, kind="held-out (validation)")
         return tr_img, tr_msk, va_img, va_msk, sorted({s.image.name for s in val_s})
     assert cfg.masks is not None  # TrainConfig holds --masks or --coco
     pairs = list_pairs(Path(cfg.images), Path(cfg.masks))
@@ -156,7 +156,9 @@ def _load_data(cfg: TrainConfig, out: Path, log: Callable[[str], None], interpol
         soft = teacher_masks(cfg.teacher, images, out / "teacher", cfg.device, cfg.workers, log)
     disk = Path(cfg.cache_dir) if cfg.cache_dir is not None else None
     tr_img, tr_msk = cache_pairs(train_pairs, cache_size, cfg.workers, soft, log, interpolation, disk)
-    va_img, va_msk = cache_pairs(val_pairs, cfg.size, cfg.workers, log=log, interpolation=interpolation, disk=disk)
+    va_img, va_msk = cache_pairs(
+        val_pairs, cfg.size, cfg.workers, log=log, interpolation=interpolation, disk=disk, kind="held-out (validation)"
+    )
     return tr_img, tr_msk, va_img, va_msk, [p[0].name for p in val_pairs]
 
 
