@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -90,7 +91,12 @@ def _open_file(source: str | os.PathLike[str] | bytes) -> Image.Image:
         path = Path(source)
         if path.is_dir():
             raise ImageError("is a directory, not an image")
-        if path.stat().st_size == 0:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            # A pipe (`bgcut <(curl ...)`) or a device has no size and would be read by each
+            # decode worker, which has not got the pipe's descriptor: stdin takes one image.
+            raise ImageError("not a regular file (a pipe, socket or device): pipe one image into `bgcut -` instead")
+        if st.st_size == 0:
             raise ImageError("empty file (0 bytes)")
         return Image.open(path)
     except PermissionError:

@@ -115,6 +115,15 @@ def test_pixel_limit(tmp_path: Path) -> None:
         open_image(p, max_pixels=9999)
 
 
+def test_a_pipe_is_refused_by_name_without_waiting_for_it(tmp_path: Path) -> None:
+    """A pipe (`bgcut <(curl ...)`) has no size: it was reported as an empty file."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # nothing ever writes to it: opening it for reading would wait forever
+    with pytest.raises(ImageError) as caught:
+        open_image(fifo)
+    assert str(caught.value) == "not a regular file (a pipe, socket or device): pipe one image into `bgcut -` instead"
+
+
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = tmp_path / "secret.png"
     Image.new("L", (4, 4)).save(p)
