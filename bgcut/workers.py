@@ -4,7 +4,9 @@ decoders and ``bgcut paste``'s composers, all set up here, one way.
 Workers start from a fork server (never a fork of a threaded process, which can hang a worker
 on its first OpenCV call), started with a safe ``sys.path``, and never re-run the caller's
 script, so bgcut works from a plain script with no ``if __name__ == "__main__":`` guard,
-from ``python -``, a notebook or the REPL.
+from ``python -``, a notebook or the REPL. A worker ends itself once the main process is gone
+(``exit_when_gone``), and a pool of bgcut's own (``map_surviving_deaths``, for ``paste``) goes
+on when a worker dies, where ``multiprocessing.Pool`` would wait forever.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import multiprocessing.popen_forkserver as popen_forkserver
 import multiprocessing.process
 import multiprocessing.spawn as spawn
 import os
+import select
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from typing import TypeVar
+
+from .errors import BgcutError
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 # The fork server imports this module, which imports the pool's own preload list without the
@@ -131,3 +140,117 @@ def worker_count_taken_as_given() -> Iterator[None]:
         for w in said:
             if not str(w.message).startswith(_MORE_WORKERS_THAN_CPUS):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+def exit_when_gone(main_pid: int) -> None:
+    """In a worker: a daemon thread that ends this process once ``main_pid`` has exited.
+
+    Workers are children of the fork server, not of the main process: after a ``kill -9`` or the
+    OOM killer took the main process, nothing else would end them, and they would hold the
+    caller's stdout and stderr pipes open (and, in a pool, wait for work forever)."""
+    threading.Thread(target=_exit_with, args=(main_pid,), name="bgcut-watchdog", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited, no polling
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+        os._exit(0)
+    while True:
+        threading.Event().wait(0.5)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:
+            pass  # alive, owned by someone else (cannot happen for our own parent, but harmless)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+GIVE_UP_AFTER = 3  # worker deaths in a row, nothing finished in between: the machine, not an item
+
+
+class WorkersKeepDyingError(BgcutError):
+    """Worker processes died ``GIVE_UP_AFTER`` times in a row: memory, or a broken installation."""
+
+
+def map_surviving_deaths(
+    ctx: multiprocessing.context.BaseContext,
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple,
+    died: Callable[[T], R],
+    warn: Callable[[str], None],
+    what: str = "item(s)",
+) -> Iterator[R]:
+    """``fn(item)`` for every item in ``workers`` processes, yielded as each finishes.
+
+    ``multiprocessing.Pool`` waits forever for the result of an item whose worker died (``kill
+    -9``, the OOM killer, a decoder's crash). Here a death is seen (``BrokenProcessPool``); the
+    items that were in the workers' hands are tried again one at a time in a fresh worker, and
+    one during which a worker dies again gives ``died(item)``; the rest go on in a new pool. At
+    most ``2 * workers`` items are handed out at a time, so a long list costs no memory ahead.
+    """
+    queue: deque[T] = deque(items)
+    deaths = 0
+    while queue:
+        held: dict[Future, T] = {}
+        pool = ProcessPoolExecutor(min(workers, len(queue)), mp_context=ctx, initializer=initializer, initargs=initargs)
+        try:
+            broken = False
+            while (queue or held) and not broken:
+                while queue and len(held) < 2 * workers:
+                    item = queue.popleft()
+                    held[pool.submit(fn, item)] = item
+                done, _ = wait(held, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        broken = True  # its item stays held, to be tried again
+                        continue
+                    del held[future]
+                    deaths = 0
+                    yield future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if not held:
+            continue
+        deaths += 1
+        if deaths >= GIVE_UP_AFTER:
+            raise WorkersKeepDyingError(_GAVE_UP.format(deaths))
+        lost = list(held.values())
+        warn(f"a worker process died; its {len(lost)} unfinished {what} are made again, one at a time")
+        for result, again in _one_at_a_time(ctx, fn, lost, initializer, initargs, died):
+            deaths = deaths + 1 if again else 0
+            if deaths >= GIVE_UP_AFTER:
+                raise WorkersKeepDyingError(_GAVE_UP.format(deaths))
+            yield result
+
+
+_GAVE_UP = "worker processes died {} times in a row: out of memory, or a broken installation? Stopped; a rerun resumes"
+
+
+def _one_at_a_time(
+    ctx: multiprocessing.context.BaseContext,
+    fn: Callable[[T], R],
+    items: list[T],
+    initializer: Callable[..., None],
+    initargs: tuple,
+    died: Callable[[T], R],
+) -> Iterator[tuple[R, bool]]:
+    """(result, whether its worker died again) for each item, in order, in one worker at a time."""
+    todo = deque(items)
+    while todo:
+        with ProcessPoolExecutor(1, mp_context=ctx, initializer=initializer, initargs=initargs) as pool:
+            while todo:
+                item = todo.popleft()
+                try:
+                    yield pool.submit(fn, item).result(), False
+                except BrokenProcessPool:
+                    yield died(item), True
+                    break  # this pool is done for: a fresh one for the rest

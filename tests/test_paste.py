@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -306,6 +307,91 @@ def test_sigint_mid_run_then_resume(inputs: tuple[Path, Path], tmp_path: Path) -
     assert rerun.returncode == 0, rerun.stderr
     assert f"{n - len(done)} made, {len(done)} skipped, 0 failed" in rerun.stderr
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == n
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _workers_of(main: int) -> list[int]:
+    """The paste workers: children of the fork server, which is a child of the main process."""
+    return [w for server in _children(main) for w in _children(server)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc for the worker processes")
+def test_a_worker_killed_mid_run_costs_no_picture_and_the_pictures_are_the_same(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """multiprocessing.Pool waited forever for the picture a killed worker held: 599 of 600 made, then a hang."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cut, bg = inputs
+    n = 120
+    cmd = [
+        sys.executable,
+        "-m",
+        "bgcut",
+        "paste",
+        str(cut),
+        "--backgrounds",
+        str(bg),
+        "-n",
+        str(n),
+        "--size",
+        "640x480",
+    ]
+    proc = subprocess.Popen([*cmd, "-o", str(tmp_path / "o"), "-j", "2"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((tmp_path / "o" / "records").glob("*.json"))) < 3:
+        time.sleep(0.02)
+    workers = _workers_of(proc.pid)
+    assert workers, "no worker process found"
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert f"bgcut paste: {n} made, 0 skipped, 0 failed" in err
+    assert any(line.startswith("bgcut: warning: a worker process died; its ") for line in err.splitlines()), err
+    alone = subprocess.run([*cmd, "-o", str(tmp_path / "j0"), "-j", "0"], capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 0, alone.stderr
+    made, reference = _files(tmp_path / "o"), _files(tmp_path / "j0")
+    assert {k: v for k, v in made.items() if k != "paste.json"} == {
+        k: v for k, v in reference.items() if k != "paste.json"
+    }
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc for the worker processes")
+def test_workers_end_when_the_main_process_is_killed(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A pool's workers waited for work forever once kill -9 had taken the main process."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cut, bg = inputs
+    cmd = [sys.executable, "-m", "bgcut", "paste", str(cut), "--backgrounds", str(bg), "-o", str(tmp_path / "o")]
+    proc = subprocess.Popen([*cmd, "-n", "100000", "-j", "2"], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((tmp_path / "o" / "records").glob("*.json"))) < 3:
+        time.sleep(0.02)
+    workers = _workers_of(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "workers outlived the main process"
 
 
 @pytest.mark.parametrize("how", ["file", "stdin"])

@@ -173,6 +173,7 @@ def paste_cli(
             # As in `bgcut remove`: a bar when stderr is a terminal, unless --quiet.
             progress=progress if progress is not None else not quiet and sys.stderr.isatty(),
             on_error=lambda line: echo_err(f"bgcut: error: {line}"),
+            on_warning=lambda line: echo_err(f"bgcut: warning: {line}"),
         )
     if not quiet:
         echo_err(summary.line())

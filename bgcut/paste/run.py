@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -36,7 +37,7 @@ from ..errors import BgcutError, UsageError
 from ..pipeline.edges import estimate_foreground
 from ..pipeline.writer import encode
 from ..storage import TMP_SUFFIX, atomic_write
-from ..workers import worker_context
+from ..workers import exit_when_gone, map_surviving_deaths, worker_context
 from .annotations import coco_dataset, picture_record, yolo_lines, yolo_yaml
 from .compose import compose, fit_background, pick
 from .options import COUNT, DEFAULT_WORKERS, WORKERS, PasteOptions
@@ -87,19 +88,17 @@ def picture_name(i: int) -> str:
     return f"{i:06d}"
 
 
-def _exit_on_term(*_: object) -> None:
-    sys.exit(1)  # raises SystemExit: atomic_write's cleanup runs, no temporary file is left
-
-
-def _init(plan: _Plan, worker: bool) -> None:
+def _init(plan: _Plan, main_pid: int | None = None) -> None:
+    """Set up this process (``main_pid`` None) or a worker to make pictures of ``plan``."""
     global _plan
     _plan = plan
-    if worker:
+    if main_pid is not None:
         cv2.setNumThreads(1)  # one process per core already
-        # Ctrl-C reaches the whole process group; only the parent decides what happens next,
-        # and it stops the workers with SIGTERM, which must unwind like an exception.
+        # Ctrl-C and SIGTERM reach the whole process group; only the parent decides what happens
+        # next: it lets the pictures in hand finish and then ends the workers itself.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, _exit_on_term)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        exit_when_gone(main_pid)
     _cutout.cache_clear()
     _background.cache_clear()
 
@@ -144,6 +143,10 @@ def make_picture(i: int) -> tuple[int, list[str], str | None]:
     # The record goes last: its presence is what marks the picture finished.
     atomic_write(plan.out / "records" / f"{name}.json", json.dumps(record, separators=(",", ":")).encode())
     return i, comp.errors, None
+
+
+def _died(i: int) -> tuple[int, list[str], str | None]:
+    return i, [], f"picture {picture_name(i)}: the worker process died twice while making it"
 
 
 def _finished(out: Path, i: int, opt: PasteOptions) -> bool:
@@ -215,16 +218,19 @@ def paste_dataset(
     overwrite: bool = False,
     progress: bool = False,
     on_error: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> PasteSummary:
     """Compose ``count`` pictures from RGBA ``cutouts`` (files or folders) over photos in ``backgrounds``.
 
     Returns a summary; unreadable inputs are reported through ``on_error`` (one line each) and
-    in ``summary.bad_inputs``, and never stop the run.
+    in ``summary.bad_inputs``, and never stop the run. A worker process that died, and whose
+    pictures were made again, is said through ``on_warning``.
     """
     check_value("--count", count, COUNT)
     check_value("--workers", workers, WORKERS)
     opt = options or PasteOptions()
     report = on_error or (lambda _msg: None)
+    warn = on_warning or (lambda _msg: None)
     start = time.perf_counter()
     summary = PasteSummary()
     listed, errors = list_cutouts(cutouts, opt.classes)
@@ -271,14 +277,15 @@ def paste_dataset(
 
     try:
         if workers == 0 or len(pending) <= 1:
-            _init(plan, worker=False)
+            _init(plan)
             for i in pending:
                 collect(make_picture(i))
         else:
             ctx = worker_context(preload=("bgcut.paste.compose",))  # never re-runs the caller's script
-            with ctx.Pool(min(workers, len(pending)), initializer=_init, initargs=(plan, True)) as pool:
-                for result in pool.imap_unordered(make_picture, pending, chunksize=1):
-                    collect(result)
+            for result in map_surviving_deaths(
+                ctx, make_picture, pending, workers, _init, (plan, os.getpid()), _died, warn, "picture(s)"
+            ):
+                collect(result)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:

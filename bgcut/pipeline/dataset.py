@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import select
 import signal
 import sys
 import threading
@@ -23,6 +22,7 @@ import torch
 from ..cpu.heap import retain_for_this_process
 from ..errors import ImageError
 from ..images import decoder_noise, open_image
+from ..workers import exit_when_gone
 from .preprocess import resize_for_model
 
 
@@ -105,7 +105,7 @@ def init_worker(main_pid: int, _worker_id: int) -> None:
     quiet_broken_handoffs()
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
-    threading.Thread(target=_exit_with, args=(main_pid,), name="bgcut-watchdog", daemon=True).start()
+    exit_when_gone(main_pid)
 
 
 def quiet_broken_handoffs() -> None:
@@ -126,24 +126,6 @@ def quiet_broken_handoffs() -> None:
         previous(kind, value, tb)  # type: ignore[arg-type]
 
     sys.excepthook = hook
-
-
-def _exit_with(pid: int) -> None:
-    try:
-        fd = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited, no polling
-    except (AttributeError, OSError):
-        fd = None
-    if fd is not None:
-        select.select([fd], [], [])
-        os._exit(0)
-    while True:
-        threading.Event().wait(0.5)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:
-            pass  # alive, owned by someone else (cannot happen for our own parent, but harmless)
 
 
 _TENSORS = ("model_input", "rgb", "alpha")

@@ -1,0 +1,60 @@
+"""bgcut.workers.map_surviving_deaths: a worker that dies costs no item and never hangs the caller."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from bgcut.workers import WorkersKeepDyingError, map_surviving_deaths, worker_context
+
+_marks: Path | None = None  # set in each worker by _init: where "killed once" is remembered
+
+
+def _init(marks: str) -> None:
+    global _marks
+    _marks = Path(marks)
+
+
+def _square(i: int) -> tuple[int, int]:
+    """i -> (i, i * i). Item 3, and any negative item, kills its worker every time; a file named
+    ``once`` in the marks folder makes every item kill its worker the first time it is made."""
+    assert _marks is not None
+    first = not (_marks / f"{i}.seen").exists()
+    (_marks / f"{i}.seen").touch()
+    if i == 3 or i < 0 or ((_marks / "once").exists() and first):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i, i * i
+
+
+def _died(i: int) -> tuple[int, int]:
+    return i, -1
+
+
+def test_an_item_that_kills_its_worker_every_time_is_given_up_and_costs_no_other(tmp_path: Path) -> None:
+    said: list[str] = []
+    got = list(
+        map_surviving_deaths(worker_context(), _square, range(12), 2, _init, (str(tmp_path),), _died, said.append)
+    )
+    assert sorted(got) == sorted([(i, i * i) for i in range(12) if i != 3] + [(3, -1)])
+    assert said and all(line.startswith("a worker process died; its ") for line in said)
+
+
+def test_an_item_whose_worker_died_once_is_made_again(tmp_path: Path) -> None:
+    (tmp_path / "once").touch()
+    (tmp_path / "0.seen").touch()  # every item but 7 has been seen: only 7 kills, once
+    for i in range(1, 12):
+        if i != 7:
+            (tmp_path / f"{i}.seen").touch()
+    said: list[str] = []
+    items = [i for i in range(12) if i != 3]
+    got = list(map_surviving_deaths(worker_context(), _square, items, 2, _init, (str(tmp_path),), _died, said.append))
+    assert sorted(got) == [(i, i * i) for i in items]
+    assert len(said) == 1
+
+
+def test_workers_that_keep_dying_stop_the_run_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(WorkersKeepDyingError, match=r"^worker processes died 3 times in a row: .* a rerun resumes$"):
+        list(map_surviving_deaths(worker_context(), _square, [-1] * 6, 2, _init, (str(tmp_path),), _died, print))
