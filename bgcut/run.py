@@ -121,8 +121,9 @@ def remove_backgrounds(
         log(no_inputs_line(inputs, listing.passed_over))
         return summary
     settings = guard.check_settings(target, output, video)
-    guard.check_manifest(manifest_path(run), listing.sources)
-    manifest = Manifest(manifest_path(run), log)
+    manifest_file = manifest_path(run)
+    guard.check_manifest(manifest_file, listing.sources)
+    manifest = Manifest(manifest_file, log)
     record = Recorder(summary, manifest, log)
     try:
         local_folder = not target.to_stdout and not is_url(output) and Path(output).is_dir()

@@ -218,6 +218,10 @@ def map_surviving_deaths(
                     yield future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        # Items that finished before the death was seen are results, not lost items.
+        for future in [f for f in held if not f.cancelled() and f.exception() is None]:
+            del held[future]
+            yield future.result()
         if not held:
             continue
         deaths += 1

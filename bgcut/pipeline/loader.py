@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from torch.utils.data import DataLoader
 
-from ..workers import worker_context, worker_count_taken_as_given
+from ..workers import GIVE_UP_AFTER, worker_context, worker_count_taken_as_given
 from .dataset import DecodeDataset, DecodeItem, collate, init_worker
 
 PREFETCH = 2  # batches each worker decodes ahead
@@ -78,8 +78,6 @@ def decoded_batches(
             queue.clear()
             yield from _in_process(dataset, [rest[k : k + size] for k in range(0, len(rest), size)])
 
-
-GIVE_UP_AFTER = 3
 
 
 def _in_process(dataset: DecodeDataset, batches: Iterable[list[int]]) -> Iterator[list[DecodeItem]]:
