@@ -360,6 +360,12 @@ def resize_rgb(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> n
     return np.array(Image.fromarray(rgb).resize((size, size), _FILTERS[interpolation]))
 
 
+def model_input(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """A model's input for a photo: ``resize_rgb`` as a contiguous 3 x size x size uint8 array
+    (channels first), made without torch so that decode workers need not import it."""
+    return np.ascontiguousarray(resize_rgb(rgb, size, interpolation).transpose(2, 0, 1))
+
+
 def cover(image: np.ndarray, w: int, h: int, at: tuple[float, float] | None = None) -> np.ndarray:
     """Scale ``image`` to cover w x h (never stretched), then crop w x h out of it: centred, or at
     ``at`` = (u, v) in [0, 1), the crop's offset as a share of the room left on each axis."""

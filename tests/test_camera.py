@@ -61,9 +61,21 @@ def test_a_missing_camera_is_one_line(tmp_path: Path, luma_weights: Path) -> Non
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "bgcut", "camera", "97", "--no-window", "-o", str(tmp_path / "a.webm"),
-         "-w", str(luma_weights)],  # fmt: skip
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "bgcut",
+            "camera",
+            "97",
+            "--no-window",
+            "-o",
+            str(tmp_path / "a.webm"),
+            "-w",
+            str(luma_weights),
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [

@@ -156,7 +156,7 @@ def test_dataset_turns_errors_into_records(tmp_path: Path) -> None:
     bad.write_bytes(b"")
     ds = DecodeDataset([good, bad], size=16, max_pixels=10**6)
     ok, err = ds[0], ds[1]
-    assert ok.error is None and tuple(ok.model_input.shape) == (3, 16, 16) and tuple(ok.rgb.shape) == (8, 10, 3)
+    assert ok.error is None and ok.model_input.shape == (3, 16, 16) and ok.rgb.shape == (8, 10, 3)
     assert err.model_input is None and err.error == "empty file (0 bytes)"
 
 
@@ -247,30 +247,44 @@ def test_nested_decoder_noise_keeps_each_blocks_own_lines() -> None:
     assert inner == ["inner"] and outer == ["outer one", "outer two"]
 
 
-def test_a_packed_batch_arrives_as_its_items(tmp_path: Path) -> None:
-    """The worker's batch crosses to the main process as one shared block (``PackedBatch``); each
-    item comes back with its own tensors, errors and warnings."""
-    import pickle
+def test_a_decoded_part_arrives_as_its_items() -> None:
+    """A worker's part crosses to the main process as one in-memory file (``pack``, ``unpack``);
+    each item comes back with its own arrays, errors and warnings, all views of one block."""
+    from bgcut.pipeline.dataset import DecodeItem, pack, unpack
 
-    import torch
-
-    from bgcut.pipeline.dataset import DecodeItem, PackedBatch
-
-    rgb = torch.arange(2 * 3 * 3, dtype=torch.uint8).view(2, 3, 3)
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     items = [
-        DecodeItem(0, model_input=torch.full((3, 4, 4), 9, dtype=torch.uint8), rgb=rgb, warning="w"),
+        DecodeItem(0, model_input=np.full((3, 4, 4), 9, np.uint8), rgb=rgb, warning="w"),
         DecodeItem(1, error="bad"),
-        DecodeItem(
-            2,
-            model_input=torch.ones(3, 4, 4, dtype=torch.uint8),
-            rgb=rgb.flip(0),
-            alpha=torch.zeros(2, 3, dtype=torch.uint8),
-        ),
+        DecodeItem(2, model_input=np.ones((3, 4, 4), np.uint8), rgb=rgb[::-1], alpha=np.zeros((2, 3), np.uint8)),
     ]
-    back = pickle.loads(pickle.dumps(PackedBatch(items)))
+    fd, layouts = pack(items)
+    assert fd is not None and os.fstat(fd).st_size == 2 * (48 + 18) + 6
+    bare = [
+        (DecodeItem(it.index, error=it.error, warning=it.warning), layout)
+        for it, layout in zip(items, layouts, strict=True)
+    ]
+    back = unpack(fd, bare)
+    with pytest.raises(OSError):
+        os.fstat(fd)  # unpack closed it: the mapping alone keeps the block
     assert [(i.index, i.error, i.warning) for i in back] == [(0, None, "w"), (1, "bad", None), (2, None, None)]
     for a, b in zip(items, back, strict=True):
         for name in ("model_input", "rgb", "alpha"):
             x, y = getattr(a, name), getattr(b, name)
-            assert (x is None and y is None) or (y.is_contiguous() and torch.equal(x, y)), (a.index, name)
-    assert back[0].rgb.untyped_storage().data_ptr() == back[2].rgb.untyped_storage().data_ptr()  # one block
+            assert (x is None and y is None) or (y.flags.c_contiguous and np.array_equal(x, y)), (a.index, name)
+    assert _root(back[0].rgb) is _root(back[2].alpha)  # one block, mapped once
+    assert pack([DecodeItem(0, error="bad")]) == (None, [[]])
+    assert unpack(None, [(DecodeItem(0, error="bad"), [])])[0].error == "bad"
+
+
+def _root(a: np.ndarray) -> object:
+    while isinstance(a, (np.ndarray, memoryview)):
+        a = a.base if isinstance(a, np.ndarray) else a.obj
+    return a
+
+
+def test_decode_workers_do_not_import_torch() -> None:
+    # They start while the main process imports torch: a second import on the other core would
+    # hold the first photos back by a second.
+    code = "import sys, bgcut.pipeline.dataset, bgcut.pipeline.loader; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -95,7 +95,7 @@ _WORKER_FAULTS = """
 import os, resource, sys
 if sys.argv[1] == "worker":
     from bgcut.pipeline.dataset import init_worker
-    init_worker(os.getpid(), 0)  # as the DataLoader sets up each decode worker
+    init_worker(os.getpid())  # as the loader sets up each decode worker
 counts = []
 for _ in range(6):  # a 13-megapixel photo's RGB buffer, written, then freed, once a file
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

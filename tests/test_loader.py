@@ -1,60 +1,79 @@
-"""decoded_batches: a file that kills its worker is reported alone; workers that keep dying are given up."""
+"""DecodedParts: inputs in order, read ahead within bounds; a file that kills its worker is
+reported alone; workers that keep dying are given up."""
 
 from __future__ import annotations
 
-import os
-import signal
+from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
-from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+from PIL import Image
 
+from bgcut.pipeline import loader
+from bgcut.pipeline.dataset import DecodeDataset, DecodeItem
+from bgcut.pipeline.loader import DecodedParts
+
+# Workers leave the current folder off ``sys.path`` before they take any task, so the class
+# they unpickle lives in a module of its own, in a folder of its own.
+DEADLY = """
+import os, signal
 from bgcut.pipeline.dataset import DecodeItem
-from bgcut.pipeline.loader import decoded_batches
 
 
-class Deadly(torch.utils.data.Dataset):
-    """Items are their index; reading one of ``deadly`` in a worker process kills that process."""
+class Deadly:
+    \"\"\"Items are their index; reading one of ``deadly`` in a worker process kills that process.\"\"\"
 
-    def __init__(self, n: int, deadly: set[int] | None) -> None:
+    def __init__(self, n, deadly):
         self.n, self.deadly, self.main = n, deadly, os.getpid()
 
-    def __len__(self) -> int:
+    def __len__(self):
         return self.n
 
-    def __getitem__(self, i: int) -> DecodeItem:
+    def part(self, _indices):
+        return self
+
+    def __getitem__(self, i):
         if os.getpid() != self.main and (self.deadly is None or i in self.deadly):
             os.kill(os.getpid(), signal.SIGKILL)
         return DecodeItem(i, warning=f"decoded in {'main' if os.getpid() == self.main else 'worker'}")
+"""
 
 
-@pytest.fixture(autouse=True)
-def quick_liveness_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    # torch notices a dead worker when a 5 s wait for data times out; 0.2 s keeps these tests short.
-    monkeypatch.setattr(_MultiProcessingDataLoaderIter._try_get_data, "__defaults__", (0.2,))
+@pytest.fixture
+def deadly(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> type:
+    folder = tmp_path_factory.mktemp("deadly")
+    (folder / "deadly_dataset.py").write_text(DEADLY)
+    monkeypatch.syspath_prepend(str(folder))
+    import deadly_dataset
+
+    return deadly_dataset.Deadly
 
 
-def collect(dataset: Deadly, workers: int = 2) -> tuple[list[DecodeItem], list[str]]:
+def collect(dataset: object, workers: int = 2, part_files: int = 2) -> tuple[list[DecodeItem], list[str]]:
     warnings: list[str] = []
-    order = [list(range(i, min(i + 2, dataset.n))) for i in range(0, dataset.n, 2)]
-    items = [it for batch in decoded_batches(dataset, order, workers, False, warnings.append) for it in batch]  # type: ignore[arg-type]
+    decoding = DecodedParts(dataset, workers, warnings.append, part_files=part_files)  # type: ignore[arg-type]
+    try:
+        items = [it for part in decoding for it in part]
+    finally:
+        decoding.close()
     return items, warnings
 
 
-def test_a_file_that_kills_its_worker_twice_is_reported_alone() -> None:
-    items, warnings = collect(Deadly(20, {5}))
-    assert sorted(it.index for it in items) == list(range(20))  # each file exactly once
+def test_a_file_that_kills_its_worker_twice_is_reported_alone(deadly: type) -> None:
+    items, warnings = collect(deadly(20, {5}))
+    assert [it.index for it in items] == list(range(20))  # each file exactly once, in order
     failed = [it for it in items if it.error]
     assert [(it.index, it.error) for it in failed] == [
         (5, "the decode worker process died twice while reading this file")
     ]
     assert all(it.warning == "decoded in worker" for it in items if not it.error)
-    assert len(warnings) == 1 and warnings[0].startswith("a decode worker died (")
+    assert len(warnings) == 1 and warnings[0].startswith("a decode worker died ("), warnings
+    assert "retrying its " in warnings[0]
 
 
-def test_workers_that_keep_dying_are_given_up_for_this_process() -> None:
-    items, warnings = collect(Deadly(20, None))
-    assert sorted(it.index for it in items) == list(range(20))
+def test_workers_that_keep_dying_are_given_up_for_this_process(deadly: type) -> None:
+    items, warnings = collect(deadly(20, None))
+    assert [it.index for it in items] == list(range(20))
     assert all(it.error for it in items if it.warning != "decoded in main")
     assert sum(it.warning == "decoded in main" for it in items) >= 16  # the rest, decoded here
     assert warnings[-1].startswith("decode worker processes died 3 times in a row (")
@@ -62,7 +81,7 @@ def test_workers_that_keep_dying_are_given_up_for_this_process() -> None:
 
 
 def test_workers_start_with_the_decoder_imported_and_frozen() -> None:
-    """The fork server imports the decoder (and torch) with the collector off and freezes those
+    """The fork server imports the decoder (not torch) with the collector off and freezes those
     objects, so every worker forked from it starts with them in the permanent generation."""
     import gc
 
@@ -71,38 +90,63 @@ def test_workers_start_with_the_decoder_imported_and_frozen() -> None:
     with worker_context().Pool(1) as pool:
         frozen = pool.apply(gc.get_freeze_count)
         enabled = pool.apply(gc.isenabled)
-    assert frozen > 10_000  # torch's modules, classes and functions
+        modules = pool.apply(_imported, ("cv2", "torch"))
+    assert frozen > 1_000  # numpy's, PIL's and OpenCV's modules, classes and functions
     assert enabled
+    assert modules == [True, False]
 
 
-def test_more_workers_than_cpus_runs_without_torchs_advice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``-j 3`` on a 2-core machine is the user's choice: torch's paragraph about it, printed twice,
-    is left out, and the files are decoded as usual."""
-    import warnings
+def _imported(*names: str) -> list[bool]:
+    import sys
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})  # torch asks this: one CPU here
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        items, told = collect(Deadly(6, set()), workers=2)
-    assert sorted(it.index for it in items) == list(range(6)) and told == []
-    assert all(it.warning == "decoded in worker" for it in items)
-    assert [str(w.message) for w in said if "DataLoader" in str(w.message)] == []
+    return [name in sys.modules for name in names]
 
 
-def test_other_warnings_raised_as_the_workers_start_still_reach_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    import warnings
+def _photos(tmp_path: Path, n: int) -> list[str]:
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"{i:02d}.png"
+        Image.fromarray(np.full((9 + i, 7, 3), i, np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
 
-    import bgcut.pipeline.loader as loader
 
-    real = loader.DataLoader
+def test_real_files_arrive_decoded_in_order_with_errors_in_place(tmp_path: Path) -> None:
+    paths = _photos(tmp_path, 9)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    paths.insert(4, str(tmp_path / "bad.png"))
+    dataset = DecodeDataset(paths, 8, 10**8)
+    items, warnings = collect(dataset, workers=2, part_files=3)
+    here = [dataset[i] for i in range(len(paths))]
+    assert warnings == [] and [it.index for it in items] == list(range(10))
+    for got, want in zip(items, here, strict=True):
+        assert got.error == want.error and got.warning == want.warning
+        for name in ("model_input", "rgb", "alpha"):
+            x, y = getattr(got, name), getattr(want, name)
+            assert (x is None and y is None) or np.array_equal(x, y), (got.index, name)
+    assert items[4].error is not None and items[4].rgb is None
 
-    def loud(*args: object, **kwargs: object) -> object:
-        warnings.warn("something else the loader said", RuntimeWarning, stacklevel=1)
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(loader, "DataLoader", loud)
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
-        items, _ = collect(Deadly(4, set()), workers=1)
-    assert sorted(it.index for it in items) == [0, 1, 2, 3]
-    assert [(w.category, str(w.message)) for w in said] == [(RuntimeWarning, "something else the loader said")]
+def test_the_read_ahead_stops_at_its_byte_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing taken, workers stop handing in parts once the bound is passed: what waits is
+    the bound plus the parts that were in the workers' hands."""
+    import time
+
+    monkeypatch.setattr(loader, "READ_AHEAD_BYTES", 1)
+    dataset = DecodeDataset(_photos(tmp_path, 20), 8, 10**8)
+    decoding = DecodedParts(dataset, 2, print, part_files=1)
+    try:
+        time.sleep(2.0)  # far longer than 20 tiny PNGs take
+        pool = decoding._pool
+        assert pool is not None
+        handed = len(pool._futures)
+        assert 1 < handed <= 1 + loader.IN_HANDS * 2  # the first arrival stops it; the rest were in hand
+        items = [it for part in decoding for it in part]
+    finally:
+        decoding.close()
+    assert [it.index for it in items] == list(range(20)) and all(it.error is None for it in items)
+
+
+def test_no_workers_decodes_in_this_process(deadly: type) -> None:
+    items, _ = collect(deadly(5, None), workers=0)
+    assert [it.index for it in items] == list(range(5)) and all(it.warning == "decoded in main" for it in items)

@@ -1,57 +1,65 @@
-"""The DataLoader side of decoding: worker processes turn input paths into model-ready tensors.
+"""The decode workers' side of decoding: input paths -> model-ready arrays, without torch.
 
-``DecodeDataset`` runs ``images.open_image`` in DataLoader workers and resizes for the model
-there, so the main process only stacks tensors; a failure becomes an error record for that
-one file rather than an exception that would stop the batch. ``init_worker`` sets up each
-worker process (see its docstring for why each step is there).
+``DecodeDataset`` runs ``images.open_image`` and resizes for the model; a failure becomes an
+error record for that one file rather than an exception that would stop the batch.
+``init_worker`` sets up each decode worker process (its docstring says why each step is there),
+and ``decode_part`` is a worker's task: a few files decoded and handed to the main process in
+one block of memory (``pack``, ``unpack``).
+
+Nothing here imports torch: the workers start while the main process is still importing it
+(``pipeline/loader.py``), and a second import of torch on the other core would hold them back
+by a second.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import signal
+import socket
 import sys
-import threading
+import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
-import torch
+import numpy as np
 
 from ..cpu.heap import retain_for_this_process
 from ..errors import ImageError
-from ..images import decoder_noise, open_image
+from ..images import decoder_noise, model_input, open_image
 from ..workers import exit_when_gone
-from .preprocess import resize_for_model
 
 
 @dataclass
 class DecodeItem:
-    """What one DataLoader worker returns for one input: tensors on success, or the error."""
+    """One decoded input: its arrays on success, or the error."""
 
     index: int
-    model_input: torch.Tensor | None = None
-    rgb: torch.Tensor | None = None  # H x W x 3 uint8, full size
-    alpha: torch.Tensor | None = None
+    model_input: np.ndarray | None = None  # 3 x S x S uint8
+    rgb: np.ndarray | None = None  # H x W x 3 uint8, full size
+    alpha: np.ndarray | None = None
     error: str | None = None
     warning: str | None = None
 
-    def pin_memory(self) -> DecodeItem:
-        """Called by the DataLoader's pin-memory thread on CUDA: only the batch input crosses the bus."""
-        if self.model_input is not None:
-            self.model_input = self.model_input.pin_memory()
-        return self
 
+class DecodeDataset:
+    """Input paths by index (a list, or a mapping for a part of one); never raises for a bad file."""
 
-class DecodeDataset(torch.utils.data.Dataset):
-    """Map-style dataset over input paths; never raises for a bad file."""
-
-    def __init__(self, paths: list[str], size: int, max_pixels: int, interpolation: str = "bilinear") -> None:
+    def __init__(
+        self, paths: Sequence[str] | Mapping[int, str], size: int, max_pixels: int, interpolation: str = "bilinear"
+    ) -> None:
         self.paths, self.size, self.max_pixels, self.interpolation = paths, size, max_pixels, interpolation
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def part(self, indices: Sequence[int]) -> DecodeDataset:
+        """The same settings over ``indices`` only: what one worker task carries, so that a task
+        does not pickle the whole list of inputs."""
+        return DecodeDataset({i: self.paths[i] for i in indices}, self.size, self.max_pixels, self.interpolation)
 
     def __getitem__(self, i: int) -> DecodeItem:
         with decoder_noise() as noise:
@@ -72,9 +80,9 @@ class DecodeDataset(torch.utils.data.Dataset):
                 dec = open_image(self.paths[i], self.max_pixels, fast_jpeg=True)  # inside decoder_noise
                 return DecodeItem(
                     i,
-                    model_input=resize_for_model(dec.rgb, self.size, self.interpolation),
-                    rgb=torch.from_numpy(dec.rgb),
-                    alpha=None if dec.alpha is None else torch.from_numpy(dec.alpha),
+                    model_input=model_input(dec.rgb, self.size, self.interpolation),
+                    rgb=dec.rgb,
+                    alpha=dec.alpha,
                     warning=dec.warning,
                 )
         except ImageError as e:
@@ -85,94 +93,136 @@ class DecodeDataset(torch.utils.data.Dataset):
             return DecodeItem(i, error=f"cannot prepare image: {type(e).__name__}: {e}")
 
 
-def init_worker(main_pid: int, _worker_id: int) -> None:
-    """Set up one decode worker process (``functools.partial(init_worker, os.getpid())``).
+# A worker's end of the socket its blocks travel on (``init_worker``).
+_BLOCKS: list[socket.socket] = []
 
-    - One thread each for torch and OpenCV: each worker is already one of several processes.
+
+def init_worker(main_pid: int, blocks: socket.socket | None = None, nice: int = 0) -> None:
+    """Set up one decode worker process.
+
+    - ``nice`` first, so that the worker's threads inherit it: the main process runs the
+      model, and a photo decoded ahead is worth less than the model's next batch.
+    - One thread for OpenCV: each worker is already one of several processes.
     - Freed photo buffers stay in the worker's heap for the next file (``cpu.heap``).
-    - SIGTERM is ignored: the main process owns the run and shuts the workers down itself, so a
-      ``kill`` sent to the whole process group ends the run with a summary, not a worker crash.
+    - SIGTERM and SIGINT are ignored: the main process owns the run and shuts the workers down
+      itself, so a ``kill`` or a Ctrl-C sent to the whole process group ends the run with a
+      summary, not with a worker's traceback.
     - The current folder leaves ``sys.path``: a worker must never import a user's ``concurrent.py``.
     - A watchdog thread exits the worker when the main process is gone (``kill -9``, the OOM
       killer): workers are children of the fork server, not of the main process, so nothing
       else would end them, and they would keep the caller's stdout and stderr pipes open.
-    - A handoff the main process breaks off prints nothing (``quiet_broken_handoffs``).
     """
-    torch.set_num_threads(1)
+    if nice:
+        os.nice(nice)
     cv2.setNumThreads(1)
     retain_for_this_process()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    quiet_broken_handoffs()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p not in ("", ".", cwd)]
+    if blocks is not None:
+        _BLOCKS[:] = [blocks]
     exit_when_gone(main_pid)
 
 
-def quiet_broken_handoffs() -> None:
-    """Keep a worker quiet when the main process hangs up in the middle of taking a tensor.
-
-    A worker's tensors reach the main process as file descriptors, handed over by
-    multiprocessing's resource-sharer thread in the worker. When Ctrl-C or SIGTERM lands in the
-    main process while it is picking one up, it drops the connection, and that thread reports
-    the broken pipe through ``sys.excepthook``: a traceback on the user's terminal under a run
-    that is ending cleanly. Only a lost connection in a thread other than the worker's own is
-    silenced; anything else is still printed.
-    """
-    previous = sys.excepthook
-
-    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
-        if isinstance(value, (ConnectionError, EOFError)) and threading.current_thread() is not threading.main_thread():
-            return
-        previous(kind, value, tb)  # type: ignore[arg-type]
-
-    sys.excepthook = hook
+# An item's arrays in a block: (name, byte offset, shape) for each one present.
+Layout = list[tuple[str, int, tuple[int, ...]]]
+_ARRAYS = ("model_input", "rgb", "alpha")
 
 
-_TENSORS = ("model_input", "rgb", "alpha")
+def decode_part(part: int, dataset: DecodeDataset, indices: Sequence[int]) -> list[tuple[DecodeItem, Layout]]:
+    """A worker's task: decode ``indices`` and send their arrays to the main process as one block
+    (``pack``), tagged with ``part``. Returns the items without their arrays, and where each
+    array lies in the block."""
+    items = [dataset[i] for i in indices]
+    fd, layouts = pack(items)
+    send_block(_BLOCKS[0], part, fd)
+    return [(_bare(it), layout) for it, layout in zip(items, layouts, strict=True)]
 
 
-class PackedBatch(list):
-    """A decode worker's batch: its items' tensors travel in one shared-memory block.
+def pack(items: Sequence[DecodeItem]) -> tuple[int | None, list[Layout]]:
+    """The items' arrays copied into one new anonymous file (a file descriptor, None when no item
+    has any), and each item's layout in it.
 
-    Each tensor a worker returns reaches the main process as its own file descriptor, fetched
-    over a socket from the worker (torch's sharing strategy): 16 round trips a batch of 8, and
-    the main process's thread is the one that waits for them. Packed, a batch is one. The
-    items arrive as a plain list whose tensors are views into that block.
-    """
+    A descriptor handed over a socket (``send_block``) costs the main process one mapping and
+    no copy, and the memory goes back to the system when the last mapping is gone, whoever
+    dies first: there is no name under /dev/shm for a killed run to leave behind."""
+    layouts: list[Layout] = []
+    offset = 0
+    for it in items:
+        layout = []
+        for name in _ARRAYS:
+            a = getattr(it, name)
+            if a is not None:
+                layout.append((name, offset, a.shape))
+                offset += a.nbytes
+        layouts.append(layout)
+    if not offset:
+        return None, layouts
+    fd = _anonymous_file()
+    try:
+        # Written, not mapped and copied into: the kernel fills the file's pages as it takes them,
+        # where a mapping would fault each one in first.
+        arrays = [
+            np.ascontiguousarray(getattr(it, name)) for it in items for name in _ARRAYS if getattr(it, name) is not None
+        ]
+        data = [memoryview(a).cast("B") for a in arrays]
+        written = 0
+        while written < offset:
+            written += os.pwritev(fd, _from(data, written), written)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, layouts
 
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        tensors = [t for it in self for t in (getattr(it, name) for name in _TENSORS) if t is not None]
-        if not tensors or any(t.dtype != torch.uint8 for t in tensors):
-            return list, (list(self),)
-        # A new block in shared memory, as torch's default_collate makes one in a worker: a plain
-        # one would be copied into shared memory again as it is sent.
-        block = tensors[0].new(tensors[0]._typed_storage()._new_shared(sum(t.numel() for t in tensors)))
-        layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]] = []
-        offset = 0
-        for it in self:
-            spans = {}
-            for name in _TENSORS:
-                t = getattr(it, name)
-                if t is not None:
-                    block[offset : offset + t.numel()].view(t.shape).copy_(t)
-                    spans[name] = (offset, tuple(t.shape))
-                    offset += t.numel()
-            layout.append((DecodeItem(it.index, error=it.error, warning=it.warning), spans))
-        return _unpacked, (block, layout)
+
+def _from(buffers: list[memoryview], skip: int) -> list[memoryview]:
+    """``buffers`` less their first ``skip`` bytes (what a short write left to write)."""
+    out = []
+    for b in buffers:
+        if skip >= len(b):
+            skip -= len(b)
+            continue
+        out.append(b[skip:])
+        skip = 0
+    return out
 
 
-def _unpacked(
-    block: torch.Tensor, layout: list[tuple[DecodeItem, dict[str, tuple[int, tuple[int, ...]]]]]
-) -> list[DecodeItem]:
+def unpack(fd: int | None, parts: Sequence[tuple[DecodeItem, Layout]]) -> list[DecodeItem]:
+    """The items of ``decode_part``, their arrays set as views into the block ``fd`` (closed here)."""
+    if fd is None:
+        return [it for it, _ in parts]
+    try:
+        # Populated at once: one call maps every page, where touching them would fault each in.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        block = mmap.mmap(fd, os.fstat(fd).st_size, flags=flags)
+    finally:
+        os.close(fd)
     items = []
-    for item, spans in layout:
-        for name, (offset, shape) in spans.items():
-            setattr(item, name, block[offset : offset + math.prod(shape)].view(shape))
-        items.append(item)
+    for it, layout in parts:
+        for name, start, shape in layout:
+            setattr(it, name, np.frombuffer(block, np.uint8, math.prod(shape), start).reshape(shape))
+        items.append(it)
     return items
 
 
-def collate(items: list[DecodeItem]) -> list[DecodeItem]:
-    """Keep items as a list (full-size images differ in shape, and errors carry no tensors),
-    packed for the trip to the main process (``PackedBatch``)."""
-    return PackedBatch(items)
+def send_block(blocks: socket.socket, part: int, fd: int | None) -> None:
+    """Tell the main process that ``part`` is decoded, handing it ``fd`` (closed here)."""
+    try:
+        socket.send_fds(blocks, [part.to_bytes(8, "little")], [] if fd is None else [fd])
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _anonymous_file() -> int:
+    """A file descriptor of an empty file in memory with no name in any folder."""
+    if hasattr(os, "memfd_create"):  # Linux
+        return os.memfd_create("bgcut-decode", os.MFD_CLOEXEC)
+    fd, name = tempfile.mkstemp(prefix="bgcut-decode-")
+    os.unlink(name)
+    return fd
+
+
+def _bare(item: DecodeItem) -> DecodeItem:
+    return DecodeItem(item.index, error=item.error, warning=item.warning)

@@ -100,7 +100,7 @@ class Predictor:
         return cls(loaded, device, dtype, run.size, run.batch_size, pad)
 
     def prepare(self, rgb: np.ndarray) -> torch.Tensor:
-        """A photo (H x W x 3 uint8) -> this model's input; decode workers call ``resize_for_model``
+        """A photo (H x W x 3 uint8) -> this model's input; decode workers call ``images.model_input``
         with ``size`` and ``cfg.interpolation`` themselves, which is the same."""
         return resize_for_model(rgb, self.size, self.cfg.interpolation)
 
@@ -124,9 +124,13 @@ class Predictor:
         return to_masks(out[:n].float(), self.cfg.output)
 
     def masks(
-        self, inputs: Sequence[torch.Tensor], sizes: Sequence[tuple[int, int]], *, failures: str = "raise"
+        self,
+        inputs: Sequence[torch.Tensor | np.ndarray],
+        sizes: Sequence[tuple[int, int]],
+        *,
+        failures: str = "raise",
     ) -> Iterator[np.ndarray | DeviceMemoryError]:
-        """The batch step: model inputs (3 x S x S uint8, from ``prepare``) -> each photo's mask at
+        """The batch step: model inputs (3 x S x S uint8, from ``prepare`` or a decode worker) -> each photo's mask at
         its own size (``sizes``: height, width), uint8, in forward passes of ``batch_size``.
 
         A generator: each mask is handed on as soon as it is upsampled, so the local engine's
@@ -148,10 +152,22 @@ class Predictor:
                     yield upsample_mask(m, h, w)
             i += len(chunk)
 
-    def _fitting(self, chunk: list[torch.Tensor]) -> list[torch.Tensor | DeviceMemoryError]:
+    def _stacked(self, chunk: list[torch.Tensor | np.ndarray]) -> torch.Tensor:
+        """One (B, 3, S, S) uint8 batch of model inputs: tensors (``prepare``) or the decode
+        workers' arrays, which for CUDA are stacked straight into page-locked memory, so that
+        the copy to the device runs without blocking and no separate pinning copy is made."""
+        if not all(isinstance(c, np.ndarray) for c in chunk):
+            return torch.stack([torch.as_tensor(c) for c in chunk])
+        if self.device.type == "cuda":
+            out = torch.empty((len(chunk), *chunk[0].shape), dtype=torch.uint8, pin_memory=True)
+            np.stack(chunk, out=out.numpy())
+            return out
+        return torch.from_numpy(np.stack(chunk))
+
+    def _fitting(self, chunk: list[torch.Tensor | np.ndarray]) -> list[torch.Tensor | DeviceMemoryError]:
         """The forward pass of ``chunk``, halved and retried while the device runs out of memory."""
         try:
-            return list(self(torch.stack(chunk)))
+            return list(self(self._stacked(chunk)))
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # the failed attempt's blocks, back for the retry

@@ -1,6 +1,6 @@
 """The local engine: one process decodes in workers, runs the model, and writes in threads.
 
-decode (DataLoader worker processes) -> infer (one model, batched, on the device) ->
+decode (worker processes, ``pipeline/loader.py``) -> infer (one model, batched, on the device) ->
 postprocess + encode + write (a thread pool, so the device never waits on PNG compression),
 each output's manifest row written as it is renamed into place. ``ray_engine`` runs the same
 stages on a Ray cluster.
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from tqdm import tqdm
 
 from ..errors import DeviceMemoryError
-from .dataset import DecodeDataset
+from .dataset import DecodeDataset, DecodeItem
 from .infer import Predictor
-from .loader import decoded_batches
+from .loader import DecodedParts
 from .output import Job, ModelFacts, Row, Writer
 from .reader import Source
 from .report import Manifest, RunSummary
@@ -39,11 +39,10 @@ def process_photos(
 ) -> None:
     """Cut out ``pending`` with ``predictor``, recording each row as its output is written."""
     run = target.run
-    device, batch_size = predictor.device, predictor.batch_size
+    batch_size = predictor.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if target.to_stdout or len(pending) <= batch_size else max(0, run.workers)
     dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
-    order = [list(range(i, min(i + batch_size, len(pending)))) for i in range(0, len(pending), batch_size)]
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
@@ -69,9 +68,9 @@ def process_photos(
 
     predictor.warn = warn
     # The run holds the model's share of the cores and the freed memory around this (bgcut/run.py).
-    batches = decoded_batches(dataset, order, workers, device.type == "cuda", warn)
+    decoding = DecodedParts(dataset, workers, warn)
     try:
-        for batch in batches:
+        for batch in model_batches(decoding, batch_size):
             good = [it for it in batch if it.error is None]
             for it in batch:
                 if it.error is not None:
@@ -101,9 +100,25 @@ def process_photos(
         _finish(
             summary,
             lambda: pool.shutdown(wait=True, cancel_futures=True),
-            batches.close,  # shuts the decode worker processes down
+            decoding.close,  # shuts the decode worker processes down
             bar.close,
         )
+
+
+def model_batches(parts: Iterable[list[DecodeItem]], size: int) -> Iterator[list[DecodeItem]]:
+    """Decoded parts regrouped into batches of ``size`` decoded photos each (the last may be
+    short), with the failed ones among them: a forward pass is never half padding."""
+    batch: list[DecodeItem] = []
+    good = 0
+    for part in parts:
+        for item in part:
+            batch.append(item)
+            good += item.error is None
+            if good == size:
+                yield batch
+                batch, good = [], 0
+    if batch:
+        yield batch
 
 
 def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:

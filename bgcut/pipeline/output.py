@@ -74,13 +74,13 @@ class Writer:
         """Post-process, encode and write one input (runs in a writer thread)."""
         target, out = self.target, self.target.out
         item, source = job.item, job.source
-        rgb = item.rgb.numpy()
+        rgb = item.rgb
         h, w = rgb.shape[:2]
         model = self.model
         row = Row(source.display, width=w, height=h, warning=item.warning)
         row.model, row.weights_sha256 = model.name, model.sha256
         try:
-            alpha = None if item.alpha is None else item.alpha.numpy()
+            alpha = item.alpha
             result = render(rgb, alpha, job.mask, target.post, out, target.bg, model.size)
             if result.warning:
                 row.warning = f"{row.warning}; {result.warning}" if row.warning else result.warning

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ..config import PretrainedCfg
-from ..images import resize_rgb
+from ..images import model_input
 
 
 def resize_for_model(rgb: np.ndarray, size: int, interpolation: str = "bilinear") -> torch.Tensor:
-    """The model's input: ``resize_rgb`` as a 3 x size x size uint8 tensor."""
-    return torch.from_numpy(resize_rgb(rgb, size, interpolation)).permute(2, 0, 1).contiguous()
+    """The model's input (``images.model_input``) as a 3 x size x size uint8 tensor."""
+    return torch.from_numpy(model_input(rgb, size, interpolation))
 
 
 def normalise(x: torch.Tensor, cfg: PretrainedCfg, scale: float = 255.0) -> torch.Tensor:
