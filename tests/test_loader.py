@@ -3,6 +3,7 @@ reported alone; workers that keep dying are given up."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,23 @@ def test_the_read_ahead_stops_at_its_byte_bound(tmp_path: Path, monkeypatch: pyt
 def test_no_workers_decodes_in_this_process(deadly: type) -> None:
     items, _ = collect(deadly(5, None), workers=0)
     assert [it.index for it in items] == list(range(5)) and all(it.warning == "decoded in main" for it in items)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="counts mappings in /proc/self/maps")
+def test_a_part_taken_and_dropped_is_unmapped(tmp_path: Path) -> None:
+    """A block stays mapped only while its items are alive: a run of many parts holds a few, not all."""
+
+    def mapped() -> int:
+        return Path("/proc/self/maps").read_text().count("bgcut-decode")
+
+    dataset = DecodeDataset(_photos(tmp_path, 24), 8, 10**8)
+    decoding = DecodedParts(dataset, 2, print, part_files=2)
+    try:
+        most = 0
+        for part in decoding:
+            assert all(it.error is None for it in part)
+            most = max(most, mapped())
+            del part
+    finally:
+        decoding.close()
+    assert most == 1 and mapped() == 0

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -191,19 +191,25 @@ def _from(buffers: list[memoryview], skip: int) -> list[memoryview]:
 def unpack(fd: int | None, parts: Sequence[tuple[DecodeItem, Layout]]) -> list[DecodeItem]:
     """The items of ``decode_part``, their arrays set as views into the block ``fd`` (closed here)."""
     if fd is None:
-        return [it for it, _ in parts]
+        return [replace(it) for it, _ in parts]
     try:
         # Populated at once: one call maps every page, where touching them would fault each in.
         flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         block = mmap.mmap(fd, os.fstat(fd).st_size, flags=flags)
     finally:
         os.close(fd)
-    items = []
-    for it, layout in parts:
-        for name, start, shape in layout:
-            setattr(it, name, np.frombuffer(block, np.uint8, math.prod(shape), start).reshape(shape))
-        items.append(it)
-    return items
+    # New items, not the ones given: those stay with the pool's finished tasks until the pool is
+    # closed, and would keep every block of the run mapped.
+    return [
+        replace(
+            it,
+            **{
+                name: np.frombuffer(block, np.uint8, math.prod(shape), start).reshape(shape)
+                for name, start, shape in layout
+            },
+        )
+        for it, layout in parts
+    ]
 
 
 def send_block(blocks: socket.socket, part: int, fd: int | None) -> None:
