@@ -40,6 +40,7 @@ def trial(images: Path, model: str, rng: random.Random, total: int) -> dict:
         except ValueError:
             continue
         last[row["input"]] = row
+
     def has_facts(r: dict) -> bool:
         return bool(r.get("width") and r.get("height")) and r.get("fg_fraction") is not None
 

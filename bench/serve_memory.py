@@ -68,6 +68,7 @@ def run(model: str, budget: int, query: str, clients: int, body: bytes) -> dict:
                 time.sleep(0.2)
         before = _status_mb(server.pid, "VmRSS")
         t0 = time.monotonic()
+
         def post(_: int) -> httpx.Response:
             return httpx.post(f"{url}/remove?{query}", content=body, timeout=900)
 

@@ -45,8 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
     rate = args.steps * args.batch / (time.perf_counter() - start)
     params = sum(p.numel() for p in model.parameters())
-    print(json.dumps({"model": args.model, "arch_args": json.loads(args.arch_args), "size": args.size,
-                      "batch": args.batch, "threads": args.threads, "params": params, "images_per_s": round(rate, 2)}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "arch_args": json.loads(args.arch_args),
+                "size": args.size,
+                "batch": args.batch,
+                "threads": args.threads,
+                "params": params,
+                "images_per_s": round(rate, 2),
+            }
+        )
+    )
     return 0
 
 

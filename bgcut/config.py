@@ -412,7 +412,7 @@ class RunOptions:
     # Inference resolution; None = the model's own.
     size: int | None = setting(None, bounds=Bounds(MIN_SIZE, unit=" pixels"))
     batch_size: int | None = bounded(None, Bounds(1))  # None: 8 on a GPU, up to 1 megapixel of model input on CPU
-    workers: int = bounded(2, Bounds(0))  # DataLoader decode processes; 0 decodes in the main process
+    workers: int = bounded(2, Bounds(0))  # decode processes; 0 decodes in the main process
     writer_threads: int = bounded(2, Bounds(1), "writer_threads")
     max_pixels: int = bounded(100_000_000, Bounds(1))
     overwrite: bool = False

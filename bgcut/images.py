@@ -7,7 +7,7 @@ RGB uint8: EXIF orientation applied, palette and LA/RGBA alpha kept, CMYK conver
 16-bit data scaled (not clipped) to 8 bits, animations reduced to their first frame.
 Failures raise ``ImageError`` with the reason, which callers turn into one error line for
 that file. No torch here: ``bgcut paste`` workers decode through this module too, and should
-not pay for importing torch (``pipeline/dataset.py`` holds the DataLoader side).
+not pay for importing torch (nor do the engine's decode workers, ``pipeline/dataset.py``).
 """
 
 from __future__ import annotations

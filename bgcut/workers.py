@@ -5,7 +5,7 @@ Workers start from a fork server (never a fork of a threaded process, which can 
 on its first OpenCV call), started with a safe ``sys.path``, and never re-run the caller's
 script, so bgcut works from a plain script with no ``if __name__ == "__main__":`` guard,
 from ``python -``, a notebook or the REPL. A worker ends itself once the main process is gone
-(``exit_when_gone``), and a pool of bgcut's own (``map_surviving_deaths``, for ``paste``) goes
+(``exit_when_gone``), and a pool of bgcut's own (``map_surviving_deaths``, for ``paste`` and training's cache) goes
 on when a worker dies, where ``multiprocessing.Pool`` would wait forever.
 """
 
@@ -20,7 +20,6 @@ import multiprocessing.spawn as spawn
 import os
 import select
 import threading
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -84,7 +83,7 @@ _LAUNCH_LOCK = threading.Lock()  # the swap above is process-wide: one launch at
 def worker_context(preload: Iterable[str] = ("bgcut.pipeline.dataset",)) -> multiprocessing.context.BaseContext:
     """Decode workers start from a fork server, not by forking this process.
 
-    By the time the DataLoader starts, this process has thread pools (OpenCV's, torch's,
+    By the time the workers start, this process has thread pools (OpenCV's, torch's,
     the writer threads); a plain fork copies their locks in whatever state they are in,
     and a worker can hang forever on its first OpenCV call. The fork server is a clean,
     single-threaded process that imports ``preload`` once (the decoder, for the engine), so
@@ -116,30 +115,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 del os.environ[key]
             else:
                 os.environ[key] = value
-
-
-# torch's advice when a DataLoader has more workers than CPUs, given twice (as the loader is
-# made and as it starts) in a 300-character paragraph: more decode workers than cores is a
-# choice the user made with -j (decoding from slow storage waits more than it computes).
-_MORE_WORKERS_THAN_CPUS = "This DataLoader will create"
-
-
-@contextmanager
-def worker_count_taken_as_given() -> Iterator[None]:
-    """Around making a DataLoader and starting its workers: torch's worker-count advice is left out.
-
-    The warnings are recorded rather than filtered, and every other one is issued again as it
-    was when the block ends, so a warning that another thread raises meanwhile is not lost.
-    """
-    said: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as said:
-            warnings.simplefilter("always")
-            yield
-    finally:
-        for w in said:
-            if not str(w.message).startswith(_MORE_WORKERS_THAN_CPUS):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def exit_when_gone(main_pid: int) -> None:
@@ -206,8 +181,14 @@ def map_surviving_deaths(
             broken = False
             while (queue or held) and not broken:
                 while queue and len(held) < 2 * workers:
-                    item = queue.popleft()
-                    held[pool.submit(fn, item)] = item
+                    try:
+                        future = pool.submit(fn, queue[0])
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        broken = True
+                        break
+                    held[future] = queue.popleft()
+                if broken:
+                    break
                 done, _ = wait(held, return_when=FIRST_COMPLETED)
                 for future in done:
                     if isinstance(future.exception(), BrokenProcessPool):

@@ -279,18 +279,56 @@ def test_a_config_naming_an_unknown_resampler_is_one_usage_error(tmp_path: Path,
     assert not (tmp_path / "out").exists()
 
 
-def test_training_decoders_above_the_core_count_run_without_torchs_advice(
+def test_training_decoders_above_the_core_count_cache_every_item(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``bgcut train -j 2`` on one CPU: the pairs are cached by two workers, and torch's paragraph
-    about worker counts is not printed."""
+    """``bgcut train -j 2`` on one CPU: the pairs are cached by two workers, in the items' order,
+    and no advice about worker counts is printed."""
     import os
     import warnings
 
     samples = coco_samples(make_coco(tmp_path), tmp_path / "pics", "instances", None, min_area=100)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})  # torch asks this: one CPU here
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        images, _, kept = cache_items(samples, decode_coco, 32, 1, 2, print)
+        images, masks, kept = cache_items(samples, decode_coco, 32, 1, 2, print)
+    alone, alone_masks, _ = cache_items(samples, decode_coco, 32, 1, 0, print)
     assert kept == list(range(len(samples))) and images.shape[0] == len(samples)
-    assert [str(w.message) for w in said if "DataLoader" in str(w.message)] == []
+    assert torch.equal(images, alone) and torch.equal(masks, alone_masks)
+    assert [str(w.message) for w in said] == []
+
+
+DEADLY_DECODE = """
+import os, signal
+import numpy as np
+
+def decode(item, size):
+    name, main = item
+    if name.startswith("dead") and os.getpid() != main:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if name.startswith("bad"):
+        raise ValueError(f"{name}: cannot read image")
+    value = int(name[1:].split(".")[0])
+    return np.full((size, size, 3), value, np.uint8), np.full((1, size, size), 255 - value, np.uint8)
+"""
+
+
+def test_a_decoder_killed_while_caching_costs_only_its_picture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decode worker killed during ``bgcut train``'s caching ended the run in a ConnectionResetError
+    traceback; now its picture is tried again alone, and skipped by name when it kills its worker again."""
+    import os
+
+    (tmp_path / "deadly_decode.py").write_text(DEADLY_DECODE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import deadly_decode
+
+    names = [f"p{i}.png" for i in range(12)]
+    names[5], names[8] = "dead.png", "bad.png"
+    lines: list[str] = []
+    images, masks, kept = cache_items([(n, os.getpid()) for n in names], deadly_decode.decode, 8, 1, 2, lines.append)
+    assert kept == [i for i in range(12) if i not in (5, 8)]
+    assert [int(images[row, 0, 0, 0]) for row in range(len(kept))] == kept  # each row its own picture, in order
+    assert [int(masks[row, 0, 0, 0]) for row in range(len(kept))] == [255 - i for i in kept]
+    assert "skipped: dead.png: its decoder process died while reading it" in lines
+    assert "skipped: bad.png: cannot read image" in lines
+    assert any(line.startswith("warning: a worker process died; its ") for line in lines), lines

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -18,12 +18,12 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ImageError, UsageError
-from ..images import open_named, resize_rgb
+from ..images import open_named
 from ..pipeline.reader import IMAGE_EXTENSIONS, list_sources
-from ..workers import worker_context, worker_count_taken_as_given
+from ..workers import map_surviving_deaths, worker_context
+from .decode import decode_in_worker, decode_pair, decoded, init_worker
 
 Pair = tuple[Path, Path]
 T = TypeVar("T")
@@ -59,42 +59,39 @@ def split_pairs(pairs: list[Pair], val_fraction: float) -> tuple[list[Pair], lis
     return split_by_stem(pairs, lambda p: p[0].stem, val_fraction)
 
 
-def _read_mask(path: Path, size: int) -> np.ndarray:
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise ValueError(f"{path}: cannot read mask")
-    return cv2.resize(mask, (size, size), interpolation=cv2.INTER_LINEAR)
+def _named(item: object) -> str:
+    """The file an item is read from: a pair's image, or a COCO sample's picture."""
+    if isinstance(item, tuple):
+        return str(item[0])
+    return str(getattr(item, "image", item))
 
 
-def decode_pair(
-    item: tuple[Path, Path, Path | None], size: int, interpolation: str = "bilinear"
-) -> tuple[np.ndarray, np.ndarray]:
-    """(image, mask, teacher's mask or None) -> RGB (S, S, 3) and masks (C, S, S), uint8.
+def _decoded_in_order(
+    items: Sequence[object], decode: Callable[[object, int], tuple], size: int, workers: int, log: Callable[[str], None]
+) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray] | str]]:
+    """(index, decoded item or its failure) for every item; with ``workers``, in worker processes
+    and in the order they finish. A worker that dies (the OOM killer, a decoder's crash) costs
+    only the item it was decoding when it died again alone (``map_surviving_deaths``)."""
+    if not workers or len(items) <= 1:
+        for i, item in enumerate(items):
+            yield i, decoded(decode, size, item)
+        return
 
-    The photo is resized as inference resizes it (``images.resize_rgb``, the model's resampler).
-    """
-    img_path, mask_path, soft_path = item
-    rgb = resize_rgb(open_named(img_path).rgb, size, interpolation)
-    masks = [_read_mask(mask_path, size)]
-    if soft_path is not None:
-        masks.append(_read_mask(soft_path, size))
-    return rgb, np.stack(masks)
+    def died(job: tuple[int, object]) -> tuple[int, str]:
+        return job[0], f"{_named(job[1])}: its decoder process died while reading it"
 
-
-class _Decoder(Dataset):
-    """Decodes item i with ``decode``; a failure comes back as its message, not as an exception."""
-
-    def __init__(self, items: Sequence[object], decode: Callable[[object, int], tuple], size: int) -> None:
-        self.items, self.decode, self.size = items, decode, size
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray] | str:
-        try:
-            return self.decode(self.items[i], self.size)
-        except (OSError, ValueError) as e:  # ImageError is a ValueError; messages name the file
-            return str(e)
+    ctx = worker_context(preload=("bgcut.train.decode",))  # torch-free: the workers start at once
+    yield from map_surviving_deaths(
+        ctx,
+        decode_in_worker,
+        list(enumerate(items)),
+        workers,
+        init_worker,
+        (decode, size, os.getpid()),
+        died,
+        lambda line: log(f"warning: {line}"),
+        "picture(s)",
+    )
 
 
 def cache_items(
@@ -112,28 +109,26 @@ def cache_items(
     An item that cannot be read is reported in one line and left out, so one broken file does
     not end a run of hours; if nothing at all can be read, that is an error, which says of which
     set (``kind``: training or held-out). ``into`` are the tensors to fill (memory-mapped files,
-    ``on_disk``); the first ``len(kept)`` rows are valid.
+    ``on_disk``); the first ``len(kept)`` rows are valid, in the items' order.
     """
     images = torch.empty((len(items), 3, size, size), dtype=torch.uint8) if into is None else into[0]
     masks = torch.empty((len(items), channels, size, size), dtype=torch.uint8) if into is None else into[1]
     kept: list[int] = []
-    # The engine's worker start (a fork server, never a fork of this threaded process, which can
-    # hang a worker on its first OpenCV call; and never re-running the caller's script).
-    ctx = worker_context() if workers else None
-    with worker_count_taken_as_given():  # -j above the core count is the user's choice
-        loader = iter(
-            DataLoader(_Decoder(items, decode, size), batch_size=None, num_workers=workers, multiprocessing_context=ctx)
-        )
-    for i, got in enumerate(loader):
+    # Each item goes to its own row as it arrives; the rows kept are then moved up, in order.
+    for i, got in _decoded_in_order(items, decode, size, workers, log):
         if isinstance(got, str):
             log(f"skipped: {got}")
             continue
         rgb, mask = got
-        images[len(kept)] = torch.as_tensor(rgb).permute(2, 0, 1)
-        masks[len(kept)] = torch.as_tensor(mask)
+        images[i] = torch.as_tensor(rgb).permute(2, 0, 1)
+        masks[i] = torch.as_tensor(mask)
         kept.append(i)
     if items and not kept:
         raise UsageError(f"none of the {len(items)} {kind} pairs could be read")
+    kept.sort()
+    for row, i in enumerate(kept):
+        if row != i:  # row < i: the rows below were moved already, so nothing is overwritten
+            images[row], masks[row] = images[i], masks[i]
     if into is None and len(kept) < len(items):  # copy only when something was left out: the cache can be gigabytes
         images, masks = images[: len(kept)].clone(), masks[: len(kept)].clone()
     return images, masks, kept

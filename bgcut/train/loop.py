@@ -193,8 +193,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> Path:
     backgrounds = load_backgrounds(cfg.backgrounds, int(cfg.size * 1.25), log) if cfg.backgrounds else None
     aug = AugmentOptions(blur=cfg.blur, jpeg=cfg.jpeg, paste=cfg.paste if backgrounds else 0.0)
 
-    # Seeded here, not only at the start: how the data was cached (decoded now, with a DataLoader
-    # that draws from torch's generator, or read from --cache-dir) must not change the initial weights.
+    # Seeded here, not only at the start: how the data was cached (decoded now, in worker processes
+    # or in this one, or read from --cache-dir) must not change the initial weights.
     torch.manual_seed(cfg.seed)
     model = build_arch(model_cfg)
     ckpt_path = out / "last.pt"
