@@ -177,8 +177,8 @@ def map_surviving_deaths(
     while queue:
         held: dict[Future, T] = {}
         pool = ProcessPoolExecutor(min(workers, len(queue)), mp_context=ctx, initializer=initializer, initargs=initargs)
+        broken = False
         try:
-            broken = False
             while (queue or held) and not broken:
                 while queue and len(held) < 2 * workers:
                     try:
@@ -198,6 +198,8 @@ def map_surviving_deaths(
                     deaths = 0
                     yield future.result()
         finally:
+            if broken:
+                kill_survivors(pool)
             pool.shutdown(wait=True, cancel_futures=True)
         # Items that finished before the death was seen are results, not lost items.
         for future in [f for f in held if not f.cancelled() and f.exception() is None]:
@@ -215,6 +217,15 @@ def map_surviving_deaths(
             if deaths >= GIVE_UP_AFTER:
                 raise WorkersKeepDyingError(_GAVE_UP.format(deaths))
             yield result
+
+
+def kill_survivors(pool: ProcessPoolExecutor) -> None:
+    """A broken pool's other workers, killed: the executor ends them with SIGTERM, which bgcut's
+    workers ignore (the parent decides), so one blocked sending a large result into a pipe that
+    nobody reads any more kept ``shutdown`` waiting for ever. Their items are made again."""
+    processes = getattr(pool, "_processes", None) or {}  # the executor's own table, pid -> process
+    for process in list(processes.values()):
+        process.kill()
 
 
 _GAVE_UP = "worker processes died {} times in a row: out of memory, or a broken installation? Stopped; a rerun resumes"

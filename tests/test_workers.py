@@ -69,3 +69,45 @@ def test_a_death_seen_while_handing_out_items_is_survived_too(tmp_path: Path) ->
         marks.mkdir()
         got = list(map_surviving_deaths(worker_context(), _square, items, 2, _init, (str(marks),), _died, print))
         assert sorted(got) == sorted((i, -1) if i < 0 else (i, i * i) for i in items)
+
+
+BIG_RESULTS = """
+import os, signal, time
+
+def init(main):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as bgcut's workers do: the parent decides
+
+def big(i):
+    if i == 3 and os.getpid() != MAIN:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.4)  # the other worker is still busy when the death is seen
+    return i, b"x" * 1_000_000  # far larger than a pipe's buffer
+
+def died(i):
+    return i, b""
+
+MAIN = int(os.environ["MAIN_PID"])
+"""
+
+
+def test_a_death_beside_a_worker_sending_a_large_result_ends(tmp_path: Path) -> None:
+    """The executor ends a broken pool's other workers with SIGTERM, which bgcut's workers ignore;
+    one blocked sending a large result into the pipe nobody read kept the run waiting for ever
+    (``bgcut train``'s cache, 256 px pairs, after a ``kill -9`` of one decoder)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "big_results.py").write_text(BIG_RESULTS)
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "os.environ['MAIN_PID'] = str(os.getpid())\n"
+        "import big_results as b\n"
+        "from bgcut.workers import map_surviving_deaths, worker_context\n"
+        "got = list(map_surviving_deaths(worker_context(), b.big, range(8), 2, b.init, (0,), b.died, print))\n"
+        "print(sorted((i, len(r)) for i, r in got))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = [(i, 0 if i == 3 else 1_000_000) for i in range(8)]
+    assert done.stdout.splitlines()[-1] == str(expected), done.stdout

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_for_all
 from concurrent.futures.process import BrokenProcessPool
 
-from ..workers import GIVE_UP_AFTER, worker_context
+from ..workers import GIVE_UP_AFTER, kill_survivors, worker_context
 from .dataset import DecodeDataset, DecodeItem, decode_part, init_worker, unpack
 
 PART_FILES = 4  # files per worker task: a part is also what a worker's death can cost
@@ -191,6 +191,9 @@ class _Pool:
     def close(self) -> None:
         with self._cond:
             self._closing = True
+            broken = self._broken
+        if broken:
+            kill_survivors(self._executor)
         self._executor.shutdown(wait=True, cancel_futures=True)
         with contextlib.suppress(OSError):
             self._worker_end.send(_STOP)  # after every worker's own messages
