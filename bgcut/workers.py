@@ -97,9 +97,28 @@ def worker_context(preload: Iterable[str] = ("bgcut.pipeline.dataset",)) -> mult
     """
     ctx = _WorkerContext()
     ctx.set_forkserver_preload([_PRELOADER])
+    _start_quiet_resource_tracker()
     with _environment({"PYTHONSAFEPATH": "1", PRELOAD_ENV: ",".join(preload)}):
         multiprocessing.forkserver.ensure_running()
     return ctx
+
+
+def _start_quiet_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started without its leak warning.
+
+    The pools' queues are named semaphores, which the tracker unlinks when the process that made
+    them is gone. After a ``kill -9`` (or the OOM killer) it did so and then printed a two-line
+    ``UserWarning: resource_tracker: There appear to be 5 leaked semaphore objects`` into the
+    killed command's stderr: library noise, about a clean-up that it had just done. The tracker is
+    started before the fork server (which would start it, and hand it on), with that one
+    module's warnings ignored; the clean-up itself is unchanged.
+    """
+    from multiprocessing import resource_tracker
+
+    quiet = f"ignore::UserWarning:{resource_tracker.__name__}"
+    given = os.environ.get("PYTHONWARNINGS")
+    with _environment({"PYTHONWARNINGS": f"{given},{quiet}" if given else quiet}):
+        resource_tracker.ensure_running()
 
 
 @contextmanager
