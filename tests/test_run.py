@@ -228,3 +228,89 @@ def test_odd_but_valid_inputs_end_to_end(tmp_path: Path, luma_weights: Path) -> 
         assert alpha[30, 40] == 255 and alpha[3, 3] == 0, name
     rotated = Image.open(tmp_path / "o" / "rot.png")
     assert rotated.size == (60, 80)  # orientation 6 turns the 80x60 picture upright as 60x80
+
+
+def test_large_photos_are_held_by_pixels_and_their_outputs_do_not_change(
+    tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches cut short, writes waited for and written one at a time by their photos' pixels
+    (the bounds that keep 100 MP scans from filling the memory), here at 4800-pixel photos: the
+    same files, byte for byte, and every row."""
+    from bgcut.pipeline import local_engine
+
+    rng = np.random.default_rng(3)
+    for i in range(9):
+        save(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), tmp_path / "in" / f"p{i}.png")
+    plain = run([str(tmp_path / "in")], tmp_path / "plain", luma_weights, batch_size=4, workers=2)
+    held: list[int] = []
+    gate = local_engine.PixelGate
+
+    class Watched(gate):  # type: ignore[misc, valid-type]
+        def held(self, pixels: int):  # noqa: ANN202
+            inner = super().held(pixels)
+
+            class Seen:
+                def __enter__(self_inner) -> None:  # noqa: N805
+                    inner.__enter__()
+                    held.append(self.used)
+
+                def __exit__(self_inner, *exc: object) -> None:  # noqa: N805
+                    inner.__exit__(*exc)
+
+            return Seen()
+
+    monkeypatch.setattr(local_engine, "PixelGate", Watched)
+    batches: list[int] = []
+    real_batches = local_engine.model_batches
+
+    def seen_batches(parts, size, max_pixels=None):  # noqa: ANN001, ANN202
+        for batch in real_batches(parts, size, max_pixels):
+            batches.append(len(batch))
+            yield batch
+
+    monkeypatch.setattr(local_engine, "model_batches", seen_batches)
+    for name, value in {"BATCH_PIXELS": 9000, "QUEUED_PIXELS": 5000, "WRITING_PIXELS": 5000}.items():
+        monkeypatch.setattr(local_engine, name, value)
+    cut = run([str(tmp_path / "in")], tmp_path / "cut", luma_weights, batch_size=4, workers=2)
+    assert (plain.done, cut.done, cut.failed) == (9, 9, 0)
+    assert held and max(held) == 4800  # never two writes at once
+    assert sum(batches) == 9 and max(batches) == 2  # two photos reach 9000 pixels: batches of 2, padded to 4
+    for path in sorted((tmp_path / "plain").glob("*.png")):
+        assert path.read_bytes() == (tmp_path / "cut" / path.name).read_bytes(), path.name
+
+
+def test_a_batch_is_cut_short_once_its_photos_hold_the_pixels() -> None:
+    from bgcut.pipeline.dataset import DecodeItem
+    from bgcut.pipeline.local_engine import model_batches
+
+    def photo(i: int, side: int) -> DecodeItem:
+        return DecodeItem(i, rgb=np.zeros((side, side, 3), np.uint8))
+
+    parts = [[photo(0, 10), DecodeItem(1, error="bad"), photo(2, 10)], [photo(3, 20), photo(4, 10), photo(5, 10)]]
+    sizes = [[it.index for it in batch] for batch in model_batches(parts, 4, max_pixels=400)]
+    assert sizes == [[0, 1, 2, 3], [4, 5]]  # 100 + 100 + 400: cut at the third photo, the failed one rides along
+    assert [[it.index for it in b] for b in model_batches(parts, 2)] == [[0, 1, 2], [3, 4], [5]]
+    assert [[it.index for it in b] for b in model_batches(parts, 8, max_pixels=1)] == [[0], [1, 2], [3], [4], [5]]
+
+
+def test_the_pixel_gate_lets_one_photo_over_the_budget_run_alone() -> None:
+    import threading
+    import time
+
+    from bgcut.pipeline.local_engine import PixelGate
+
+    gate = PixelGate(100)
+    together: list[int] = []
+
+    def work(pixels: int) -> None:
+        with gate.held(pixels):
+            together.append(gate.used)
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in (60, 60, 250, 30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads) and gate.used == 0
+    assert len(together) == 4 and max(together) <= 250 and all(u <= 100 or u == 250 for u in together)

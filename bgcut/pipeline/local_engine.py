@@ -9,9 +9,11 @@ stages on a Ray cluster.
 from __future__ import annotations
 
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from tqdm import tqdm
@@ -24,6 +26,16 @@ from .output import Job, ModelFacts, Row, Writer
 from .reader import Source
 from .report import Manifest, RunSummary
 from .target import OutputTarget
+
+# Full-size photos held between decoding and writing, bounded by their pixels as well as their
+# count (bench/RESULTS.md, "Large photos"): a batch is cut short once its photos hold
+# BATCH_PIXELS, queued writes are waited for once they hold QUEUED_PIXELS, and writes run
+# together only within WRITING_PIXELS (one write takes about 17 bytes per pixel at its peak).
+# Photos up to about 12 MP never reach the first and the last; 100 MP scans are held one or two
+# at a time instead of a dozen. A batch cut short is padded like the last one, so no mask changes.
+BATCH_PIXELS = 100_000_000
+QUEUED_PIXELS = 100_000_000
+WRITING_PIXELS = 100_000_000
 
 
 def process_photos(
@@ -46,12 +58,17 @@ def process_photos(
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
-    inflight: deque[Future[Row]] = deque()
+    inflight: deque[tuple[Future[Row], int]] = deque()  # each write, with its photo's pixels
     limit = max(2, run.writer_threads) * 2 + batch_size  # bounded: decoded images wait here, in RAM
+    queued = [0]  # the pixels of the photos in ``inflight``
 
-    def drain(keep: int) -> None:
-        while len(inflight) > keep:
-            record(inflight.popleft().result(), in_manifest=True)
+    def drain(keep: int, keep_pixels: int | None = None) -> None:
+        """Record finished writes, oldest first, until at most ``keep`` are left (and, given
+        ``keep_pixels``, until they hold at most that many pixels, or one is left)."""
+        while len(inflight) > keep or (keep_pixels is not None and queued[0] > keep_pixels and len(inflight) > 1):
+            future, pixels = inflight.popleft()
+            queued[0] -= pixels
+            record(future.result(), in_manifest=True)
             bar.update(1)
 
     def warn(message: str) -> None:
@@ -59,10 +76,13 @@ def process_photos(
 
     writer = Writer(target, ModelFacts(predictor.model_name, predictor.sha256, predictor.size), stdout)
 
+    writing = PixelGate(WRITING_PIXELS)
+
     def written(job: Job) -> Row:
         """Write one output and, at once, its manifest row: a kill -9 between the rename and the
         row would leave a finished output that no row accounts for."""
-        row = writer.write(job)
+        with writing.held(job.mask.size):
+            row = writer.write(job)
         manifest.add(row)
         return row
 
@@ -70,7 +90,7 @@ def process_photos(
     # The run holds the model's share of the cores and the freed memory around this (bgcut/run.py).
     decoding = DecodedParts(dataset, workers, warn)
     try:
-        for batch in model_batches(decoding, batch_size):
+        for batch in model_batches(decoding, batch_size, BATCH_PIXELS):
             good = [it for it in batch if it.error is None]
             for it in batch:
                 if it.error is not None:
@@ -84,15 +104,17 @@ def process_photos(
                     record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))
                     bar.update(1)
                     continue
-                inflight.append(pool.submit(written, Job(pending[it.index], it, mask)))
+                inflight.append((pool.submit(written, Job(pending[it.index], it, mask)), mask.size))
+                queued[0] += mask.size
+                drain(limit + batch_size, QUEUED_PIXELS)  # the count as before: at most a batch over the limit
             drain(limit)
         drain(0)
     except KeyboardInterrupt:
         # Stop reading; let the writes already started finish (each is atomic anyway).
         summary.interrupted = True
-        for fut in inflight:
+        for fut, _ in inflight:
             fut.cancel()
-        drain_started = [f for f in inflight if not f.cancelled()]
+        drain_started = [f for f, _ in inflight if not f.cancelled()]
         inflight.clear()
         for fut in drain_started:
             record(fut.result(), in_manifest=True)
@@ -105,20 +127,47 @@ def process_photos(
         )
 
 
-def model_batches(parts: Iterable[list[DecodeItem]], size: int) -> Iterator[list[DecodeItem]]:
-    """Decoded parts regrouped into batches of ``size`` decoded photos each (the last may be
-    short), with the failed ones among them: a forward pass is never half padding."""
+def model_batches(
+    parts: Iterable[list[DecodeItem]], size: int, max_pixels: int | None = None
+) -> Iterator[list[DecodeItem]]:
+    """Decoded parts regrouped into batches of ``size`` decoded photos each, with the failed ones
+    among them: a forward pass is never half padding. A batch is short at the end, and once its
+    photos' full-size pixels reach ``max_pixels`` (what fills the memory is those, not the
+    model's inputs)."""
     batch: list[DecodeItem] = []
-    good = 0
+    good = pixels = 0
     for part in parts:
         for item in part:
             batch.append(item)
-            good += item.error is None
-            if good == size:
+            if item.error is None:
+                good += 1
+                pixels += item.rgb.shape[0] * item.rgb.shape[1] if item.rgb is not None else 0
+            if good == size or (max_pixels is not None and good and pixels >= max_pixels):
                 yield batch
-                batch, good = [], 0
+                batch, good, pixels = [], 0, 0
     if batch:
         yield batch
+
+
+class PixelGate:
+    """Work that may run together while its photos hold at most ``total`` pixels; a photo larger
+    than that alone still runs, once nothing else does."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def held(self, pixels: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.used == 0 or self.used + pixels <= self.total)
+            self.used += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= pixels
+                self._changed.notify_all()
 
 
 def _finish(summary: RunSummary, *steps: Callable[[], object]) -> None:
