@@ -171,3 +171,30 @@ def test_a_part_taken_and_dropped_is_unmapped(tmp_path: Path) -> None:
     finally:
         decoding.close()
     assert most == 1 and mapped() == 0
+
+
+def test_large_files_go_to_the_workers_in_smaller_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part ends at ``PART_FILES`` files, or once its files take ``PART_BYTES`` on disk: four
+    100 MP photos in one part were held in memory as one 1.2 GB block. A path whose size cannot
+    be read (a URL, a file gone) counts as small; the photos come back the same, in order."""
+    monkeypatch.setattr(loader, "PART_BYTES", 2000)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, side in enumerate([8, 8, 8, 8, 8, 40, 8, 40, 40, 8]):
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    sizes = [os.path.getsize(p) for p in paths]
+    assert max(s for s in sizes if s < 2000) * 4 < 2000 < min(s for s in sizes if s > 2000)  # small and large
+    paths.insert(2, "https://example.com/not-read.png")
+    dataset = DecodeDataset(paths, 16, 10**8)
+    decoding = DecodedParts(dataset, 2, print, part_files=4)
+    try:
+        assert decoding.parts == [[0, 1, 2, 3], [4, 5, 6], [7, 8], [9], [10]]
+        items = [it for part in decoding for it in part]
+    finally:
+        decoding.close()
+    assert [it.index for it in items] == list(range(11))
+    assert items[2].error is not None and all(it.error is None for i, it in enumerate(items) if i != 2)
+    alone = [dataset[i] for i in range(11)]
+    assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(alone, items, strict=True) if a.error is None)

@@ -36,6 +36,9 @@ from ..workers import GIVE_UP_AFTER, kill_survivors, worker_context
 from .dataset import DecodeDataset, DecodeItem, decode_part, init_worker, unpack
 
 PART_FILES = 4  # files per worker task: a part is also what a worker's death can cost
+# A part also ends once its files take this much on disk: four 100 MP JPEGs (6 MB each) decode
+# to 1.2 GB, held in memory as one block until the last of them is written (bench/RESULTS.md).
+PART_BYTES = 4 << 20
 IN_HANDS = 2  # parts per worker being decoded at a time
 READ_AHEAD_BYTES = 512 << 20  # decoded parts waiting for the main process, at most (bench/RESULTS.md)
 NICE = 19  # the workers' niceness (``os.nice``): measured best on 2 cores (bench/RESULTS.md)
@@ -45,8 +48,8 @@ _DIED_TWICE = "the decode worker process died twice while reading this file"
 
 class DecodedParts:
     """``dataset`` decoded in ``workers`` processes (0: in this process, as it is iterated), in
-    parts of ``part_files`` consecutive indices, yielded in order. Iterate once; ``close``
-    stops the workers (also when the parts were not all taken)."""
+    parts of consecutive indices (``part_files``, fewer for large files: ``_parts``), yielded in
+    order. Iterate once; ``close`` stops the workers (also when the parts were not all taken)."""
 
     def __init__(
         self,
@@ -56,9 +59,8 @@ class DecodedParts:
         part_files: int = PART_FILES,
         nice: int = NICE,
     ) -> None:
-        n = len(dataset)
         self.dataset, self.workers, self.warn, self.nice = dataset, workers, warn, nice
-        self.parts = [list(range(i, min(i + part_files, n))) for i in range(0, n, part_files)]
+        self.parts = _parts(dataset, part_files)
         self._ctx = worker_context() if workers and self.parts else None
         self._pool = _Pool(self._ctx, dataset, self.parts, workers, nice) if self._ctx is not None else None
         self._reason = ""
@@ -123,6 +125,31 @@ class DecodedParts:
                 pool.close()
         items.extend(self.dataset[i] for i in todo)
         return items, deaths
+
+
+def _parts(dataset: DecodeDataset, part_files: int) -> list[list[int]]:
+    """Consecutive indices, ``part_files`` to a part, or fewer where the files are large on disk
+    (``PART_BYTES``); a file whose size cannot be read (a URL) counts as small."""
+    paths = getattr(dataset, "paths", None)
+    parts: list[list[int]] = []
+    part: list[int] = []
+    size = 0
+    for i in range(len(dataset)):
+        part.append(i)
+        size += _size_on_disk(paths[i]) if paths is not None else 0
+        if len(part) == part_files or size >= PART_BYTES:
+            parts.append(part)
+            part, size = [], 0
+    if part:
+        parts.append(part)
+    return parts
+
+
+def _size_on_disk(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except (OSError, TypeError, ValueError):
+        return 0
 
 
 class _Pool:
