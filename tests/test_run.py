@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -243,21 +245,13 @@ def test_large_photos_are_held_by_pixels_and_their_outputs_do_not_change(
         save(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), tmp_path / "in" / f"p{i}.png")
     plain = run([str(tmp_path / "in")], tmp_path / "plain", luma_weights, batch_size=4, workers=2)
     held: list[int] = []
-    gate = local_engine.PixelGate
 
-    class Watched(gate):  # type: ignore[misc, valid-type]
-        def held(self, pixels: int):  # noqa: ANN202
-            inner = super().held(pixels)
-
-            class Seen:
-                def __enter__(self_inner) -> None:  # noqa: N805
-                    inner.__enter__()
-                    held.append(self.used)
-
-                def __exit__(self_inner, *exc: object) -> None:  # noqa: N805
-                    inner.__exit__(*exc)
-
-            return Seen()
+    class Watched(local_engine.PixelGate):
+        @contextmanager
+        def held(self, pixels: int) -> Iterator[None]:
+            with super().held(pixels):
+                held.append(self.used)
+                yield
 
     monkeypatch.setattr(local_engine, "PixelGate", Watched)
     batches: list[int] = []

@@ -60,15 +60,16 @@ def process_photos(
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
     inflight: deque[tuple[Future[Row], int]] = deque()  # each write, with its photo's pixels
     limit = max(2, run.writer_threads) * 2 + batch_size  # bounded: decoded images wait here, in RAM
-    queued = [0]  # the pixels of the photos in ``inflight``
 
     def drain(keep: int, keep_pixels: int | None = None) -> None:
         """Record finished writes, oldest first, until at most ``keep`` are left (and, given
         ``keep_pixels``, until they hold at most that many pixels, or one is left)."""
-        while len(inflight) > keep or (keep_pixels is not None and queued[0] > keep_pixels and len(inflight) > 1):
-            future, pixels = inflight.popleft()
-            queued[0] -= pixels
-            record(future.result(), in_manifest=True)
+
+        def over_pixels() -> bool:
+            return keep_pixels is not None and len(inflight) > 1 and sum(p for _, p in inflight) > keep_pixels
+
+        while len(inflight) > keep or over_pixels():
+            record(inflight.popleft()[0].result(), in_manifest=True)
             bar.update(1)
 
     def warn(message: str) -> None:
@@ -105,7 +106,6 @@ def process_photos(
                     bar.update(1)
                     continue
                 inflight.append((pool.submit(written, Job(pending[it.index], it, mask)), mask.size))
-                queued[0] += mask.size
                 drain(limit + batch_size, QUEUED_PIXELS)  # the count as before: at most a batch over the limit
             drain(limit)
         drain(0)
