@@ -165,7 +165,7 @@ def _exit_with(pid: int) -> None:
 
 T = TypeVar("T")
 R = TypeVar("R")
-GIVE_UP_AFTER = 3  # worker deaths in a row, nothing finished in between: the machine, not an item
+GIVE_UP_AFTER = 3  # items in a row that each killed a worker alone: the machine, not an item
 
 
 class WorkersKeepDyingError(BgcutError):
@@ -190,6 +190,11 @@ def map_surviving_deaths(
     items that were in the workers' hands are tried again one at a time in a fresh worker, and
     one during which a worker dies again gives ``died(item)``; the rest go on in a new pool. At
     most ``2 * workers`` items are handed out at a time, so a long list costs no memory ahead.
+
+    Only a death while one item is alone in its worker counts towards ``GIVE_UP_AFTER``: that
+    death is the item's, or the machine's. A pool's death is not counted: the executor sees a
+    death only after the fork server has reaped the worker, and fast items go on meanwhile, so
+    the items lost with a pool can hold several that kill, each counted once it dies alone.
     """
     queue: deque[T] = deque(items)
     deaths = 0
@@ -226,9 +231,6 @@ def map_surviving_deaths(
             yield future.result()
         if not held:
             continue
-        deaths += 1
-        if deaths >= GIVE_UP_AFTER:
-            raise WorkersKeepDyingError(_GAVE_UP.format(deaths))
         lost = list(held.values())
         warn(f"a worker process died; its {len(lost)} unfinished {what} are made again, one at a time")
         for result, again in _one_at_a_time(ctx, fn, lost, initializer, initargs, died):

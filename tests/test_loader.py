@@ -72,6 +72,15 @@ def test_a_file_that_kills_its_worker_twice_is_reported_alone(deadly: type) -> N
     assert "retrying its " in warnings[0]
 
 
+def test_two_files_that_kill_side_by_side_cost_only_themselves(deadly: type) -> None:
+    """Both die with the pool and again alone: two deaths of files, not three of the machine
+    (the pool's own death was counted too, and the rest of the run was decoded in this process)."""
+    items, warnings = collect(deadly(20, {4, 5}))
+    assert [(it.index, bool(it.error)) for it in items] == [(i, i in (4, 5)) for i in range(20)]
+    assert all(it.warning == "decoded in worker" for it in items if not it.error)
+    assert len(warnings) == 1 and warnings[0].startswith("a decode worker died ("), warnings
+
+
 def test_workers_that_keep_dying_are_given_up_for_this_process(deadly: type) -> None:
     items, warnings = collect(deadly(20, None))
     assert [it.index for it in items] == list(range(20))

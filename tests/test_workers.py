@@ -55,6 +55,18 @@ def test_an_item_whose_worker_died_once_is_made_again(tmp_path: Path) -> None:
     assert len(said) == 1
 
 
+def test_two_items_that_kill_side_by_side_cost_only_themselves(tmp_path: Path) -> None:
+    """-1 and -2 are handed out together and both lost with the pool: each dies again alone, two
+    deaths of items. The pool's own death, counted as a third, gave up the run; it did so in 9 of
+    40 runs of ``test_a_death_seen_while_handing_out_items_is_survived_too``, where the executor
+    saw a death only after more items had gone out."""
+    items = [0, -1, -2, *range(4, 12)]
+    said: list[str] = []
+    got = list(map_surviving_deaths(worker_context(), _square, items, 2, _init, (str(tmp_path),), _died, said.append))
+    assert sorted(got) == sorted((i, -1) if i < 0 else (i, i * i) for i in items)
+    assert said and all(line.startswith("a worker process died; its ") for line in said)
+
+
 def test_workers_that_keep_dying_stop_the_run_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(WorkersKeepDyingError, match=r"^worker processes died 3 times in a row: .* a rerun resumes$"):
         list(map_surviving_deaths(worker_context(), _square, [-1] * 6, 2, _init, (str(tmp_path),), _died, print))

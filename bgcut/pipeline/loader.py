@@ -66,7 +66,9 @@ class DecodedParts:
         self._reason = ""
 
     def __iter__(self) -> Iterator[list[DecodeItem]]:
-        deaths, done = 0, 0  # deaths in a row with no file decoded in between; parts yielded
+        # Files in a row that each killed a worker alone (a pool's death is not counted: the
+        # parts it took can hold several such files, each counted once it dies alone); parts yielded.
+        deaths, done = 0, 0
         while done < len(self.parts) and deaths < GIVE_UP_AFTER and self._ctx is not None:
             pool = self._pool or _Pool(self._ctx, self.dataset, self.parts[done:], self.workers, self.nice)
             self._pool, told = pool, False
@@ -74,7 +76,7 @@ class DecodedParts:
                 for items in pool.results():
                     if items is None:  # lost with a worker that died
                         if not told:  # one death, however many parts it took
-                            told, deaths = True, deaths + 1
+                            told = True
                             lost = pool.lost_files()
                             self.warn(
                                 f"a decode worker died ({pool.reason}); retrying its {lost} file(s) one at a time"
