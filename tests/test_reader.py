@@ -110,3 +110,25 @@ def test_a_link_to_a_file_already_found_is_a_duplicate_and_the_file_keeps_its_na
         (str(root / "links" / "target.jpg"),
          f"the same file as {root / 'real' / 'target.jpg'}, which is read under that name"),
     ]  # fmt: skip
+
+
+def test_paths_are_written_as_given_under_the_folder_and_links_are_found_by_their_real_files(
+    tmp_path: Path, monkeypatch
+) -> None:  # noqa: ANN001
+    """The walk writes each file's path with strings, no ``Path`` per file: ``.`` gives ``a.jpg``,
+    not ``./a.jpg``; a file reached again through a linked folder is the same file, found by its
+    folder's real path."""
+    monkeypatch.chdir(tmp_path)
+    touch(tmp_path / "a.jpg")
+    touch(tmp_path / "real" / "b.jpg")
+    (tmp_path / "via").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "a.jpg")
+    listing = list_sources(["."])
+    assert [(s.path, s.key, s.display) for s in listing.sources] == [
+        ("a.jpg", "a", "a.jpg"),
+        ("real/b.jpg", "real/b", "real/b.jpg"),
+    ]
+    assert listing.passed_over == [("c.jpg", "the same file as a.jpg, which is read under that name")]
+    listing = list_sources(["via", "real"])
+    assert [s.path for s in listing.sources] == ["via/b.jpg"]
+    assert listing.passed_over == [("real/b.jpg", "the same file as via/b.jpg, which is read under that name")]

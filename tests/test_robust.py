@@ -160,6 +160,21 @@ def test_a_folder_that_cannot_be_entered(tmp_path: Path, luma_weights: Path, mon
     assert by_name["a.png"].status == "failed" and by_name["a.png"].error == "permission denied"
 
 
+def test_a_symlink_loop_given_as_a_file_fails_alone(tmp_path: Path, luma_weights: Path) -> None:
+    """``bgcut loop.jpg`` (a link to itself) ended in a RuntimeError traceback from
+    ``Path.resolve``, before any input was read."""
+    save(square_image(), tmp_path / "ok.png")
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    out = tmp_path / "out"
+    proc = bgcut(str(tmp_path / "loop.jpg"), str(tmp_path / "ok.png"), "-o", str(out), "-w", str(luma_weights))
+    assert proc.returncode == 1
+    assert f"bgcut: error: {tmp_path / 'loop.jpg'}: cannot open: Too many levels of symbolic links" in (
+        only_bgcut_lines(proc.stderr)
+    )
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["ok.png"]
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root enters every folder")
 def test_a_folder_that_cannot_be_entered_for_real(tmp_path: Path, luma_weights: Path) -> None:
     src = tmp_path / "in"

@@ -109,9 +109,14 @@ def _same_key(path: str, folders: dict[str, str]) -> str:
     as it is: an output is renamed over its own name, which replaces such a link, not its target."""
     if is_url(path):
         return path
-    folder, name = os.path.split(os.path.abspath(path))
+    # The folder as written is looked up, so most paths cost no ``abspath`` of their own; a name
+    # that tidying would change (``..``, ``.``, a trailing slash) takes the long way.
+    i = path.rfind("/")
+    folder, name = (path[:i] or "/", path[i + 1 :]) if i >= 0 else ("", path)
+    if name in ("", ".", ".."):
+        folder, name = os.path.split(os.path.abspath(path))
     if folder not in folders:
-        folders[folder] = os.path.realpath(folder)
+        folders[folder] = os.path.realpath(os.path.abspath(folder))
     return os.path.join(folders[folder], name)
 
 

@@ -26,10 +26,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from .. import codecs
 from ..errors import UsageError
-from ..storage import is_under, is_url, join_url, list_url
+from ..storage import as_written_inside, is_plain_name, is_under, is_url, join_url, list_url
 
 IMAGE_EXTENSIONS = codecs.IMAGE_EXTENSIONS  # what this installation's Pillow (and plugins) can read
 # Folders are walked for both; a video becomes a clip of frames (bgcut/video), not one image.
@@ -40,14 +41,22 @@ INPUT_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
 SAME_FILE = "the same file as"
 
 
+def extension(path: str) -> str:
+    """A path's or URL's extension, lower-cased (what ``PurePosixPath(path).suffix.lower()`` is)."""
+    name = path.rstrip("/").rpartition("/")[2]
+    if name in ("", "."):  # a path that ends in "/." or is all slashes: pathlib tidies it first
+        return PurePosixPath(path).suffix.lower()
+    return _suffix(name).lower()
+
+
 def is_video(path: str) -> bool:
-    return PurePosixPath(path).suffix.lower() in VIDEO_EXTENSIONS
+    return extension(path) in VIDEO_EXTENSIONS
 
 
 def is_animated_gif(path: str) -> bool:
     """A local GIF of more than one frame: it is cut out as a video (a still GIF stays an image).
     Anything unreadable is left to the image decoder, which says why, by name."""
-    if PurePosixPath(path).suffix.lower() != ".gif" or is_url(path):
+    if extension(path) != ".gif" or is_url(path):
         return False
     from PIL import Image
 
@@ -65,6 +74,16 @@ class Source:
     display: str  # the path as the user wrote it (or as found under their folder), for messages
 
 
+class _Found(NamedTuple):
+    """A file found for an input, before its output key is decided."""
+
+    path: str  # the file to read: a local path or an fsspec URL
+    key: str  # its key with the extension
+    display: str
+    real: str | None = None  # its real path, where the walk knew it without a lookup
+    link: bool | None = None  # whether it is a symlink, where the walk knew it
+
+
 @dataclass
 class Listing:
     sources: list[Source]
@@ -79,15 +98,19 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Path, str]]:
-    """Yield (file, key-with-extension) under ``root``; follows symlinks but never loops."""
+def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[_Found]:
+    """Each file under ``root`` with its key (with the extension); follows symlinks but never loops.
+
+    Written with strings and each folder's real path, not a ``Path`` per file: a million files
+    cost about 50 s of pathlib before the first one was decoded (bench/RESULTS.md, "Listing")."""
     seen_dirs: set[tuple[int, int]] = set()
-    stack = [(root, PurePosixPath())]
+    stack: list[tuple[Path, str]] = [(root, "")]
     while stack:
         folder, rel = stack.pop()
         try:
             st = folder.stat()
-            if skip is not None and folder.resolve() == skip:
+            real = os.path.realpath(folder)
+            if skip is not None and real == str(skip):
                 continue  # the output folder inside the input folder: never read our own outputs
         except OSError as e:
             listing.errors.append((str(folder), f"cannot read folder: {e.strerror}"))
@@ -101,29 +124,39 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[tuple[Pat
         except OSError as e:
             listing.errors.append((str(folder), f"cannot list folder: {e.strerror}"))
             continue
+        base = as_written_inside(str(folder))
         subdirs = []
         for entry in entries:
             if _is_hidden(entry.name):
                 continue
-            path = Path(entry.path)
+            path = base + entry.name  # what ``str(folder / entry.name)`` is, without a Path
             try:
                 is_dir = entry.is_dir()  # follows symlinks
             except OSError:
                 is_dir = False
             if is_dir:
-                subdirs.append((path, rel / entry.name))
-            elif Path(entry.name).suffix.lower() in INPUT_EXTENSIONS:
+                subdirs.append((folder / entry.name, f"{rel}/{entry.name}" if rel else entry.name))
+            elif (suffix := _suffix(entry.name)).lower() in INPUT_EXTENSIONS:
                 try:
-                    dangling = entry.is_symlink() and not path.exists()
+                    link = entry.is_symlink()  # from the listing itself on Linux: no system call
+                    dangling = link and not os.path.exists(path)
                 except OSError:  # a folder we may list but not enter: the decoder says why, per file
-                    dangling = False
+                    link, dangling = False, False
                 if dangling:
-                    listing.errors.append((str(path), "broken symlink"))
+                    listing.errors.append((path, "broken symlink"))
                     continue
-                yield path, str(rel / entry.name)
+                key = f"{rel}/{entry.name}" if rel else entry.name
+                # A file that is no link is its folder's real path and its name: no lookup per file.
+                yield _Found(path, key, path, None if link else os.path.join(real, entry.name), link)
             else:
-                listing.passed_over.append((str(path), codecs.why_unreadable(Path(entry.name).suffix)))
+                listing.passed_over.append((path, codecs.why_unreadable(suffix)))
         stack.extend(reversed(subdirs))
+
+
+def _suffix(name: str) -> str:
+    """A file name's extension, as ``PurePath.suffix`` gives it (``.jpg``; none for ``.bashrc`` or ``a.``)."""
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
 
 
 def _key_for_file(arg: str) -> str:
@@ -134,8 +167,11 @@ def _key_for_file(arg: str) -> str:
 
 
 def _strip_ext(name: str) -> str:
-    p = PurePosixPath(name)
-    return str(p.with_suffix("")) if p.suffix else name
+    if not is_plain_name(name):
+        p = PurePosixPath(name)  # a name that pathlib would also tidy up
+        return str(p.with_suffix("")) if p.suffix else name
+    suffix = _suffix(name.rpartition("/")[2])
+    return name[: -len(suffix)] if suffix else name
 
 
 STDIN_KEY = "stdin"  # the output name of an image read from stdin (OUT/stdin.png)
@@ -160,7 +196,7 @@ def list_sources(
     skip: Path | str | None = None
     if output_dir is not None:
         skip = str(output_dir) if is_url(str(output_dir)) else Path(output_dir).resolve()
-    found: list[tuple[str, str, str]] = []  # (path or URL, key with extension, display)
+    found: list[_Found] = []
     for arg in inputs:
         if arg == "-":
             for line in stdin_lines or ():
@@ -173,21 +209,24 @@ def list_sources(
     return listing
 
 
-def _one_per_file(found: list[tuple[str, str, str]], listing: Listing) -> list[tuple[str, str, str]]:
+def _one_per_file(found: list[_Found], listing: Listing) -> list[_Found]:
     """The same file reached twice (a repeated argument, a symlink) is read once, in the place it
     was first found, under its own name rather than a link's; each other way of reaching it is a
     passed-over row that names the file it duplicates."""
-    ways: dict[str, list[tuple[str, str, str]]] = {}  # a file's real path -> each way it was reached
+    ways: dict[str, list[_Found]] = {}  # a file's real path -> each way it was reached
     for entry in found:
-        ways.setdefault(entry[0] if is_url(entry[0]) else _real(entry[0]), []).append(entry)
-    unique: list[tuple[str, str, str]] = []
+        real = entry.path if is_url(entry.path) else entry.real or _real(entry.path)
+        ways.setdefault(real, []).append(entry)
+    unique: list[_Found] = []
     for group in ways.values():  # in the order the files were first reached
         # Chosen once the whole walk is known, so that every passed-over row names the name read.
-        kept = next((e for e in group if not _is_link(e[0])), group[0])
+        kept = next((e for e in group if not (_is_link(e.path) if e.link is None else e.link)), group[0])
         unique.append(kept)
         for entry in group:
-            if entry is not kept and entry[2] != kept[2]:
-                listing.passed_over.append((entry[2], f"{SAME_FILE} {kept[2]}, which is read under that name"))
+            if entry is not kept and entry.display != kept.display:
+                listing.passed_over.append(
+                    (entry.display, f"{SAME_FILE} {kept.display}, which is read under that name")
+                )
     return unique
 
 
@@ -201,13 +240,15 @@ def _is_link(path: str) -> bool:
 
 
 def _real(path: str) -> str:
+    """The file's real path. ``Path.resolve`` raised RuntimeError, past every handler, for a
+    symlink loop given as an input; ``realpath`` returns it as it is, and the decoder says why."""
     try:
-        return str(Path(path).resolve())
+        return os.path.realpath(path)
     except OSError:  # a folder on the way that cannot be entered: the path as written identifies it
         return os.path.abspath(path)
 
 
-def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[tuple[str, str, str]]:
+def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[_Found]:
     if is_url(arg):
         return _expand_url(arg, skip if isinstance(skip, str) else None, listing)
     path = Path(arg)
@@ -218,14 +259,14 @@ def _expand(arg: str, skip: Path | str | None, listing: Listing) -> list[tuple[s
         is_dir = missing = False
     if is_dir:
         local_skip = skip if isinstance(skip, Path) else None
-        return [(str(p), rel, str(p)) for p, rel in _walk(path, local_skip, listing)]
+        return list(_walk(path, local_skip, listing))
     if missing:
         listing.errors.append((arg, "no such file or folder"))
         return []
-    return [(arg, _key_for_file(arg), arg)]
+    return [_Found(arg, _key_for_file(arg), arg)]
 
 
-def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[tuple[str, str, str]]:
+def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[_Found]:
     try:
         found = list_url(arg)
     except UsageError:
@@ -241,28 +282,28 @@ def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[tuple[str,
         return []
     kind, names = found
     if kind == "file":
-        return [(arg, PurePosixPath(arg.split("://", 1)[1]).name, arg)]
+        return [_Found(arg, PurePosixPath(arg.split("://", 1)[1]).name, arg)]
     out = []
     for rel in names:
         url = join_url(arg, rel)
         if PurePosixPath(rel).suffix.lower() in IMAGE_EXTENSIONS and not (skip and is_under(url, skip)):
-            out.append((url, rel, url))
+            out.append(_Found(url, rel, url))
     return out
 
 
-def _assign_keys(found: list[tuple[str, str, str]], listing: Listing) -> list[Source]:
+def _assign_keys(found: list[_Found], listing: Listing) -> list[Source]:
     """Each file's output key (the naming rules above). Files whose names are the same even with
     their extensions (``d1/x.jpg`` and ``d2/x.jpg`` given as two folders or two absolute paths)
     would write one output over the other: the first found keeps the name, each other is a
     failed input that says so."""
+    stems = [_strip_ext(entry.key) for entry in found]
     counts: dict[str, int] = defaultdict(int)
-    for _, key, _ in found:
-        counts[_strip_ext(key).lower()] += 1
+    for stem in stems:
+        counts[stem.lower()] += 1
     sources: list[Source] = []
     taken: dict[str, Source] = {}  # a final key, compared case-insensitively -> the source that has it
-    for path, key, display in found:
-        clash = counts[_strip_ext(key).lower()] > 1
-        source = Source(path, key if clash else _strip_ext(key), display)
+    for (path, key, display, _, _), stem in zip(found, stems, strict=True):
+        source = Source(path, key if counts[stem.lower()] > 1 else stem, display)
         if (first := taken.setdefault(source.key.lower(), source)) is not source:
             listing.errors.append(
                 (
