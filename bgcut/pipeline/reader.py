@@ -101,8 +101,8 @@ def _is_hidden(name: str) -> bool:
 def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[_Found]:
     """Each file under ``root`` with its key (with the extension); follows symlinks but never loops.
 
-    Written with strings and each folder's real path, not a ``Path`` per file: a million files
-    cost about 50 s of pathlib before the first one was decoded (bench/RESULTS.md, "Listing")."""
+    Written with strings and each folder's real path, not a ``Path`` per file: 200,000 files
+    cost 10.7 s of pathlib before the first one was decoded (bench/RESULTS.md, "Large trees")."""
     seen_dirs: set[tuple[int, int]] = set()
     stack: list[tuple[Path, str]] = [(root, "")]
     while stack:
@@ -130,24 +130,26 @@ def _walk(root: Path, skip: Path | None, listing: Listing) -> Iterable[_Found]:
             if _is_hidden(entry.name):
                 continue
             path = base + entry.name  # what ``str(folder / entry.name)`` is, without a Path
+            key = f"{rel}/{entry.name}" if rel else entry.name
             try:
                 is_dir = entry.is_dir()  # follows symlinks
             except OSError:
                 is_dir = False
             if is_dir:
-                subdirs.append((folder / entry.name, f"{rel}/{entry.name}" if rel else entry.name))
+                subdirs.append((folder / entry.name, key))
             elif (suffix := _suffix(entry.name)).lower() in INPUT_EXTENSIONS:
                 try:
-                    link = entry.is_symlink()  # from the listing itself on Linux: no system call
-                    dangling = link and not os.path.exists(path)
+                    link: bool | None = entry.is_symlink()  # from the listing on Linux: no system call
+                    # ``Path.exists``, not ``os.path.exists``: a link that cannot be looked
+                    # through (permission denied) is not called broken; the decoder says why.
+                    dangling = link and not Path(path).exists()
                 except OSError:  # a folder we may list but not enter: the decoder says why, per file
-                    link, dangling = False, False
+                    link, dangling = None, False  # unknown: looked up again when duplicates are found
                 if dangling:
                     listing.errors.append((path, "broken symlink"))
                     continue
-                key = f"{rel}/{entry.name}" if rel else entry.name
                 # A file that is no link is its folder's real path and its name: no lookup per file.
-                yield _Found(path, key, path, None if link else os.path.join(real, entry.name), link)
+                yield _Found(path, key, path, os.path.join(real, entry.name) if link is False else None, link)
             else:
                 listing.passed_over.append((path, codecs.why_unreadable(suffix)))
         stack.extend(reversed(subdirs))
@@ -286,7 +288,7 @@ def _expand_url(arg: str, skip: str | None, listing: Listing) -> list[_Found]:
     out = []
     for rel in names:
         url = join_url(arg, rel)
-        if PurePosixPath(rel).suffix.lower() in IMAGE_EXTENSIONS and not (skip and is_under(url, skip)):
+        if extension(rel) in IMAGE_EXTENSIONS and not (skip and is_under(url, skip)):
             out.append(_Found(url, rel, url))
     return out
 
