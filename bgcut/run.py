@@ -18,14 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from .config import OutputOptions, PostOptions, PretrainedCfg, RunOptions, VideoOptions
+from .config import OutputOptions, PostOptions, RunOptions, VideoOptions
 from .cpu.cores import cores_for_model
 from .cpu.heap import retained_heap
 from .devices import pick_device, pick_dtype
 from .errors import UsageError
-from .models import create_model
 from .pipeline import guard
-from .pipeline.infer import Predictor
+from .pipeline.infer import Predictor, cluster_model
 from .pipeline.local_engine import process_photos
 from .pipeline.matting import require_pymatting
 from .pipeline.output import Row
@@ -132,30 +131,33 @@ def remove_backgrounds(
         pending, videos = _sort(target, listing, clips, inputs, video, record, manifest, log)
         if pending or videos:
             # The model before anything is written: weights that cannot be used leave OUT as it was.
+            # Ray's actors load it on their own machines; the driver checks it and reads its config.
             if run.engine == "ray":
-                model: Predictor | PretrainedCfg = create_model(run.model, run.weights, device="cpu").cfg
+                cluster = cluster_model(run)
             else:
                 model = predictor if predictor is not None else Predictor.load(run, device, dtype)
+                model.warn = lambda message: log(f"bgcut: warning: {message}")  # a batch size lowered
+                step = model.step()
             if settings is not None and target.dest is not None:
                 # An output folder that cannot be written is not an error here: each file's write says so, by name.
                 with contextlib.suppress(OSError):
                     target.dest.write(guard.SETTINGS_FILE, settings)
-            if isinstance(model, Predictor):
+            if run.engine == "ray":
+                from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
+
+                ray_engine.run_on_ray(target, cluster, pending, record, summary)
+            else:
                 # The model's share of the cores (cpu/cores.py), and freed memory held so that
                 # consecutive forwards reuse each other's (cpu/heap.py): for the whole local run,
-                # photos and clips alike.
-                with cores_for_model(model.device.type, model.size), retained_heap(model.device.type):
+                # photos and clips alike, which run the one model's step.
+                with cores_for_model(model.device.type, step.size), retained_heap(model.device.type):
                     if pending:
                         to = stdout if stdout is not None else sys.stdout.buffer
-                        process_photos(target, model, pending, record, progress, summary, manifest, log, to)
+                        process_photos(target, step, pending, record, progress, summary, manifest, log, to)
                     if videos and not summary.interrupted:
                         from .video.run import process_videos  # PyAV is an extra: imported only for clips
 
-                        process_videos(target, model, videos, video, record, progress)
-            else:
-                from .pipeline import ray_engine  # Ray is an extra: imported only for --engine ray
-
-                ray_engine.run_on_ray(target, model, pending, record, summary)
+                        process_videos(target, step, videos, video, record, progress)
     except KeyboardInterrupt:  # between images, or while the run was closing: the summary still says so
         summary.interrupted = True
     finally:

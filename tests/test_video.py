@@ -377,11 +377,11 @@ def test_ctrl_c_mid_video_leaves_no_file(tmp_path: Path, luma_weights: Path, mon
     real = Predictor.masks
     calls = []
 
-    def interrupted(self: Predictor, inputs: list, sizes: list):  # noqa: ANN202
+    def interrupted(self: Predictor, inputs: list, sizes: list, **kwargs: str):  # noqa: ANN202
         calls.append(len(inputs))
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, inputs, sizes)
+        return real(self, inputs, sizes, **kwargs)
 
     monkeypatch.setattr(Predictor, "masks", interrupted)
     clip = make_clip(tmp_path / "clip.mp4")

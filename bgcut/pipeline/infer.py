@@ -12,6 +12,7 @@ says so). An image that does not fit even alone fails like a bad file (``DeviceM
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from ..cpu.heap import retained_heap
 from ..devices import pick_device, pick_dtype
 from ..errors import DeviceMemoryError
 from ..models import LoadedModel, create_model, fuse_conv_bn
+from .model_step import ClusterModel, ModelFacts, ModelStep
 from .preprocess import normalise, resize_for_model, to_masks
 
 
@@ -51,9 +53,10 @@ def input_and_batch(
 class Predictor:
     """One loaded model on one device, and the one batch step every engine runs.
 
-    ``from_options`` is the one set-up (device, precision, weights, batch size) that the local
-    engine, the Ray actors and the Python API share; ``masks`` maps model inputs to full-size
-    masks; ``__call__`` is the forward pass alone.
+    ``from_options`` is the one set-up (device, precision, weights, batch size) that the Ray
+    actors, the server and the Python API share (``bgcut/run.py`` chooses the device once and
+    calls ``load``); ``masks`` maps model inputs to full-size masks; ``step`` hands that to the
+    engines with the model's facts; ``__call__`` is the forward pass alone.
     """
 
     def __init__(
@@ -98,6 +101,13 @@ class Predictor:
         wiring module chooses them once, before any work, and hands them on."""
         loaded = create_model(run.model, run.weights, device="cpu")
         return cls(loaded, device, dtype, run.size, run.batch_size, pad)
+
+    def step(self) -> ModelStep:
+        """This model as the engines take it (``model_step``): its facts, and ``masks`` with each
+        input that does not fit in device memory handed on as its error, so that an engine can
+        fail that input alone."""
+        facts = ModelFacts(self.model_name, self.sha256, self.size)
+        return ModelStep(facts, self.batch_size, self.cfg.interpolation, partial(self.masks, failures="yield"))
 
     def prepare(self, rgb: np.ndarray) -> torch.Tensor:
         """A photo (H x W x 3 uint8) -> this model's input; decode workers call ``images.model_input``
@@ -184,6 +194,20 @@ class Predictor:
                 self.warn(f"out of {self.device.type} memory at batch size {len(chunk)}; lowered to {half}")
             self.batch_size = half  # padding (``__call__``) follows, or the retry would not be smaller
         return self._fitting(chunk[:half]) + self._fitting(chunk[half:])
+
+
+def cluster_model(run: RunOptions) -> ClusterModel:
+    """``run``'s model for the Ray engine. The weights are found and checked here, on the driver,
+    before anything is written; each actor then loads them on its own device (``step_for``)."""
+    cfg = create_model(run.model, run.weights, device="cpu").cfg
+    return ClusterModel(
+        cfg.interpolation, partial(input_and_batch, run.size, run.batch_size, cfg), partial(step_for, run)
+    )
+
+
+def step_for(run: RunOptions) -> ModelStep:
+    """``run``'s model loaded on this machine, as an engine takes it (on a Ray actor)."""
+    return Predictor.from_options(run).step()
 
 
 @torch.inference_mode()

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from ..errors import DeviceMemoryError
 from .dataset import DecodeDataset, DecodeItem
-from .infer import Predictor
 from .loader import DecodedParts
-from .output import Job, ModelFacts, Row, Writer
+from .model_step import ModelStep
+from .output import Job, Row, Writer
 from .reader import Source
 from .report import Manifest, RunSummary
 from .target import OutputTarget
@@ -40,7 +40,7 @@ WRITING_PIXELS = 100_000_000
 
 def process_photos(
     target: OutputTarget,
-    predictor: Predictor,
+    model: ModelStep,
     pending: list[Source],
     record: Callable[..., None],
     progress: bool | None,
@@ -49,12 +49,12 @@ def process_photos(
     log: Callable[[str], None],
     stdout: BinaryIO | None,
 ) -> None:
-    """Cut out ``pending`` with ``predictor``, recording each row as its output is written."""
+    """Cut out ``pending`` with ``model``, recording each row as its output is written."""
     run = target.run
-    batch_size = predictor.batch_size
+    batch_size = model.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
     workers = 0 if target.to_stdout or len(pending) <= batch_size else max(0, run.workers)
-    dataset = DecodeDataset([s.path for s in pending], predictor.size, run.max_pixels, predictor.cfg.interpolation)
+    dataset = DecodeDataset([s.path for s in pending], model.size, run.max_pixels, model.interpolation)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = tqdm(total=len(pending), disable=not show, unit="img", file=sys.stderr, dynamic_ncols=True)
     pool = ThreadPoolExecutor(max_workers=max(1, run.writer_threads), thread_name_prefix="bgcut-write")
@@ -75,7 +75,7 @@ def process_photos(
     def warn(message: str) -> None:
         log(f"bgcut: warning: {message}")
 
-    writer = Writer(target, ModelFacts(predictor.model_name, predictor.sha256, predictor.size), stdout)
+    writer = Writer(target, model.facts, stdout)
 
     writing = PixelGate(WRITING_PIXELS)
 
@@ -87,7 +87,6 @@ def process_photos(
         manifest.add(row)
         return row
 
-    predictor.warn = warn
     # The run holds the model's share of the cores and the freed memory around this (bgcut/run.py).
     decoding = DecodedParts(dataset, workers, warn)
     try:
@@ -97,9 +96,7 @@ def process_photos(
                 if it.error is not None:
                     record(Row(pending[it.index].display, status="failed", error=it.error, warning=it.warning))
                     bar.update(1)
-            masks = predictor.masks(
-                [it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield"
-            )
+            masks = model.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good])
             for it, mask in zip(good, masks, strict=True):
                 if isinstance(mask, DeviceMemoryError):  # this one input fails; the run goes on
                     record(Row(pending[it.index].display, status="failed", error=str(mask), warning=it.warning))

@@ -1,7 +1,7 @@
 """The writer: one decoded input and its mask -> the written file(s) and its manifest row.
 
-``Writer`` is built once the model is loaded, with its facts (``ModelFacts``), and writes into
-an ``OutputTarget`` (``pipeline/target.py``, where outputs go), rendering, encoding and writing
+``Writer`` is built once the model is loaded, with its facts (``model_step.ModelFacts``), and
+writes into an ``OutputTarget`` (``pipeline/target.py``, where outputs go), rendering, encoding and writing
 atomically. Both engines use it: the local engine in its writer threads, Ray in its write
 tasks. A writer never raises for one input's failure: the row (``Row``) says what happened.
 """
@@ -16,6 +16,7 @@ import numpy as np
 from ..storage import atomic_write
 from .dataset import DecodeItem
 from .doubt import measure as measure_doubt
+from .model_step import ModelFacts
 from .postprocess import render
 from .reader import Source
 from .target import STDOUT, OutputTarget
@@ -52,16 +53,6 @@ class Job:
     source: Source
     item: DecodeItem
     mask: np.ndarray  # uint8 H x W
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What a written output records of the model that made its mask (the manifest row), and the
-    model's input size, which scales the edge refinement."""
-
-    name: str
-    sha256: str
-    size: int
 
 
 class Writer:

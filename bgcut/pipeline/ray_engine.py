@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..config import OutputOptions, PostOptions, PretrainedCfg, RunOptions
+from ..config import OutputOptions, PostOptions, RunOptions
 from ..errors import UsageError
 from .dataset import DecodeDataset
-from .infer import input_and_batch
-from .output import Job, ModelFacts, Row, Writer
+from .model_step import ClusterModel, ModelFacts, ModelStep
+from .output import Job, Row, Writer
 from .reader import Source
 from .report import RunSummary
 from .target import OutputTarget
@@ -62,17 +62,13 @@ def _decode(row: dict[str, Any], size: int, max_pixels: int, interpolation: str)
 class _Model:
     """A Ray actor: one model, loaded once, run on batches of decoded rows."""
 
-    def __init__(self, run: RunOptions) -> None:
-        from .infer import Predictor
-
-        self.predictor = Predictor.from_options(run)
+    def __init__(self, load: Callable[[], ModelStep]) -> None:
+        self.step = load()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [pickle.loads(b) for b in batch["item"]]
         good = [it for it in items if it.error is None]
-        found = iter(
-            self.predictor.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good], failures="yield")
-        )
+        found = iter(self.step.masks([it.model_input for it in good], [it.rgb.shape[:2] for it in good]))
         masks = []
         for it in items:
             mask = next(found) if it.error is None else None
@@ -87,9 +83,9 @@ class _Model:
             "key": batch["key"],
             "display": batch["display"],
             "job": np.array([pickle.dumps((it, m)) for it, m in zip(items, masks, strict=True)], dtype=object),
-            "model": np.array([self.predictor.model_name] * n, dtype=object),
-            "sha": np.array([self.predictor.sha256] * n, dtype=object),
-            "size": np.array([self.predictor.size] * n, dtype=np.int64),
+            "model": np.array([self.step.facts.name] * n, dtype=object),
+            "sha": np.array([self.step.facts.sha256] * n, dtype=object),
+            "size": np.array([self.step.size] * n, dtype=np.int64),
         }
 
 
@@ -117,22 +113,23 @@ def cutout_dataset(
     run: RunOptions,
     out: OutputOptions,
     post: PostOptions,
-    cfg: PretrainedCfg,
+    model: ClusterModel,
 ) -> ray.data.Dataset:
     """Lazily cut out every row of ``inputs`` (columns ``path``, ``key``, ``display``) into ``output``.
 
     Returns a dataset of manifest rows (column ``row``, JSON); nothing runs until it is consumed.
-    ``cfg`` is the model's (``create_model(...).cfg``): its input contract sizes the decode tasks.
+    ``model`` (``infer.cluster_model(run)``) sizes the decode tasks and the actors' batches, and
+    loads the model on each actor.
     """
     ray = import_ray()
     gpus = _cluster_gpus()
-    size, batch_size = input_and_batch(run.size, run.batch_size, cfg, torch.device("cuda" if gpus else "cpu"))
+    size, batch_size = model.plan(torch.device("cuda" if gpus else "cpu"))
     decoded = inputs.map(
-        _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": cfg.interpolation}
+        _decode, fn_kwargs={"size": size, "max_pixels": run.max_pixels, "interpolation": model.interpolation}
     )
     predicted = decoded.map_batches(
         _Model,
-        fn_constructor_kwargs={"run": run},
+        fn_constructor_kwargs={"load": model.load},
         batch_size=max(1, batch_size),
         batch_format="numpy",
         num_gpus=1 if gpus else 0,
@@ -168,13 +165,13 @@ def connect(address: str | None) -> None:
 
 def run_on_ray(
     target: OutputTarget,
-    cfg: PretrainedCfg,
+    model: ClusterModel,
     pending: list[Source],
     record: Callable[[Row], None],
     summary: RunSummary,
 ) -> None:
     """The photos on Ray Data; rows come back as each input is written. The model is loaded by
-    each actor; ``cfg`` gives the decode tasks its input size and resampler."""
+    each actor (``model.load``)."""
     connect(target.run.ray_address)
     rows = cutout_dataset(
         sources_dataset(pending),
@@ -182,7 +179,7 @@ def run_on_ray(
         target.run,
         target.out,
         target.post,
-        cfg,
+        model,
     )
     try:
         for r in rows.iter_rows():

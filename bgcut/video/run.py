@@ -21,8 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import OutputOptions, PostOptions, VideoFormat, VideoOptions
-from ..errors import ImageError, VideoError
-from ..pipeline.infer import Predictor
+from ..errors import DeviceMemoryError, ImageError, VideoError
+from ..images import model_input
+from ..pipeline.model_step import ModelStep
 from ..pipeline.output import Row
 from ..pipeline.postprocess import Background, render
 from ..pipeline.reader import Source
@@ -91,7 +92,7 @@ def _consume(sink: VideoSink | FrameFolder, jobs: queue.Queue, done: list[BaseEx
 
 def process_videos(
     target: OutputTarget,
-    predictor: Predictor,
+    model: ModelStep,
     videos: list[Source],
     video: VideoOptions,
     record: Callable[[Row], None],
@@ -109,7 +110,7 @@ def process_videos(
                     source.path,
                     source.display,
                     final,
-                    predictor,
+                    model,
                     target.post,
                     target.out,
                     video,
@@ -123,7 +124,7 @@ def cut_video(
     path: str,
     display: str,
     final: Path,
-    predictor: Predictor,
+    model: ModelStep,
     post: PostOptions,
     out: OutputOptions,
     video: VideoOptions,
@@ -132,7 +133,7 @@ def cut_video(
 ) -> Row:
     """Cut out every frame of the video at ``path`` into ``final``. Never raises for a bad video:
     the row says what happened. ``on_frames`` is told how many frames each batch finished."""
-    row = Row(display, model=predictor.model_name, weights_sha256=predictor.sha256)
+    row = Row(display, model=model.facts.name, weights_sha256=model.facts.sha256)
     spec = video.spec
     try:
         reader = VideoReader(path)
@@ -166,7 +167,7 @@ def cut_video(
             row.status, row.error = "failed", _reason(e)
             return row
         try:
-            row.frames = _pipeline(reader, sink, predictor, post, frame_out, video, bg, on_frames)
+            row.frames = _pipeline(reader, sink, model, post, frame_out, video, bg, on_frames)
             sink.close()
         except BaseException as e:
             sink.abort()
@@ -181,14 +182,14 @@ def cut_video(
 def _pipeline(
     reader: VideoReader,
     sink: VideoSink | FrameFolder,
-    predictor: Predictor,
+    model: ModelStep,
     post: PostOptions,
     out: OutputOptions,
     video: VideoOptions,
     bg: Background | None,
     on_frames: Callable[[int], None],
 ) -> int:
-    batch_size = predictor.batch_size
+    batch_size = model.batch_size
     frames: queue.Queue = queue.Queue(maxsize=2 * batch_size)
     jobs: queue.Queue = queue.Queue(maxsize=2 * batch_size)
     stop = threading.Event()
@@ -202,7 +203,7 @@ def _pipeline(
 
     def job(frame: Frame, mask: np.ndarray) -> Callable[[], tuple[np.ndarray, int | None, int] | None]:
         def run() -> tuple[np.ndarray, int | None, int] | None:
-            rendered = render(frame.rgb, None, mask, post, out, bg, predictor.size)
+            rendered = render(frame.rgb, None, mask, post, out, bg, model.size)
             if not rendered.images:  # a crop of a frame with nothing in it: that number is left out
                 return None
             return rendered.images[0][1], frame.pts, frame.index
@@ -223,8 +224,10 @@ def _pipeline(
                 batch.append(item)
             if not batch:
                 break
-            masks = predictor.masks([predictor.prepare(f.rgb) for f in batch], [f.rgb.shape[:2] for f in batch])
-            for frame, mask in zip(batch, masks, strict=True):
+            inputs = [model_input(f.rgb, model.size, model.interpolation) for f in batch]
+            for frame, mask in zip(batch, model.masks(inputs, [f.rgb.shape[:2] for f in batch]), strict=True):
+                if isinstance(mask, DeviceMemoryError):
+                    raise mask  # a frame that does not fit even alone: this video fails, the run goes on
                 if failure[0] is not None:
                     raise failure[0]
                 jobs.put(job(frame, steady(mask)))
