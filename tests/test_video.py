@@ -158,6 +158,31 @@ def test_the_same_clip_cut_twice_gives_the_same_bytes(tmp_path: Path, luma_weigh
     assert files[0] == files[1]
 
 
+def test_prores_is_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """FFmpeg's ProRes encoder is not deterministic across threads: at 854x480, three writes of
+    the same frames gave three different files (and pixels) before it was given one thread."""
+    from fractions import Fraction
+
+    from bgcut.config import VIDEO_FORMATS
+    from bgcut.video.encode import VideoSink
+
+    w, h = 854, 480
+    yy, xx = np.mgrid[:h, :w]
+    frames = [
+        np.dstack([(xx * 255 // w + i) % 256, yy * 255 // h, (xx + yy + 7 * i) % 256, np.where(xx > w // 3, 255, 0)])
+        for i in range(6)
+    ]
+    files = set()
+    for k in range(3):
+        path = tmp_path / f"{k}.mov"
+        sink = VideoSink(path, VIDEO_FORMATS["mov"], w, h, Fraction(24), Fraction(1, 24), 20, None)
+        for i, frame in enumerate(frames):
+            sink.write(frame.astype(np.uint8), i, i)
+        sink.close()
+        files.add(path.read_bytes())
+    assert len(files) == 1
+
+
 def test_frames_are_exactly_the_image_engine(tmp_path: Path, luma_weights: Path) -> None:
     """A PNG sequence of masks: each file equals what the image engine writes for that frame."""
     clip = make_clip(tmp_path / "clip.mp4")

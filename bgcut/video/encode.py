@@ -115,6 +115,11 @@ class VideoSink:
             self.stream.codec_context.options = options
             if spec.extension == ".mov":
                 self.stream.codec_context.codec_tag = "ap4h"  # ProRes 4444, as Apple's tools expect
+            if spec.codec == "prores_ks":
+                # FFmpeg's ProRes encoder is not deterministic in threads, frame or slice: the same
+                # frames cut twice decoded to different pixels. One thread makes it so, for about
+                # 50 ms a 854x480 frame against 33 (bench/RESULTS.md).
+                self.stream.codec_context.thread_count = 1
             self.audio = _Audio(audio_from, self.out) if audio_from else None
         except BaseException:
             self.abort()
