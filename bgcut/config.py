@@ -442,13 +442,20 @@ class VideoFormat:
 
     name: str
     extension: str  # the file written; "" for a folder of numbered images
+    container: str | None  # FFmpeg's muxer for it
     codec: str | None  # FFmpeg encoder
     pix_fmt: str | None  # the encoder's pixel format: a "yuva" one carries alpha
-    # What each frame's pixels hold, as ``Format.pixels``: "cutout" RGBA, "alpha" the mask,
-    # "flat" RGB on --bg (white by default); "image": each frame rendered in --format.
-    pixels: str
+    # The still format (``FORMATS``) whose pixels each frame is, rendered as a photo would be;
+    # None: each frame is a file in --format.
+    frames_as: str | None
     audio: tuple[str, ...]  # audio codecs the container holds: the input's audio is copied when it is one
     help: str
+
+    @property
+    def pixels(self) -> str:
+        """What each frame's pixels hold, as ``Format.pixels`` names them ("cutout" RGBA, "alpha"
+        the mask, "flat" RGB on --bg), or "image": each frame rendered in --format."""
+        return FORMATS[self.frames_as].pixels if self.frames_as is not None else "image"
 
     def output_name(self, key: str) -> str:
         """A video's output inside the output folder: ``KEY.webm``, or the folder ``KEY`` of frames."""
@@ -458,29 +465,49 @@ class VideoFormat:
 VIDEO_FORMATS: dict[str, VideoFormat] = {
     f.name: f
     for f in (
-        VideoFormat("webm", ".webm", "libvpx-vp9", "yuva420p", "cutout", ("opus", "vorbis"), "transparent VP9 in WebM"),
+        VideoFormat(
+            "webm",
+            ".webm",
+            "webm",
+            "libvpx-vp9",
+            "yuva420p",
+            "png-alpha",
+            ("opus", "vorbis"),
+            "transparent VP9 in WebM",
+        ),
         VideoFormat(
             "mov",
             ".mov",
+            "mov",
             "prores_ks",
             "yuva444p10le",
-            "cutout",
+            "png-alpha",
             ("aac", "mp3", "alac", "pcm_s16le", "pcm_s24le", "pcm_f32le"),
             "transparent ProRes 4444 in MOV (large files, for editing)",
         ),
         VideoFormat(
             "mp4",
             ".mp4",
+            "mp4",
             "libx264",
             "yuv420p",
-            "flat",
+            "jpg",
             ("aac", "mp3", "alac", "opus"),
             "H.264 on --bg (white by default)",
         ),
-        VideoFormat("mask", ".mp4", "libx264", "yuv420p", "alpha", (), "the mask as greyscale H.264"),
-        VideoFormat("frames", "", None, None, "image", (), "a folder of numbered images (000000.png...) in --format"),
+        VideoFormat("mask", ".mp4", "mp4", "libx264", "yuv420p", "mask", (), "the mask as greyscale H.264"),
+        VideoFormat(
+            "frames", "", None, None, None, None, (), "a folder of numbered images (000000.png...) in --format"
+        ),
     )
 }
+# A video file's extension -> the first video format of the table that writes it (.mp4: mp4),
+# for ``bgcut camera -o FILE``.
+VIDEO_FILE_EXTENSIONS: dict[str, str] = {}
+for _f in VIDEO_FORMATS.values():
+    if _f.container is not None:
+        VIDEO_FILE_EXTENSIONS.setdefault(_f.extension, _f.name)
+del _f
 DEFAULT_VIDEO_FORMAT = "webm"
 
 

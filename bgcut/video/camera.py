@@ -20,15 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import MAX_FRAMES, VIDEO_FORMATS, OutputOptions, PostOptions, check_value
+from ..config import MAX_FRAMES, VIDEO_FILE_EXTENSIONS, VIDEO_FORMATS, OutputOptions, PostOptions, check_value
 from ..errors import UsageError, VideoError
 from ..images import checkerboard
 from ..pipeline.infer import Predictor
 from ..pipeline.postprocess import WHITE, Background, composite, render
 from .encode import VideoSink
 from .stability import Steady
-
-OUTPUT_KINDS = {".webm": "webm", ".mov": "mov", ".mp4": "mp4"}  # -o FILE's extension -> VIDEO_FORMATS
 
 
 @dataclass
@@ -127,15 +125,15 @@ def run_camera(
 
     ``on_frame(n, shown)`` is called after each frame is shown (tests take screenshots there).
     """
-    if output is not None and output.suffix.lower() not in OUTPUT_KINDS:
-        raise UsageError(f"-o {output}: expected a {', '.join(OUTPUT_KINDS)} file")
+    if output is not None and output.suffix.lower() not in VIDEO_FILE_EXTENSIONS:
+        raise UsageError(f"-o {output}: expected a {', '.join(VIDEO_FILE_EXTENSIONS)} file")
     if not window and output is None:
         raise UsageError("--no-window needs -o FILE: otherwise nothing would come of the frames")
     check_value("--max-frames", max_frames, MAX_FRAMES)
     capture = open_capture(source)
     preview = Preview(f"bgcut camera: {source}") if window else None
     summary = CameraSummary(output=str(output) if output else None)
-    spec = VIDEO_FORMATS[OUTPUT_KINDS[output.suffix.lower()]] if output is not None else None
+    spec = VIDEO_FORMATS[VIDEO_FILE_EXTENSIONS[output.suffix.lower()]] if output is not None else None
     look = OutputOptions(format="png-alpha")
     smoother, sink, board = Steady(steady), None, None
     last_ms = -1

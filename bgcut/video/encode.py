@@ -98,7 +98,7 @@ class VideoSink:
         self.out = av.open(
             str(self.tmp),
             "w",
-            format={".webm": "webm", ".mov": "mov", ".mp4": "mp4"}[spec.extension],
+            format=spec.container,
             container_options={"fflags": "+bitexact"},
         )
         try:

@@ -34,8 +34,6 @@ from .encode import FrameFolder, VideoSink
 from .stability import Steady
 
 _END = object()
-# The still-image format whose pixels each video kind's frames are (config.FORMATS).
-_FRAME_FORMAT = {"cutout": "png-alpha", "alpha": "mask", "flat": "jpg"}
 
 
 class _Failed:
@@ -162,7 +160,7 @@ def cut_video(
                     video.quality,
                     path if copy_audio else None,
                 )
-                frame_out = dataclasses.replace(out, format=_FRAME_FORMAT[spec.pixels], margin="0", per_object=False)
+                frame_out = dataclasses.replace(out, format=spec.frames_as, margin="0", per_object=False)
         except Exception as e:  # noqa: BLE001 - an output that cannot be opened fails this video alone
             row.status, row.error = "failed", _reason(e)
             return row
