@@ -308,3 +308,39 @@ def test_the_pixel_gate_lets_one_photo_over_the_budget_run_alone() -> None:
         t.join(timeout=10)
     assert not any(t.is_alive() for t in threads) and gate.used == 0
     assert len(together) == 4 and max(together) <= 250 and all(u <= 100 or u == 250 for u in together)
+
+
+def test_the_photo_engine_runs_the_step_it_is_given(tmp_path: Path) -> None:
+    """The engine knows the model only as its step: inputs of the step's size and resampler in,
+    masks (or one input's memory error) out, and the step's facts on every row."""
+    from bgcut.errors import DeviceMemoryError
+    from bgcut.pipeline.local_engine import process_photos
+    from bgcut.pipeline.model_step import ModelFacts, ModelStep
+    from bgcut.pipeline.reader import list_sources
+    from bgcut.pipeline.report import Manifest, RunSummary
+    from bgcut.pipeline.target import OutputTarget
+
+    for i, size in enumerate([(80, 60), (50, 70), (64, 64)]):
+        save(square_image(size), tmp_path / "in" / f"{i}.png")
+    seen: list[tuple[tuple[int, ...], tuple[int, int]]] = []
+
+    def masks(inputs, sizes):  # noqa: ANN001, ANN202
+        for x, (h, w) in zip(inputs, sizes, strict=True):
+            seen.append((x.shape, (h, w)))
+            yield DeviceMemoryError("out of test memory") if (h, w) == (70, 50) else np.full((h, w), 200, np.uint8)
+
+    step = ModelStep(ModelFacts("a-step", "ab" * 32, 40), 2, "bilinear", masks)
+    out = tmp_path / "out"
+    target = OutputTarget(RunOptions(workers=0), OutputOptions(format="mask"), PostOptions(), str(out))
+    rows = []
+    sources = list_sources([str(tmp_path / "in")], str(out)).sources
+    record = lambda row, **_: rows.append(row)  # noqa: E731
+    process_photos(target, step, sources, record, False, RunSummary(), Manifest(None, print), print, None)
+    assert sorted(seen) == sorted([((3, 40, 40), (60, 80)), ((3, 40, 40), (70, 50)), ((3, 40, 40), (64, 64))])
+    by_name = {Path(r.input).name: r for r in rows}
+    assert by_name["1.png"].status == "failed" and by_name["1.png"].error == "out of test memory"
+    for name in ("0.png", "2.png"):
+        row = by_name[name]
+        assert (row.status, row.model, row.weights_sha256) == ("done", "a-step", "ab" * 32)
+        assert (np.asarray(Image.open(row.outputs[0])) == 200).all()
+    assert not (out / "1.png").exists()

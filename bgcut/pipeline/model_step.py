@@ -2,20 +2,24 @@
 takes, and its batch step as a function.
 
 ``bgcut/run.py`` loads the model once (``infer.Predictor``) and hands each engine a
-``ModelStep`` (``Predictor.step``; Ray a ``ClusterModel``). The engines (photos, clips, Ray) import nothing of
-the model stage: the step is the one place where their inputs meet the model, so the model is
-loaded, placed and batched in ``infer`` alone, and an engine runs on any step it is given.
+``ModelStep`` (``Predictor.step``), or Ray's a ``ClusterModel``. The engines (photos, clips,
+Ray) import nothing of the model stage: the step is the one place where their inputs meet the
+model, so the model is loaded, placed and batched in ``infer`` alone, and an engine runs on any
+step it is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import DeviceMemoryError
+
+if TYPE_CHECKING:
+    import torch
 
 # Model inputs (3 x S x S uint8, ``images.model_input``) and each photo's (height, width) -> each
 # photo's uint8 mask at its own size, in order, as soon as it is made; a photo that does not fit
@@ -45,6 +49,7 @@ class ModelStep:
 
     @property
     def size(self) -> int:
+        """The model's square input, in pixels."""
         return self.facts.size
 
 

@@ -1,9 +1,9 @@
 """The writer: one decoded input and its mask -> the written file(s) and its manifest row.
 
 ``Writer`` is built once the model is loaded, with its facts (``model_step.ModelFacts``), and
-writes into an ``OutputTarget`` (``pipeline/target.py``, where outputs go), rendering, encoding and writing
-atomically. Both engines use it: the local engine in its writer threads, Ray in its write
-tasks. A writer never raises for one input's failure: the row (``Row``) says what happened.
+writes into an ``OutputTarget`` (``pipeline/target.py``, where outputs go), rendering, encoding
+and writing atomically. Both engines use it: the local engine in its writer threads, Ray in its
+write tasks. A writer never raises for one input's failure: the row (``Row``) says what happened.
 """
 
 from __future__ import annotations
