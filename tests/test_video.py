@@ -183,6 +183,39 @@ def test_prores_is_the_same_bytes_every_time(tmp_path: Path) -> None:
     assert len(files) == 1
 
 
+def test_a_full_disk_fails_the_video_with_the_photos_words_and_leaves_nothing(
+    tmp_path: Path, luma_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from bgcut.video.encode import VideoSink
+
+    class Full:
+        """The output container, on a disk that has just filled up."""
+
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def mux(self, packet: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    real = VideoSink.__init__
+
+    def on_a_full_disk(self: VideoSink, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+        self.out = Full(self.out)
+
+    monkeypatch.setattr(VideoSink, "__init__", on_a_full_disk)
+    clip = make_clip(tmp_path / "clip.mp4")
+    for kind in ("mov", "webm"):  # ProRes hands on each frame as it comes; VP9 holds some back
+        summary = run([clip], tmp_path / kind, luma_weights, format=kind)
+        assert (summary.failed, summary.rows[0].error) == (1, "cannot write output: No space left on device")
+        assert sorted(p.name for p in (tmp_path / kind).iterdir()) == [".bgcut-settings.json"]
+
+
 def test_frames_are_exactly_the_image_engine(tmp_path: Path, luma_weights: Path) -> None:
     """A PNG sequence of masks: each file equals what the image engine writes for that frame."""
     clip = make_clip(tmp_path / "clip.mp4")

@@ -138,6 +138,8 @@ class VideoSink:
                     self.out.mux(packet)
             for packet in self.stream.encode(frame):
                 self.out.mux(packet)
+        except OSError:
+            raise  # a full disk, as a photo's write says it: "cannot write output: ..." (video/run.py)
         except Exception as e:  # noqa: BLE001
             raise VideoError(f"cannot encode frame {self.frames}: {' '.join(str(e).split())}") from None
         self.frames += 1
