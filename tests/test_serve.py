@@ -129,10 +129,12 @@ def test_options_are_the_command_lines(client: httpx.Client) -> None:
         ({"threshold": "x"}, None, 400, "threshold 'x': expected a number"),
         ({"path": "/tmp/x"}, None, 400, "unknown parameter 'path'"),
         ({"refine": "matting"}, None, 400, "refine 'matting' takes seconds per image: not offered by the server"),
+        # Before: the last one was taken, silently.
+        ([("format", "png-alpha"), ("format", "mask")], None, 400, "parameter 'format' given more than once"),
     ],
 )
 def test_bad_requests_get_a_4xx_with_one_line(
-    client: httpx.Client, params: dict[str, str], body: bytes | None, status: int, error: str
+    client: httpx.Client, params: dict[str, str] | list[tuple[str, str]], body: bytes | None, status: int, error: str
 ) -> None:
     reply = client.post("/remove", params=params, content=png_bytes(square_image()) if body is None else body)
     assert reply.status_code == status

@@ -84,11 +84,16 @@ def _post_value(name: str, text: str, default: object) -> object:
     return text
 
 
-def _settings(params: dict[str, str]) -> Settings:
+def _settings(items: list[tuple[str, str]]) -> Settings:
+    """A request's query parameters (each name and value, as sent) -> its options, or a 400."""
     known = {*OUTPUT_PARAMS, *POST_PARAMS}
+    params = dict(items)
     unknown = sorted(set(params) - known)
     if unknown:
         raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    if len(params) < len(items):  # ?format=png-alpha&format=mask: which one was meant is a guess
+        twice = sorted({name for name, _ in items if sum(n == name for n, _ in items) > 1})
+        raise Refused(400, f"parameter {twice[0]!r} given more than once")
     bg = params.get("bg")
     try:
         blur = parse_blur(bg, "bg") if bg else None
@@ -288,7 +293,7 @@ def create_app(opts: ServeOptions, predictor: Predictor) -> FastAPI:
         ``decontaminate``.
         """
         check_token(request)
-        settings = _settings(dict(request.query_params))
+        settings = _settings(request.query_params.multi_items())
         try:
             data = await _body(request, limit)
         except ClientDisconnect:
