@@ -177,6 +177,8 @@ def append_lines(url: str, lines: list[str]) -> None:
     fs, path = url_to_fs(url)
     try:
         old = fs.cat_file(path) if fs.exists(path) else b""
+        if old and not old.endswith(b"\n"):
+            old += b"\n"  # a line cut short would swallow the first new one
         fs.pipe_file(path, old + "".join(lines).encode("utf-8"))
     except Exception as e:  # noqa: BLE001 - the outputs are written; say clearly that the manifest is not
         raise StorageError(f"{url}: cannot write the manifest: {type(e).__name__}: {e}") from None

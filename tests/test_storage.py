@@ -221,3 +221,25 @@ def test_a_manifest_is_read_back_by_its_last_row_per_input(tmp_path: Path) -> No
     assert last_rows(path, keep=lambda r: "width" in r) == {"a.jpg": rows[0], "b.jpg": rows[1]}
     with pytest.raises(OSError):
         last_rows(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_manifest_cut_short_mid_line_loses_no_new_row(tmp_path: Path, luma_weights: Path, where: str) -> None:
+    """A manifest whose last line was cut short (a full disk, a hand edit): each new row starts a
+    line of its own, where the first one used to be glued to the damaged line and lost."""
+    from bgcut.manifests import last_rows
+
+    manifest = str(tmp_path / "run.jsonl") if where == "local" else "memory://cut/run.jsonl"
+    with fsspec.open(manifest, "wb") as f:
+        f.write(b'{"input": "earlier.jpg", "status": "done"}\n{"input": "killed.jpg", "sta')
+    for name in ("a.png", "b.png"):
+        save(square_image(), tmp_path / "in" / name)
+    run = RunOptions(weights=str(luma_weights), workers=0, device="cpu", manifest=manifest)
+    summary = remove_backgrounds([str(tmp_path / "in")], tmp_path / "out", run, log=lambda m: None)
+    assert summary.done == 2
+    with fsspec.open(manifest, "rb") as f:
+        lines = f.read().decode().splitlines()
+    assert lines[:2] == ['{"input": "earlier.jpg", "status": "done"}', '{"input": "killed.jpg", "sta']
+    assert [json.loads(line)["status"] for line in lines[2:]] == ["done", "done"]
+    if where == "local":
+        assert sorted(Path(p).name for p in last_rows(Path(manifest))) == ["a.png", "b.png", "earlier.jpg"]

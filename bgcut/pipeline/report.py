@@ -7,6 +7,7 @@ threads add their rows to the manifest themselves, as each output is renamed int
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -187,6 +188,9 @@ class Manifest:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(target, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+            if not _ends_its_last_line(target):
+                # A line cut short (a full disk, a hand edit) would swallow this run's first row.
+                self.file.write("\n")
         except OSError as e:
             raise UsageError(f"--manifest {path}: cannot write it: {e.strerror or e}") from None
 
@@ -219,6 +223,21 @@ class Manifest:
                     self._failed(e)
         if self.remote_lines and self.path:
             append_lines(self.path, self.remote_lines)
+
+
+def _ends_its_last_line(path: Path) -> bool:
+    """Whether a line appended to the file starts a line: it is empty or ends with a newline,
+    or it is no regular file (``/dev/stderr``, a pipe) or cannot be read back."""
+    if not os.path.isfile(path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return True
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True
 
 
 PASSED_OVER = "passed-over"  # a manifest status: a file in an input folder that bgcut does not read
