@@ -361,3 +361,15 @@ def test_bounds_hold_say_and_show_their_range() -> None:
         check_value("--lr", float("inf"), Bounds(0.0, low_open=True))
     with pytest.raises(UsageError, match=r"^--max-doubt inf: must be from 0 to 1$"):
         check_value("--max-doubt", float("inf"), Bounds(0.0, 1.0))
+
+
+def test_the_help_names_every_command_a_first_argument_may_be() -> None:
+    """`bgcut NAME ...` runs the command NAME, so the help's list of such names is every command."""
+    import re
+
+    import typer.main
+
+    text = " ".join(runner.invoke(app, ["remove", "--help"], env={"COLUMNS": "200"}).output.split())
+    listed = re.search(r"A first argument that is a command name \(([^)]*)\)", text)
+    assert listed is not None
+    assert sorted(listed.group(1).split(", ")) == sorted(typer.main.get_command(app).commands)

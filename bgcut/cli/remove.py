@@ -182,7 +182,7 @@ def remove_cli(
             "--batch-size",
             "-b",
             help=ranged(
-                "Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px default model, 1 for 1024 px IS-Net, where larger CPU batches were slower).",
+                "Images per forward pass (default: 8 on a GPU; on CPU up to 1 megapixel of model input: 8 for the 256 px bgcut-lite, 1 for the 1024 px default IS-Net, where larger CPU batches were slower).",
                 RunOptions,
                 "batch_size",
             ),
@@ -290,8 +290,8 @@ def remove_cli(
     or the inputs held no image), 2 usage error (nothing was done), 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM); an interrupted run prints its summary and a rerun resumes it.
 
-    A first argument that is a command name (remove, models, train, eval, paste, serve, camera) runs that
-    command: write a folder of that name as a path, e.g. ./train.
+    A first argument that is a command name (remove, models, train, eval, paste, serve, camera,
+    review) runs that command: write a folder of that name as a path, e.g. ./train.
 
     Examples:
 

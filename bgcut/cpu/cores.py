@@ -2,7 +2,7 @@
 
 On a CPU run, the model's intra-op threads, the decode processes and the writer threads all
 want the same cores. Giving the model every core is right when the model is the cost (IS-Net:
-seconds per image) and wrong when it is not: with the small default model, decoding and PNG
+seconds per image) and wrong when it is not: with a small model (bgcut-lite, 256 px), decoding and PNG
 encoding cost about twice what the network does (0.035 s against 0.014 s of CPU per davis16
 frame), and two model threads fighting two writer threads on two cores ran 26.1 images/s where
 one model thread ran 32.8 (bench/RESULTS.md).

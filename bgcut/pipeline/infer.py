@@ -32,7 +32,7 @@ def default_batch_size(device: torch.device, size: int) -> int:
 
     On a CPU a batch helps only while its activations fit the caches: IS-Net at 1024 px ran
     2.30 s per image at batch 1 and 2.91 s at batch 8 on 2 cores (bench/RESULTS.md), while the
-    256 px default model gained from batches up to 8. So a CPU batch holds at most about one
+    256 px bgcut-lite gained from batches up to 8. So a CPU batch holds at most about one
     megapixel of model input.
     """
     if device.type != "cpu":
