@@ -137,6 +137,15 @@ def test_eval_on_generated_set(tmp_path: Path, luma_weights: Path) -> None:
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output)
     assert scores["n"] == 3 and scores["mae"] < 0.02 and scores["maxF"] > 0.97 and scores["mIoU"] > 0.95
+    assert scores["precision"] == "auto"
+    # The precision reaches the run: bf16 scores, fp16 is refused on a CPU as `bgcut remove` refuses it.
+    common = ["eval", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "gt"), "-w", str(luma_weights)]
+    bf16 = invoke(*common, "-j", "0", "--device", "cpu", "--precision", "bf16", "--json")
+    assert bf16.exit_code == 0, bf16.output
+    assert json.loads(bf16.output)["precision"] == "bf16" and json.loads(bf16.output)["maxF"] > 0.97
+    fp16 = invoke(*common, "--device", "cpu", "--precision", "fp16")
+    assert fp16.exit_code == 2
+    assert fp16.output.strip() == "bgcut: error: --precision fp16 is not supported on CPU; use fp32 or bf16"
 
 
 def test_eval_refuses_masks_without_predictions(tmp_path: Path, luma_weights: Path) -> None:

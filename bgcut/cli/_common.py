@@ -18,7 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..config import DEFAULT_MODEL, FAST_MODEL, REFINE, Bounds, PostOptions, RunOptions, bounds_of
+from ..config import DEFAULT_MODEL, FAST_MODEL, PRECISIONS, REFINE, Bounds, PostOptions, RunOptions, bounds_of
 from ..errors import BgcutError, UsageError
 
 
@@ -196,6 +196,10 @@ QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line; errors are still printed.")
 ]
 Refine = Enum("Refine", {name: name for name in REFINE}, type=str)  # type: ignore[misc]
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+PrecisionOpt = Annotated[
+    Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
+]
 RefineOpt = Annotated[
     Refine,
     typer.Option(

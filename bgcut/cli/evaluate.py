@@ -13,6 +13,8 @@ from ..config import PostOptions, RunOptions
 from ._common import (
     DeviceOpt,
     ModelOpt,
+    Precision,
+    PrecisionOpt,
     Refine,
     RefineEpsOpt,
     RefineOpt,
@@ -41,6 +43,7 @@ def eval_cli(
     weights: WeightsOpt = RUN.weights,
     size: SizeOpt = RUN.size,
     device: DeviceOpt = RUN.device,
+    precision: PrecisionOpt = Precision(RUN.precision),
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -97,6 +100,7 @@ def eval_cli(
             save_masks=save_masks,
             size=size,
             device=device,
+            precision=precision.value,
             batch_size=batch_size,
             workers=workers,
             post=post,
@@ -108,6 +112,7 @@ def eval_cli(
         data = {
             "model": str(weights) if weights else resolve_cfg(model).name,
             "refine": refine.value,
+            "precision": precision.value,
             **result.to_dict(),
         }
         if colour_result is not None:

@@ -14,7 +14,6 @@ from ..config import (
     FORMATS,
     KEEP,
     MARGIN,
-    PRECISIONS,
     VIDEO_FORMATS,
     OutputOptions,
     PostOptions,
@@ -27,6 +26,8 @@ from ..config import (
 from ._common import (
     DeviceOpt,
     ModelOpt,
+    Precision,
+    PrecisionOpt,
     QuietOpt,
     Refine,
     RefineEpsOpt,
@@ -46,7 +47,6 @@ from ._common import (
 # The choices come from config.py, and so do the defaults: one place says what a run does by default.
 Format = Enum("Format", {name: name for name in FORMATS}, type=str)  # type: ignore[misc]
 Keep = Enum("Keep", {name: name for name in KEEP}, type=str)  # type: ignore[misc]
-Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
 VideoFormatChoice = Enum("VideoFormatChoice", {name: name for name in VIDEO_FORMATS}, type=str)  # type: ignore[misc]
 RUN, OUT, POST, VIDEO = RunOptions(), OutputOptions(), PostOptions(), VideoOptions()
 
@@ -190,9 +190,7 @@ def remove_cli(
         ),
     ] = RUN.batch_size,
     workers: WorkersOpt = RUN.workers,
-    precision: Annotated[
-        Precision, typer.Option("--precision", help="auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")
-    ] = Precision(RUN.precision),
+    precision: PrecisionOpt = Precision(RUN.precision),
     size: SizeOpt = RUN.size,
     max_pixels: Annotated[
         int,
