@@ -124,6 +124,10 @@ def remove_backgrounds(
     guard.check_manifest(manifest_file, listing.sources)
     manifest = Manifest(manifest_file, log)
     record = Recorder(summary, manifest, log)
+
+    def warn(message: str) -> None:
+        log(f"bgcut: warning: {message}")
+
     try:
         local_folder = not target.to_stdout and not is_url(output) and Path(output).is_dir()
         if local_folder and (removed := sweep_temporaries(Path(output), started)):
@@ -136,7 +140,7 @@ def remove_backgrounds(
                 cluster = cluster_model(run)
             else:
                 model = predictor if predictor is not None else Predictor.load(run, device, dtype)
-                model.warn = lambda message: log(f"bgcut: warning: {message}")  # a batch size lowered
+                model.warn = warn  # a batch size lowered
                 step = model.step()
             if settings is not None and target.dest is not None:
                 # An output folder that cannot be written is not an error here: each file's write says so, by name.
@@ -153,7 +157,7 @@ def remove_backgrounds(
                 with cores_for_model(model.device.type, step.size), retained_heap(model.device.type):
                     if pending:
                         to = stdout if stdout is not None else sys.stdout.buffer
-                        process_photos(target, step, pending, record, progress, summary, manifest, log, to)
+                        process_photos(target, step, pending, record, progress, summary, manifest, warn, to)
                     if videos and not summary.interrupted:
                         from .video.run import process_videos  # PyAV is an extra: imported only for clips
 

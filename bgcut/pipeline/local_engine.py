@@ -46,10 +46,11 @@ def process_photos(
     progress: bool | None,
     summary: RunSummary,
     manifest: Manifest,
-    log: Callable[[str], None],
+    warn: Callable[[str], None],
     stdout: BinaryIO | None,
 ) -> None:
-    """Cut out ``pending`` with ``model``, recording each row as its output is written."""
+    """Cut out ``pending`` with ``model``, recording each row as its output is written; ``warn``
+    says what the run goes on despite (a decode worker restarted)."""
     run = target.run
     batch_size = model.batch_size
     # A handful of images decode faster in this process than it takes to start workers.
@@ -71,9 +72,6 @@ def process_photos(
         while len(inflight) > keep or over_pixels():
             record(inflight.popleft()[0].result(), in_manifest=True)
             bar.update(1)
-
-    def warn(message: str) -> None:
-        log(f"bgcut: warning: {message}")
 
     writer = Writer(target, model.facts, stdout)
 

@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -92,7 +93,7 @@ def _settings(items: list[tuple[str, str]]) -> Settings:
     if unknown:
         raise Refused(400, f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
     if len(params) < len(items):  # ?format=png-alpha&format=mask: which one was meant is a guess
-        twice = sorted({name for name, _ in items if sum(n == name for n, _ in items) > 1})
+        twice = sorted(name for name, count in Counter(name for name, _ in items).items() if count > 1)
         raise Refused(400, f"parameter {twice[0]!r} given more than once")
     bg = params.get("bg")
     try:
